@@ -1,0 +1,3 @@
+from lockgraph.cli import main
+
+main()

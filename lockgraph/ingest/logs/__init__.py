@@ -1,0 +1,87 @@
+"""Lockdep log ingestion: bytes → windows → logical lines → tokens → blocks → reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lockgraph.errors import InputError, LogSyntaxError
+from lockgraph.grammar import parse_block
+from lockgraph.ingest.logs.blocks import segment
+from lockgraph.ingest.logs.extract import build_report
+from lockgraph.ingest.logs.lexer import classify
+from lockgraph.ingest.logs.normalize import decode, find_windows, is_binary, logical_lines
+from lockgraph.model import Diagnostic, Report
+
+
+@dataclass(slots=True)
+class LogResult:
+    reports: list[Report] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def read_input(path: Path, shown: str) -> bytes:
+    """The file's bytes, or an InputError a user can act on."""
+    if not path.exists():
+        raise InputError("no such file", path=shown)
+    if path.is_dir():
+        raise InputError("is a directory, expected a log file", path=shown)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=shown) from None
+    if not data.strip():
+        raise InputError("empty file", path=shown)
+    if is_binary(data):
+        raise InputError("binary data, not a text log", path=shown)
+    return data
+
+
+def parse_text(text: str, shown: str, diags: list[Diagnostic] | None = None) -> LogResult:
+    """Parse decoded log text; never raises on any text."""
+    res = LogResult(diagnostics=diags if diags is not None else [])
+    raw = text.split("\n")
+    seen_headers: dict[tuple[str, str], int] = {}
+    hung: list[tuple[int, str]] = []  # (line, comm/pid) of "INFO: task … blocked" messages
+    for start, end in find_windows(text):
+        lines = logical_lines(raw[start:end], start + 1, shown, res.diagnostics)
+        toks = [classify(line) for line in lines]
+        hung.extend((t.line.no, f"{t.data['comm']}/{t.data['pid']}") for t in toks
+                    if t.type == "HUNG")
+        for block in segment(toks):
+            try:
+                sections = parse_block(block.toks, block.rule)
+            except LogSyntaxError as exc:
+                res.diagnostics.append(Diagnostic(shown, exc.line, "warning",
+                                                  f"damaged lockdep block skipped: {exc.message}"))
+                continue
+            report = build_report(shown, block.toks, sections, block.rule)
+            head = block.toks[0].line
+            if head.stamp and block.rule == "report":
+                key = (head.stamp, head.text)
+                if key in seen_headers:
+                    report.duplicate_of = seen_headers[key]
+                else:
+                    seen_headers[key] = head.no
+            res.reports.append(report)
+    _name_hung_tasks(res.reports, hung)
+    return res
+
+
+def _name_hung_tasks(reports: list[Report], hung: list[tuple[int, str]]) -> None:
+    """A lock dump names no task; the hung-task message that triggered it does."""
+    prev = 0
+    for r in reports:
+        if r.kind != "hung_task_locks":
+            continue
+        if r.task is None:
+            r.task = next((task for no, task in hung if prev < no < r.line), None)
+        prev = r.line
+
+
+def parse_log(path: Path, shown: str | None = None) -> LogResult:
+    """Parse one log file.  Unusable input raises InputError; damage becomes diagnostics."""
+    shown = shown if shown is not None else str(path)
+    data = read_input(path, shown)
+    text, diags = decode(data, shown)
+    return parse_text(text, shown, diags)

@@ -1,0 +1,288 @@
+"""Console cleanup: turn raw captured bytes into lockdep's own printk lines.
+
+Real logs arrive through serial consoles, journald, CI dumps and mail clients. Before any
+report structure can be recognised, each line must lose its transport prefix (timestamps,
+caller ids, syslog headers, printk levels), wrapped lines must be re-joined and KERN_CONT
+fragments re-assembled — while every line keeps the physical line number the user will be
+pointed at.  A 100 MB console log is mostly noise, so only windows around lockdep anchors are
+normalised at all (`find_windows`).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from lockgraph.model import Diagnostic
+
+#: Longest logical line we look at.  No lockdep line comes near it (macro-expanded class
+#: names are a few hundred characters); it bounds regex work on a 10 MB garbage line.
+MAX_LINE = 16384
+
+_SYSLOG = (
+    r"(?:[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d"
+    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
+    r" \S+ kernel: ?"
+)
+_TS = r"\[\s*\d+\.\d+\]"
+_CALLER = r"(?: ?\[ *[TC]\d+\])"
+_PREFIX = re.compile(rf"^(?P<p>(?:{_SYSLOG})?(?:<\d>)?{_TS}{_CALLER}?|{_SYSLOG}(?:<\d>)?|<\d>)")
+#: A complete kernel timestamp in the middle of a line marks where the real record starts
+#: (another console's bytes were interleaved before it).
+_MID_TS = re.compile(rf"\[\s*\d+\.\d{{6}}\]{_CALLER}?")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+#: Fragments of a lock descriptor printed as separate KERN_CONT records.
+_FRAG_START = re.compile(
+    r"^\s*(?:#\d+:\s*)?(?:[0-9a-f]{8,16}\s*)?\(?\s*$"  # ' #0: ', 'ffff88..', ' ('
+    r"|^\s*(?:#\d+:\s*(?:[0-9a-f]{8,16}\s*)?|-> #\d+\s*|[0-9a-f]{8,16}\s*)\((?!.*\)\{[.+\-?]{4,8}\}).*$"
+)
+_HAS_DESC = re.compile(r"\)\{[.+\-?]{4,8}\}")
+_ENDS_AT = re.compile(r",?\s*at:\s*$")
+_FRAMEISH = re.compile(r"^\s*(?:\? )?(?:\[<[0-9a-f]+>\] )?[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+")
+_HELD_IDX_ONLY = re.compile(r"^\s*#\d+:")
+_ADDR_ONLY = re.compile(r"^\s*[0-9a-f]{8,16}\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One printk record: its message text and where it starts in the user's file."""
+
+    no: int
+    text: str
+    stamp: str = ""
+
+
+def decode(data: bytes, path: str) -> tuple[str, list[Diagnostic]]:
+    """Bytes to text without ever failing: damaged bytes are replaced and reported once."""
+    diags: list[Diagnostic] = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        diags.append(Diagnostic(path, line, "warning", "invalid UTF-8; undecodable bytes replaced"))
+        text = data.decode("utf-8", errors="replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\x00" in text:
+        first = text.index("\x00")
+        diags.append(Diagnostic(path, text.count("\n", 0, first) + 1, "warning", "NUL bytes removed"))
+        text = text.replace("\x00", "")
+    return text, diags
+
+
+def is_binary(data: bytes) -> bool:
+    """True when the bytes are not a text log at all (NUL runs alone do not count)."""
+    sample = data[:65536].replace(b"\x00", b"")
+    if not sample:
+        return bool(data)
+    bad = sum(1 for b in sample if b < 9 or 13 < b < 32 or b == 127)
+    return bad > len(sample) // 10
+
+
+def clean(text: str) -> str:
+    """Remove console damage that never belongs to a message."""
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    if "\u00a0" in text:
+        text = text.replace("\u00a0", " ")
+    if "\t" in text:
+        text = text.replace("\t", " ")
+    return _CTRL.sub("", text)
+
+
+def split_prefix(raw: str) -> tuple[str | None, str]:
+    """Return (prefix, message); prefix is None when the line carries no log prefix."""
+    m = _PREFIX.match(raw)
+    if m:
+        rest = raw[m.end():]
+        return m.group("p"), rest[1:] if rest.startswith(" ") else rest
+    m = _MID_TS.search(raw)
+    if m:
+        rest = raw[m.end():]
+        return m.group(0), rest[1:] if rest.startswith(" ") else rest
+    return None, raw
+
+
+# ---------------------------------------------------------------------------------------
+# Windows: the cheap pre-pass that keeps a 100 MB noisy log fast.
+
+#: Substrings that occur on (or within a few lines of) every lockdep line we parse.
+ANCHORS = (
+    "locking dependency detected", "recursive locking detected", "inconsistent lock state",
+    "lock inversion dependency", "unsafe lock order detected", "Invalid wait context",
+    "bad unlock balance", "held lock freed", "returning to user space", "suspicious RCU usage",
+    "non-static key", "DEBUG_LOCKS_WARN_ON", "kernel/locking/lockdep.c", "too low!",
+    "lockdep is turned off", "all lock classes:", "all lock chains:", "lock-classes:",
+    "Showing all locks held", " held by ", "still has locks held", "Nested lock was not taken",
+    "bad contention detected", "chain_key collision", "-> [", "irq_context:",
+    "blocked for more than", " FD: ",
+)
+#: Lines kept before an anchor (rules, wrapped prefixes) and after it (the report body).
+BEFORE, AFTER = 4, 400
+
+
+def find_windows(text: str) -> list[tuple[int, int]]:
+    """Line ranges [start, end) worth normalising, merged and sorted."""
+    offsets: list[int] = []
+    for anchor in ANCHORS:
+        find = text.find
+        pos = find(anchor)
+        while pos != -1:
+            offsets.append(pos)
+            nl = text.find("\n", pos)
+            if nl == -1:
+                break
+            pos = find(anchor, nl)
+    if not offsets:
+        return []
+    offsets.sort()
+    newlines = [m.start() for m in re.finditer("\n", text)]
+    windows: list[tuple[int, int]] = []
+    for off in offsets:
+        line = bisect_right(newlines, off)
+        start, end = max(0, line - BEFORE), line + AFTER
+        if windows and start <= windows[-1][1]:
+            if end > windows[-1][1]:
+                windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    total = len(newlines) + 1
+    return [(s, min(e, total)) for s, e in windows]
+
+
+# ---------------------------------------------------------------------------------------
+# Logical lines.
+
+
+def _join(a: str, b: str) -> str:
+    b = b.strip()
+    if not b:
+        return a
+    a = a.rstrip()
+    if a.endswith("(") or b.startswith((")", ",")) or not a:
+        return a + b
+    return a + " " + b
+
+
+def logical_lines(raw_lines: list[str], first_no: int, path: str,
+                  diags: list[Diagnostic]) -> list[Line]:
+    """Strip prefixes and undo wrapping; `first_no` is the 1-based number of raw_lines[0]."""
+    stripped: list[tuple[int, str | None, str]] = []
+    prefixed = 0
+    for i, raw in enumerate(raw_lines):
+        if len(raw) > MAX_LINE:
+            diags.append(Diagnostic(path, first_no + i, "warning",
+                                    f"line of {len(raw)} characters truncated to {MAX_LINE}"))
+            raw = raw[:MAX_LINE]
+        raw = clean(raw)
+        prefix, msg = split_prefix(raw)
+        if prefix is not None:
+            prefixed += 1
+        stripped.append((first_no + i, prefix, msg))
+    nonblank = sum(1 for _, _, m in stripped if m.strip()) or 1
+    prefixed_mode = prefixed * 3 >= nonblank
+
+    lines: list[Line] = []
+    width = 0
+    for no, prefix, msg in stripped:
+        if prefixed_mode and prefix is None:
+            if not msg.strip():
+                continue
+            if msg[0] == " " or not lines or not _continues(lines[-1].text, msg):
+                # An embedded newline printed without a prefix, indented to its width.
+                body = msg[width:] if msg[:width].strip() == "" and width else msg.lstrip()
+                lines.append(Line(no, body, ""))
+            else:
+                # Wrapped by a mail client or a narrow terminal: continues the record above.
+                last = lines[-1]
+                lines[-1] = Line(last.no, _join(last.text, msg), last.stamp)
+            continue
+        if prefix is not None:
+            width = len(prefix) + 1
+        lines.append(Line(no, msg.rstrip(), prefix or ""))
+    return _reassemble(lines)
+
+
+_OPEN_END = re.compile(r"(?:at:|-->|\(|,)\s*$")
+_CONT_START = re.compile(r"^\s*(?:\(|\)\{|, at:|-->)")
+
+
+def _continues(prev: str, msg: str) -> bool:
+    """Whether an unprefixed line is the wrapped tail of `prev` rather than stray output."""
+    if _OPEN_END.search(prev) or _CONT_START.match(msg) or _ADDR_ONLY.match(prev):
+        return True
+    return "(" in prev and not _HAS_DESC.search(prev) and bool(_FRAG_START.match(prev))
+
+
+def _is_fragment_start(text: str) -> bool:
+    if _HAS_DESC.search(text):
+        return bool(_ENDS_AT.search(text))
+    if _ADDR_ONLY.match(text):
+        return True
+    return bool(_FRAG_START.match(text)) and ("(" in text or _HELD_IDX_ONLY.match(text) is not None)
+
+
+def _reassemble(lines: list[Line]) -> list[Line]:
+    """Re-join lock descriptors split into KERN_CONT records or wrapped by mail clients.
+
+    Pieces may be separated by other CPUs' stack frames; those are skipped, not swallowed.
+    """
+    out: list[Line] = []
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        text = line.text
+        if not _is_fragment_start(text):
+            # A complete descriptor whose ", at: …" arrives as the next record.
+            if (_HAS_DESC.search(text) and "at:" not in text and i + 1 < n
+                    and lines[i + 1].text.lstrip().startswith(", at:")):
+                out.append(Line(line.no, _join(text, lines[i + 1].text), line.stamp))
+                i += 2
+                continue
+            out.append(line)
+            i += 1
+            continue
+        acc = text
+        j = i + 1
+        skipped: list[Line] = []
+        limit = min(n, i + 14)
+        while j < limit:
+            nxt = lines[j].text
+            if _ENDS_AT.search(acc):
+                acc = _join(acc, nxt)
+                j += 1
+                break
+            if _HAS_DESC.search(acc):
+                if nxt.lstrip().startswith(", at:"):
+                    acc = _join(acc, nxt)
+                    j += 1
+                    if not _ENDS_AT.search(acc):
+                        break
+                    continue
+                if _FRAMEISH.match(nxt) and j + 1 < limit:
+                    skipped.append(lines[j])
+                    j += 1
+                    continue
+                break
+            if not nxt.strip():
+                break
+            if _FRAMEISH.match(nxt) or nxt.lstrip().startswith("? "):
+                skipped.append(lines[j])
+                j += 1
+                continue
+            if _HELD_IDX_ONLY.match(nxt) or " held by " in nxt:
+                break
+            acc = _join(acc, nxt)
+            j += 1
+        if _HAS_DESC.search(acc) and acc != text:
+            out.append(Line(line.no, acc, line.stamp))
+            out.extend(skipped)
+            i = j
+        else:
+            out.append(line)
+            i += 1
+    return out
+
