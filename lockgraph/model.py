@@ -135,6 +135,8 @@ class Report:
     held_lists: list[HeldList] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
     backtrace: tuple[str, ...] = ()
+    #: Current stacks of other tasks (hung-task messages), innermost frame first.
+    task_stacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     classes: list[dict[str, Any]] = field(default_factory=list)
     chains: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)

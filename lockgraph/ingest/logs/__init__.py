@@ -22,14 +22,15 @@ class LogResult:
 
 def read_input(path: Path, shown: str) -> bytes:
     """The file's bytes, or an InputError a user can act on."""
-    if not path.exists():
-        raise InputError("no such file", path=shown)
-    if path.is_dir():
-        raise InputError("is a directory, expected a log file", path=shown)
     try:
+        # exists()/is_dir() swallow only some errno values (not ENAMETOOLONG, EACCES).
+        if not path.exists():
+            raise InputError("no such file", path=shown)
+        if path.is_dir():
+            raise InputError("is a directory, expected a log file", path=shown)
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=shown) from None
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=shown) from None
     if not data.strip():
         raise InputError("empty file", path=shown)
     if is_binary(data):

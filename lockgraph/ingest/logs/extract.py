@@ -40,6 +40,22 @@ PRIMITIVES = re.compile(
 )
 
 
+#: lockdep's own reporting machinery at the top of a `stack backtrace:` (dump_stack()).
+REPORTING = re.compile(
+    r"^(?:dump_stack\w*|show_stack|print_\w+|check_\w+|validate_chain|valid_state|mark_\w+"
+    r"|lock_is_held_type|__lock_is_held|lockdep_\w+|__warn|report_bug|warn_slowpath\w*"
+    r"|debug_check_no_locks_freed|debug_show_\w+|hlock_\w+)$"
+)
+
+
+def trim_stack(stack: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop lockdep's and the lock primitives' own frames: start at the acquiring code."""
+    k = 0
+    while k < len(stack) - 1 and (PRIMITIVES.match(stack[k]) or REPORTING.match(stack[k])):
+        k += 1
+    return stack[k:]
+
+
 def func_name(text: str | None) -> str | None:
     """`[<addr>] foo.isra.3+0x1/0x2 [mod] file.c:1` -> `foo` (clone suffixes dropped)."""
     if not text:
@@ -155,6 +171,10 @@ class _Builder:
     def last_held(self) -> LockRef | None:
         for hl in self.r.held_lists:
             if hl.task == self.r.task or self.r.task is None:
+                # A listing cut off before its announced count does not show the innermost
+                # lock; its last visible entry is an outer one, not the lock held last.
+                if not hl.locks or (hl.locks[-1].index or 0) < hl.count - 1:
+                    return None
                 names = [lk for lk in hl.locks
                          if lk.name not in RCU_PSEUDO_LOCKS and lk.name != "<RELEASED>"]
                 return names[-1] if names else None
@@ -188,8 +208,10 @@ class _Builder:
             tok = toks[lead]
             d = tok.data
             if rule in ("report", "header", "dump", "hung", "show_all", "listing"):
-                if tok.type == "HUNG" and r.task is None:
-                    r.task = f"{d['comm']}/{d['pid']}"
+                if tok.type == "HUNG":
+                    hung = f"{d['comm']}/{d['pid']}"
+                    r.task = r.task or hung
+                    r.task_stacks.setdefault(hung, stack_of(toks, subs)[0])
                 if tok.type == "HDR" and rule == "header" and d.get("other"):
                     r.other_kind.append(d["other"])
                 if rule == "listing":

@@ -10,6 +10,7 @@ normalised at all (`find_windows`).
 
 from __future__ import annotations
 
+import codecs
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -55,6 +56,16 @@ class Line:
     stamp: str = ""
 
 
+def _latin1_fallback(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return exc.object[exc.start:exc.end].decode("latin-1"), exc.end
+
+
+_LATIN1_FALLBACK = "lockgraph-latin1-fallback"
+codecs.register_error(_LATIN1_FALLBACK, _latin1_fallback)
+
+
 def decode(data: bytes, path: str) -> tuple[str, list[Diagnostic]]:
     """Bytes to text without ever failing: damaged bytes are replaced and reported once."""
     diags: list[Diagnostic] = []
@@ -62,8 +73,11 @@ def decode(data: bytes, path: str) -> tuple[str, list[Diagnostic]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        diags.append(Diagnostic(path, line, "warning", "invalid UTF-8; undecodable bytes replaced"))
-        text = data.decode("utf-8", errors="replace")
+        diags.append(Diagnostic(path, line, "warning",
+                                "invalid UTF-8; undecodable bytes read as Latin-1"))
+        # Latin-1 rather than U+FFFD: a Latin-1 saved log keeps its U+00A0 (cleaned like
+        # any non-breaking space) instead of losing the timestamp/indent it stood for.
+        text = data.decode("utf-8", errors=_LATIN1_FALLBACK)
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "\x00" in text:

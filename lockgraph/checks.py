@@ -1,0 +1,147 @@
+"""Checks over the merged graph: each yields findings that carry their own evidence.
+
+A runtime-only run never proves anything: it judges what ran.  The verdict says so and
+names that blind spot, so a clean run cannot be mistaken for a proof.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from lockgraph.graph import (FS_RECLAIM, best_evidence, build_graph, cycle_edges, cycles,
+                             out_edges_sorted, shortest_path_or_none)
+from lockgraph.model import Evidence, Finding, Report, Severity
+from lockgraph.roots import Context, mark_contexts
+from lockgraph.rules import RULES
+
+#: Contexts shown per finding; the rest are counted, not printed.
+MAX_CONTEXTS = 2
+
+
+@dataclass(slots=True)
+class CheckResult:
+    findings: list[Finding]
+    graph: nx.DiGraph
+    dtor_locks: dict[str, list[Context]]
+    reclaim_locks: dict[str, list[Context]]
+    cycles_capped: bool
+    blind_spots: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        if any(f.severity is Severity.ERROR for f in self.findings):
+            return "violated"
+        return "unproven"
+
+    def lock_table(self, which: dict[str, list[Context]]) -> list[dict[str, Any]]:
+        G = self.graph
+        rows = []
+        for lock in sorted(which):
+            outs = [b for _, b in out_edges_sorted(G, lock)] if lock in G else []
+            rows.append({"lock": lock, "roots": sorted({c.root for c in which[lock]}),
+                         "leaf": not outs, "out": outs})
+        return rows
+
+
+def _fid(rule: str, *parts: str) -> str:
+    h = hashlib.sha1("\x1f".join((rule, *parts)).encode()).hexdigest()[:12]
+    return f"{rule}-{h}"
+
+
+def _edge_evidence(G: nx.DiGraph, a: str, b: str) -> Evidence:
+    e = best_evidence(G, a, b)
+    n = len(G[a][b]["evidence"])
+    more = f"; seen {n} times" if n > 1 else ""
+    kind = "certain" if e.certain else "inferred from a held-lock listing"
+    return Evidence(e.file, e.line, f"'{a}' -> '{b}' ({e.source}, {kind}{more})", e.stack)
+
+
+def _contexts(ctxs: list[Context]) -> list[Evidence]:
+    shown = [c.evidence for c in ctxs[:MAX_CONTEXTS]]
+    if len(ctxs) > MAX_CONTEXTS:
+        last = shown[-1]
+        shown[-1] = Evidence(last.file, last.line,
+                             f"{last.what} (and {len(ctxs) - MAX_CONTEXTS} more sites)", last.stack)
+    return shown
+
+
+def _finding(rule_id: str, lock: str, message: str, evidence: list[Evidence],
+             path: tuple[str, ...], severity: Severity | None = None) -> Finding:
+    rule = RULES[rule_id]
+    return Finding(rule_id, rule.slug, severity or rule.severity, lock, message,
+                   tuple(evidence), path, _fid(rule_id, lock, *path))
+
+
+def check_dtor_leaf(G: nx.DiGraph, dtor: dict[str, list[Context]]) -> Iterable[Finding]:
+    for lock in sorted(dtor):
+        outs = out_edges_sorted(G, lock) if lock in G else []
+        if not outs:
+            continue
+        roots = sorted({c.root for c in dtor[lock]})
+        # The edge that matters most is the one leading back into reclaim.
+        to_reclaim = shortest_path_or_none(G, lock, FS_RECLAIM)
+        if to_reclaim and len(to_reclaim) > 1:
+            outs.sort(key=lambda ab: ab[1] != to_reclaim[1])
+        first = outs[0][1]
+        more = f" (and {len(outs) - 1} more)" if len(outs) > 1 else ""
+        msg = (f"'{lock}' is taken in slab destructor {', '.join(r + '()' for r in roots)}"
+               f" but is not a leaf: '{lock}' -> '{first}'{more}")
+        if to_reclaim:
+            msg += "; it reaches fs_reclaim: " + " --> ".join(to_reclaim)
+        ev = _contexts(dtor[lock]) + [_edge_evidence(G, a, b) for a, b in outs]
+        if to_reclaim and len(to_reclaim) > 2:
+            ev += [_edge_evidence(G, a, b) for a, b in zip(to_reclaim[1:], to_reclaim[2:])]
+        path = (roots[0], *(to_reclaim or (lock, first)))
+        yield _finding("LG101", lock, msg, ev, path)
+
+
+def check_reclaim(G: nx.DiGraph, reclaim: dict[str, list[Context]]) -> Iterable[Finding]:
+    for lock in sorted(reclaim):
+        if lock not in G or lock == FS_RECLAIM:
+            continue
+        path = shortest_path_or_none(G, lock, FS_RECLAIM)
+        ctx = _contexts(reclaim[lock])
+        if path:
+            msg = (f"'{lock}' is taken in reclaim context and reaches fs_reclaim again: "
+                   + " --> ".join(path))
+            ev = ctx + [_edge_evidence(G, a, b) for a, b in zip(path, path[1:])]
+            yield _finding("LG102", lock, msg, ev, tuple(path))
+            continue
+        outs = out_edges_sorted(G, lock)
+        if outs:
+            msg = (f"'{lock}' is taken in reclaim context and is not a leaf "
+                   f"('{lock}' -> '{outs[0][1]}'), but closes no cycle through fs_reclaim")
+            ev = ctx + [_edge_evidence(G, a, b) for a, b in outs]
+            yield _finding("LG104", lock, msg, ev, (lock, outs[0][1]))
+
+
+def check_cycles(G: nx.DiGraph) -> tuple[list[Finding], bool]:
+    found, capped = cycles(G)
+    out = []
+    for c in found:
+        edges = list(cycle_edges(c))
+        certain = all(G[a][b]["certain"] for a, b in edges)
+        text = " --> ".join(c + (c[0],))
+        msg = f"lock cycle: {text}" + ("" if certain else " (rests on inferred edges)")
+        out.append(_finding("LG103", c[0], msg, [_edge_evidence(G, a, b) for a, b in edges],
+                            c, None if certain else Severity.WARNING))
+    return out, capped
+
+
+def run_checks(reports: list[Report], dtors: Iterable[str] = ()) -> CheckResult:
+    G = build_graph(reports)
+    dtor, reclaim = mark_contexts(reports, dtors)
+    findings = list(check_dtor_leaf(G, dtor)) + list(check_reclaim(G, reclaim))
+    cyc, capped = check_cycles(G)
+    findings += cyc
+    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
+    findings.sort(key=lambda f: (order[f.severity], f.rule, f.lock, f.path))
+    blind = ["runtime evidence only: code paths that did not run are not covered"]
+    if capped:
+        blind.append("cycle enumeration capped; every cyclic component is still reported")
+    return CheckResult(findings, G, dtor, reclaim, capped, blind)

@@ -1,0 +1,141 @@
+"""Command line: options in, core called, renderer out, exit code — nothing else.
+
+Exit codes: 0 no violation, 1 violations (error findings), 2 unusable input or usage
+error, 3 internal error.  Errors are one line on stderr: `path:line: error: …`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from lockgraph import __version__
+from lockgraph.errors import ExitCode, LockgraphError
+from lockgraph.model import Diagnostic, Report
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Lock-dependency verifier for the Linux kernel: lockdep logs into one "
+                       "lock graph, leaf-lock verdicts for slab destructors and reclaim.")
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _shown(p: Path) -> str:
+    """The path as the user should see it: relative when it lies under the cwd."""
+    if p.is_absolute():
+        try:
+            return str(p.relative_to(Path.cwd()))
+        except ValueError:
+            return str(p)
+    return os.path.normpath(str(p))
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(msg.rstrip("\n") + "\n")
+
+
+def _ingest(logs: List[Path]) -> tuple[list[Report], list[Diagnostic], list[str]]:
+    from lockgraph.ingest.logs import parse_log
+
+    reports: list[Report] = []
+    diags: list[Diagnostic] = []
+    shown: list[str] = []
+    for p in logs:
+        name = _shown(p)
+        shown.append(name)
+        try:
+            res = parse_log(p, name)
+        except LockgraphError as exc:
+            _err(exc.format())
+            raise typer.Exit(ExitCode.USAGE) from None
+        if not res.reports:
+            res.diagnostics.append(Diagnostic(name, 1, "warning", "no lockdep output found"))
+        reports += res.reports
+        diags += res.diagnostics
+    return reports, diags, shown
+
+
+def _emit_diags(diags: list[Diagnostic]) -> None:
+    for d in diags:
+        _err(d.format())
+
+
+LogsArg = typer.Argument(..., metavar="LOG...", help="dmesg, console, journalctl, mail "
+                         "excerpts, /proc/lockdep, /proc/lockdep_chains, /proc/lockdep_stats")
+FormatOpt = typer.Option(Format.text, "--format", "-f", help="output format")
+
+
+@app.command()
+def check(logs: List[Path] = LogsArg,
+          dtor: List[str] = typer.Option([], "--dtor", metavar="FUNC",
+                                         help="treat FUNC as a slab destructor (repeatable)"),
+          fmt: Format = FormatOpt) -> None:
+    """Build the lock graph from LOGs and judge slab-destructor and reclaim locks."""
+    from lockgraph.checks import run_checks
+    from lockgraph.model import Severity
+    from lockgraph.render.json import check_json
+    from lockgraph.render.text import check_text
+
+    reports, diags, shown = _ingest(logs)
+    _emit_diags(diags)
+    if not reports:
+        names = ", ".join(shown)
+        _err(f"{names}: error: no lockdep output found; nothing to check")
+        raise typer.Exit(ExitCode.USAGE)
+    res = run_checks(reports, dtor)
+    out = check_json(res, reports, diags, shown) if fmt is Format.json else check_text(
+        res, reports, diags, shown)
+    sys.stdout.write(out)
+    failed = any(f.severity is Severity.ERROR for f in res.findings)
+    raise typer.Exit(ExitCode.FINDINGS if failed else ExitCode.OK)
+
+
+@app.command()
+def parse(logs: List[Path] = LogsArg, fmt: Format = FormatOpt) -> None:
+    """Show the lockdep reports and dependency edges found in LOGs (no verdict)."""
+    from lockgraph.render.json import parse_json
+    from lockgraph.render.text import parse_text_out
+
+    reports, diags, shown = _ingest(logs)
+    _emit_diags(diags)
+    if not reports:
+        _err(f"{', '.join(shown)}: error: no lockdep output found")
+        raise typer.Exit(ExitCode.USAGE)
+    sys.stdout.write(parse_json(reports, diags) if fmt is Format.json else parse_text_out(reports))
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"lockgraph {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Optional[bool] = typer.Option(None, "--version", callback=_version,
+                                                 is_eager=True, help="print the version")) -> None:
+    """lockgraph."""
+
+
+def main() -> None:
+    """Console entry point: user errors exit 2 with one line, never a traceback."""
+    try:
+        app(standalone_mode=True)
+    except LockgraphError as exc:
+        _err(exc.format())
+        sys.exit(ExitCode.USAGE)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        _err("lockgraph: interrupted")
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: still one line, exit 3
+        _err(f"lockgraph: internal error: {type(exc).__name__}: {exc}")
+        sys.exit(ExitCode.INTERNAL)

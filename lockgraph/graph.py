@@ -1,0 +1,118 @@
+"""The merged lock dependency graph and the queries the checks ask of it.
+
+Nodes are lock classes named exactly as lockdep prints them; an edge A -> B means B was
+acquired while A was held, and carries every piece of evidence that showed it.  Runtime
+reports and (later) static scans feed the same graph, so one query answers for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import networkx as nx
+
+from lockgraph.model import Edge, Report
+
+FS_RECLAIM = "fs_reclaim"
+
+
+def build_graph(reports: Iterable[Report]) -> nx.DiGraph:
+    """One DiGraph from many reports; duplicated console copies add nothing.
+
+    >>> from lockgraph.model import Edge, Report
+    >>> r = Report("a.log", 1, "circular", edges=[Edge("A", "B", True, "chain", "a.log", 3)])
+    >>> G = build_graph([r, r])
+    >>> G["A"]["B"]["certain"], len(G["A"]["B"]["evidence"])
+    (True, 1)
+    """
+    G = nx.DiGraph()
+    seen: set[tuple] = set()
+    for rep in reports:
+        if rep.duplicate_of is not None:
+            continue
+        for e in rep.edges:
+            add_edge(G, e, seen)
+    return G
+
+
+def add_edge(G: nx.DiGraph, e: Edge, seen: set[tuple] | None = None) -> None:
+    key = (e.src, e.dst, e.source, e.file, e.line)
+    if seen is not None:
+        if key in seen:
+            return
+        seen.add(key)
+    if G.has_edge(e.src, e.dst):
+        data = G[e.src][e.dst]
+        data["evidence"].append(e)
+        data["certain"] = data["certain"] or e.certain
+    else:
+        G.add_edge(e.src, e.dst, evidence=[e], certain=e.certain)
+
+
+def best_evidence(G: nx.DiGraph, a: str, b: str) -> Edge:
+    """The evidence a reviewer should see first: certain before inferred, then by place."""
+    return min(G[a][b]["evidence"], key=lambda e: (not e.certain, e.file, e.line, e.source))
+
+
+def out_edges_sorted(G: nx.DiGraph, n: str) -> list[tuple[str, str]]:
+    return sorted((n, m) for m in G.successors(n) if m != n)
+
+
+def shortest_path_or_none(G: nx.DiGraph, a: str, b: str) -> list[str] | None:
+    try:
+        return nx.shortest_path(G, a, b)
+    except (nx.NetworkXNoPath, nx.NodeNotFound):
+        return None
+
+
+def canonical_cycle(cycle: list[str]) -> tuple[str, ...]:
+    """Rotate a cycle to start at its smallest name, so every report of it has one id.
+
+    >>> canonical_cycle(["b", "c", "a"])
+    ('a', 'b', 'c')
+    """
+    k = cycle.index(min(cycle))
+    return tuple(cycle[k:] + cycle[:k])
+
+
+def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500) -> tuple[list[tuple[str, ...]], bool]:
+    """Distinct simple cycles (canonical, sorted) and whether enumeration was capped.
+
+    Enumeration is bounded (a dense /proc/lockdep graph has exponentially many cycles);
+    every non-trivial strongly connected component still yields at least its shortest
+    cycle, so no deadlock-capable SCC goes unreported.
+    """
+    found: set[tuple[str, ...]] = set()
+    capped = False
+    H = G.copy()
+    H.remove_edges_from(list(nx.selfloop_edges(H)))
+    for comp in nx.strongly_connected_components(H):
+        if len(comp) < 2:
+            continue
+        sub = H.subgraph(comp)
+        before = len(found)
+        for c in nx.simple_cycles(sub, length_bound=length_bound):
+            found.add(canonical_cycle(c))
+            if len(found) >= cap:
+                capped = True
+                break
+        if len(found) == before:
+            found.add(canonical_cycle(_shortest_cycle(sub)))
+        if capped:
+            break
+    return sorted(found, key=lambda c: (len(c), c)), capped
+
+
+def _shortest_cycle(G: nx.DiGraph) -> list[str]:
+    start = min(G.nodes)
+    best: list[str] | None = None
+    for pred in sorted(G.predecessors(start)):
+        p = shortest_path_or_none(G, start, pred)
+        if p is not None and (best is None or len(p) < len(best)):
+            best = p
+    return best or [start]
+
+
+def cycle_edges(c: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    for i, a in enumerate(c):
+        yield a, c[(i + 1) % len(c)]

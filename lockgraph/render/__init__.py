@@ -1,0 +1,1 @@
+"""Renderers: findings and reports are data; these only format them (no I/O here)."""

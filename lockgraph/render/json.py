@@ -1,0 +1,52 @@
+"""The stable JSON contract (`schema_version: 1`, documented in README.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lockgraph.checks import CheckResult
+from lockgraph.model import Diagnostic, Report
+
+SCHEMA_VERSION = 1
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _diags(diags: list[Diagnostic]) -> list[dict[str, Any]]:
+    return [{"file": d.path, "line": d.line, "level": d.level, "message": d.message}
+            for d in diags]
+
+
+def parse_json(reports: list[Report], diags: list[Diagnostic]) -> str:
+    out = []
+    for r in reports:
+        d = r.to_json()
+        d["duplicate_of"] = r.duplicate_of
+        out.append(d)
+    return dumps({"schema_version": SCHEMA_VERSION, "reports": out, "diagnostics": _diags(diags)})
+
+
+def check_json(res: CheckResult, reports: list[Report], diags: list[Diagnostic],
+               inputs: list[str]) -> str:
+    G = res.graph
+    per_file = {f: 0 for f in inputs}
+    for r in reports:
+        if r.duplicate_of is None:
+            per_file[r.file] = per_file.get(r.file, 0) + 1
+    counts = {s: sum(1 for f in res.findings if f.severity.value == s)
+              for s in ("error", "warning", "note")}
+    return dumps({
+        "schema_version": SCHEMA_VERSION,
+        "verdict": {"status": res.verdict, "evidence": "runtime", "blind_spots": res.blind_spots},
+        "findings": [f.to_json() for f in res.findings],
+        "summary": counts,
+        "graph": {"nodes": G.number_of_nodes(), "edges": G.number_of_edges(),
+                  "certain_edges": sum(1 for _, _, c in G.edges(data="certain") if c)},
+        "dtor_locks": res.lock_table(res.dtor_locks),
+        "reclaim_locks": res.lock_table(res.reclaim_locks),
+        "inputs": [{"file": f, "reports": n} for f, n in sorted(per_file.items())],
+        "diagnostics": _diags(diags),
+    })

@@ -1,0 +1,30 @@
+"""The rule table: one row per check, ids never reused (README's rule table is made from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lockgraph.model import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    slug: str
+    severity: Severity
+    summary: str
+
+
+RULES: dict[str, Rule] = {r.id: r for r in (
+    Rule("LG101", "non-leaf-lock-in-slab-dtor", Severity.ERROR,
+         "a lock taken in a slab destructor has an outgoing dependency (it is not a leaf); "
+         "destructors run under arbitrary caller locks and inside reclaim"),
+    Rule("LG102", "reclaim-reentry", Severity.ERROR,
+         "a lock taken in memory-reclaim context can reach fs_reclaim again: "
+         "a cycle through reclaim"),
+    Rule("LG103", "lock-cycle", Severity.ERROR,
+         "a cycle in the merged lock graph (a possible ABBA deadlock); warning when it rests "
+         "on edges inferred from held-lock listings only"),
+    Rule("LG104", "non-leaf-lock-in-reclaim", Severity.NOTE,
+         "a lock taken in reclaim context is not a leaf, but closes no cycle through reclaim"),
+)}
