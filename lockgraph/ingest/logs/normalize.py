@@ -79,7 +79,11 @@ def decode(data: bytes, path: str) -> tuple[str, list[Diagnostic]]:
         # any non-breaking space) instead of losing the timestamp/indent it stood for.
         text = data.decode("utf-8", errors=_LATIN1_FALLBACK)
     if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            # A lone CR ends lines only in a file without any LF; elsewhere (serial captures'
+            # "\r\r\n") it is no line break, and making it one would shift line numbers.
+            text = text.replace("\r", "\n" if "\n" not in text else "")
     if "\x00" in text:
         first = text.index("\x00")
         diags.append(Diagnostic(path, text.count("\n", 0, first) + 1, "warning", "NUL bytes removed"))
@@ -89,7 +93,12 @@ def decode(data: bytes, path: str) -> tuple[str, list[Diagnostic]]:
 
 def is_binary(data: bytes) -> bool:
     """True when the bytes are not a text log at all (NUL runs alone do not count)."""
-    sample = data[:65536].replace(b"\x00", b"")
+    sample = b""
+    for pos in range(0, len(data), 65536):  # skip NUL runs longer than one sample
+        sample += data[pos:pos + 65536].replace(b"\x00", b"")
+        if len(sample) >= 65536:
+            break
+    sample = sample[:65536]
     if not sample:
         return bool(data)
     bad = sum(1 for b in sample if b < 9 or 13 < b < 32 or b == 127)
