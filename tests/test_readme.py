@@ -64,7 +64,8 @@ def test_wheel_carries_the_grammars_and_runs_from_elsewhere(tmp_path):
     inner = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                            capture_output=True, text=True, check=True).stdout.strip()
     (Path(inner) / "outer-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--ignore-installed", str(wheel)],
                    check=True)
     work = tmp_path / "elsewhere"
     work.mkdir()
