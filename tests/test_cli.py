@@ -172,3 +172,26 @@ def test_input_files_are_not_modified(tmp_path):
     before = copy.stat().st_mtime_ns, copy.read_bytes()
     run("check", copy, cwd=tmp_path)
     assert (copy.stat().st_mtime_ns, copy.read_bytes()) == before
+
+
+def test_cut_off_report_is_parsed_with_a_file_line_diagnostic():
+    log = CORPUS / "syzkaller-98.log"
+    res = run("parse", "--format", "json", rel(log))
+    assert res.exit_code == 0
+    out = json.loads(res.stdout)
+    assert out["reports"][0]["kind"] == "circular"
+    (d,) = out["diagnostics"]
+    assert (d["file"], d["line"], d["level"]) == (rel(log), 2, "warning")
+    assert "before its stack backtrace" in d["message"]
+    assert f"{rel(log)}:2: warning:" in res.stderr
+
+
+def test_parse_json_primary_view_matches_corpus_shape():
+    log = CORPUS / "ml-block-pcpu-elevator-1.log"
+    out = json.loads(run("parse", "--format", "json", rel(log)).stdout)
+    (p,) = out["primary"]
+    exp = json.loads((CORPUS / "expected" / "ml-block-pcpu-elevator-1.json").read_text())
+    assert p["file"] == rel(log)
+    assert (p["kind"], p["task"], p["new_lock"], p["held_lock"]) == (
+        exp["kind"], exp["task"], exp["new_lock"], exp["held_lock"])
+    assert p["edges"] == exp["edges"]

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from lockgraph.checks import CheckResult
+from lockgraph.ingest.logs.primary import primary_facts
 from lockgraph.model import Diagnostic, Report
 
 SCHEMA_VERSION = 1
@@ -26,7 +27,18 @@ def parse_json(reports: list[Report], diags: list[Diagnostic]) -> str:
         d = r.to_json()
         d["duplicate_of"] = r.duplicate_of
         out.append(d)
-    return dumps({"schema_version": SCHEMA_VERSION, "reports": out, "diagnostics": _diags(diags)})
+    by_file: dict[str, list[Report]] = {}
+    for r in reports:
+        by_file.setdefault(r.file, []).append(r)
+    primary = [{"file": f, **_primary(rs)} for f, rs in by_file.items()]
+    return dumps({"schema_version": SCHEMA_VERSION, "reports": out, "primary": primary,
+                  "diagnostics": _diags(diags)})
+
+
+def _primary(rs: list[Report]) -> dict[str, Any]:
+    facts = primary_facts(rs)
+    facts["edges"] = [list(e) for e in dict.fromkeys(facts["edges"])]
+    return facts
 
 
 def check_json(res: CheckResult, reports: list[Report], diags: list[Diagnostic],

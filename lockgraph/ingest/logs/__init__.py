@@ -14,6 +14,13 @@ from lockgraph.ingest.logs.normalize import decode, find_windows, is_binary, log
 from lockgraph.model import Diagnostic, Report
 
 
+#: Report kinds whose complete text ends with `stack backtrace:` (format spec §4).
+_EXPECT_BACKTRACE = frozenset({
+    "circular", "recursive", "inconsistent_state", "irq_inversion", "irq_safe_unsafe",
+    "invalid_wait_context", "bad_unlock_balance", "held_lock_freed",
+})
+
+
 @dataclass(slots=True)
 class LogResult:
     reports: list[Report] = field(default_factory=list)
@@ -57,6 +64,12 @@ def parse_text(text: str, shown: str, diags: list[Diagnostic] | None = None) -> 
                                                   f"damaged lockdep block skipped: {exc.message}"))
                 continue
             report = build_report(shown, block.toks, sections, block.rule)
+            if block.rule == "report" and report.kind in _EXPECT_BACKTRACE and not block.seen_backtrace:
+                last = block.toks[-1].line.no
+                res.diagnostics.append(Diagnostic(
+                    shown, report.line, "warning",
+                    f"{report.kind.replace('_', ' ')} report ends at line {last} before its stack "
+                    "backtrace (cut off or interleaved); facts parsed so far are kept"))
             head = block.toks[0].line
             if head.stamp and block.rule == "report":
                 key = (head.stamp, head.text)

@@ -120,7 +120,7 @@ class _Builder:
         elif rule == "dump":
             kind = "hung_task_locks"
         elif rule == "listing":
-            kind, other = "other", "held_locks"
+            kind = "other"  # a listing inside a non-lockdep report: no marker of its own
         else:
             other = {"proc_classes": "proc_lockdep", "proc_chains": "proc_lockdep_chains",
                      "proc_stats": "proc_lockdep_stats"}[rule]

@@ -16,7 +16,7 @@ def primary_facts(reports: list[Report]) -> dict[str, Any]:
     live = [r for r in reports if r.duplicate_of is None]
     headed = [r for r in live if r.kind != "hung_task_locks" and r.kind != "other"
               or (r.kind == "other" and r.other_kind and r.other_kind[0] not in
-                  ("held_locks", "proc_lockdep", "proc_lockdep_chains", "proc_lockdep_stats"))]
+                  ("proc_lockdep", "proc_lockdep_chains", "proc_lockdep_stats"))]
     dumps = [r for r in live if r.kind == "hung_task_locks"]
     if headed and headed[0].kind != "other":
         prim = headed[0]
@@ -30,7 +30,7 @@ def primary_facts(reports: list[Report]) -> dict[str, Any]:
         return {"kind": "hung_task_locks", "task": prim.task, "new_lock": None,
                 "held_lock": None, "edges": [(e.src, e.dst) for e in prim.edges],
                 "held_locks": prim.held_locks, "other_kind": []}
-    markers = [m for r in live for m in r.other_kind if m != "held_locks"]
+    markers = [m for r in live for m in r.other_kind]
     listed = next((r for r in live if r.held_lists), None)
     edges = [(e.src, e.dst) for r in live for e in r.edges if r is listed or not r.held_lists]
     return {"kind": "other", "task": listed.task if listed else None, "new_lock": None,
