@@ -1,0 +1,183 @@
+"""Scanning a tree of raw kernel C into per-file facts (the static half's ingestion).
+
+Per file: functions (walked with their held-lock sets, or flagged "structure unknown"),
+static lock definitions, designated initialisers (ops tables, kmem_cache_args, member lock
+initialisers), global variable types and guard classes the tree declares.  Files are
+independent, so the result of one file can be computed (and later cached) on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lockgraph.ingest.source import kb
+from lockgraph.ingest.source.config import Config
+from lockgraph.ingest.source.cparse import BodyParseError, flat_atoms, parse_body
+from lockgraph.ingest.source.prepass import FileText, prepare
+from lockgraph.ingest.source.walk import FuncFacts, local_types, parse_params, walk_function
+
+_DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
+_PERCPU_DEF = re.compile(r"\bDEFINE_PER_CPU(?:_ALIGNED|_SHARED_ALIGNED)?\s*\(\s*((?:struct\s+)?\w+)\s*,\s*(\w+)\s*\)")
+_GLOBAL = re.compile(r"^(?:static\s+|extern\s+)?(?:const\s+)?struct\s+(\w+)\s+(\*?\s*\w+)\s*(?:\[[^\]]*\])?\s*[;=]", re.M)
+_INIT_OPEN = re.compile(r"=\s*\{")
+_DESIG = re.compile(r"\.\s*(\w+)\s*=\s*")
+_VAR_BEFORE = re.compile(
+    r"(?:DEFINE_PER_CPU\w*\s*\(\s*(?:struct\s+)?(?P<pt>\w+)\s*,\s*(?P<pv>\w+)\s*\)"
+    r"|(?:struct\s+(?P<t>\w+)\s+)?\**\s*(?P<v>\w+)\s*(?:\[[^\]]*\])*)\s*$")
+_GUARD_DEF = re.compile(
+    r"\bDEFINE_(?:GUARD|LOCK_GUARD_[012])\s*\(\s*(\w+)\s*,(?:[^,()]|\([^()]*\))*,\s*(\w+)\s*\(")
+_GUARD_COND = re.compile(r"\bDEFINE_(?:GUARD_COND|LOCK_GUARD_1_COND)\s*\(\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*\(")
+
+SOURCE_SUFFIXES = (".c", ".h")
+
+
+@dataclass(slots=True)
+class Desig:
+    """`.member = value` inside an initialiser of variable `var` (of struct `type`)."""
+
+    var: str
+    type: str
+    member: str
+    value: str
+    line: int
+
+
+@dataclass(slots=True)
+class FileFacts:
+    path: str
+    functions: list[FuncFacts] = field(default_factory=list)
+    defines: list[tuple[str, str, int]] = field(default_factory=list)    # (ident, kind, line)
+    desig: list[Desig] = field(default_factory=list)
+    globals: dict[str, str] = field(default_factory=dict)                 # name -> type
+    guards: dict[str, str] = field(default_factory=dict)
+    conds: dict[int, tuple[str, ...]] = field(default_factory=dict)       # line -> CONFIG conds
+    unbalanced: bool = False
+    error: str = ""
+
+
+def declared_guards(text: str) -> dict[str, str]:
+    """Guard classes a file declares: DEFINE_GUARD(name, type, lockfn(...), ...)."""
+    out: dict[str, str] = {}
+    for m in _GUARD_DEF.finditer(text):
+        if m.group(2) in kb.PRIMITIVES:
+            out[m.group(1)] = m.group(2)
+    for m in _GUARD_COND.finditer(text):
+        if m.group(3) in kb.PRIMITIVES:
+            out[f"{m.group(1)}_{m.group(2)}"] = m.group(3)
+    return out
+
+
+def _designated(ft: FileText, out: list[Desig]) -> None:
+    text = ft.text
+    for m in _INIT_OPEN.finditer(text):
+        start = m.end() - 1
+        depth = 0
+        end = -1
+        for k in range(start, min(len(text), start + 200000)):
+            c = text[k]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    end = k
+                    break
+        if end < 0:
+            continue
+        before = text[max(0, m.start() - 200):m.start()]
+        vm = _VAR_BEFORE.search(before)
+        var = typ = ""
+        if vm:
+            var = vm.group("pv") or vm.group("v") or ""
+            typ = vm.group("pt") or vm.group("t") or ""
+        body = text[start:end]
+        for d in _DESIG.finditer(body):
+            vstart = d.end()
+            depth2 = 0
+            k = vstart
+            while k < len(body):
+                c = body[k]
+                if c in "({[":
+                    depth2 += 1
+                elif c in ")}]":
+                    if depth2 == 0:
+                        break
+                    depth2 -= 1
+                elif c == "," and depth2 == 0:
+                    break
+                k += 1
+            value = " ".join(body[vstart:k].split())
+            out.append(Desig(var, typ, d.group(1), value, ft.line_of(start + d.start())))
+
+
+def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]) -> FileFacts:
+    ft = prepare(path, src, config)
+    ff = FileFacts(path, unbalanced=ft.unbalanced)
+    text = ft.text
+    for m in _DEFINE.finditer(text):
+        ff.defines.append((m.group(2), kb.DEFINE_PRIMS[m.group(1)], ft.line_of(m.start())))
+    for m in _PERCPU_DEF.finditer(text):
+        typ = " ".join(m.group(1).split())
+        ff.globals[m.group(2)] = typ
+        if typ in ("spinlock_t", "raw_spinlock_t", "struct mutex", "local_lock_t", "rwlock_t"):
+            ff.defines.append((m.group(2), "percpu:" + typ, ft.line_of(m.start())))
+    for m in _GLOBAL.finditer(text):
+        ff.globals[m.group(2).lstrip("* ")] = "struct " + m.group(1)
+    ff.guards = declared_guards(text)
+    _designated(ft, ff.desig)
+    for fn in ft.functions:
+        body = text[fn.body_start + 1:fn.body_end - 1]
+        first = ft.line_of(fn.body_start + 1)
+        facts = FuncFacts(fn.name, path, fn.line, fn.is_static, parse_params(fn.params),
+                          local_types(body), annotations=fn.annotations)
+        try:
+            stmts = parse_body(body, first)
+        except BodyParseError as exc:
+            facts.structure = f"unknown (grammar stopped at line {exc.line})"
+            stmts = flat_atoms(body, first)
+        walk_function(facts, stmts)
+        ff.functions.append(facts)
+    # CONFIG conditions of the lines that carry events (evidence shows them)
+    for f in ff.functions:
+        for ev in (*f.acqs, *f.allocs, *f.calls):
+            c = ft.cond.at(ev.line)
+            if c:
+                ff.conds[ev.line] = c
+    return ff
+
+
+def iter_sources(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(q for q in sorted(p.rglob("*")) if q.suffix in SOURCE_SUFFIXES and q.is_file())
+        elif p.is_file():
+            out.append(p)
+    return sorted(set(out))
+
+
+_GUARD_HINT = re.compile(r"DEFINE_(?:GUARD|LOCK_GUARD)")
+
+
+def scan_paths(paths: list[Path], root: Path, config: Config | None) -> list[FileFacts]:
+    """Scan every C source under `paths`; file paths in the result are relative to `root`."""
+    files = iter_sources(paths)
+    texts: list[tuple[str, str]] = []
+    guards = dict(kb.GUARDS)
+    for p in files:
+        try:
+            rel = str(p.resolve().relative_to(root.resolve()))
+        except ValueError:
+            rel = str(p)
+        src = p.read_bytes().decode("utf-8", errors="replace")
+        if _GUARD_HINT.search(src):
+            guards.update(declared_guards(src))
+        texts.append((rel, src))
+    kb.GUARDS.update(guards)
+    out = []
+    for rel, src in texts:
+        out.append(scan_file(rel, src, config, guards))
+    return out

@@ -1,0 +1,592 @@
+"""Whole-program solve: lockdep class names, call resolution, summaries, static edges.
+
+Summaries ("locks F may take, transitively", "F may enter reclaim", "F may sleep", with one
+witness each) are computed once per strongly connected component of the call graph in
+reverse topological order — linear in the program, not a global fixpoint.  Edges follow
+lockdep's rule (kernel-semantics §1.0): from the newest held lock down to and including the
+first non-trylock, never into a trylock, never from or to check=0 maps (RCU).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from lockgraph.ingest.source import kb
+from lockgraph.ingest.source.scan import FileFacts
+from lockgraph.ingest.source.walk import Acq, FuncFacts, Held, LockExpr
+
+FS_RECLAIM = "fs_reclaim"
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_LOCK_TYPES = ("spinlock_t", "raw_spinlock_t", "struct mutex", "rwlock_t", "struct rw_semaphore",
+               "local_lock_t", "seqlock_t", "struct percpu_rw_semaphore", "struct lockdep_map",
+               "struct srcu_struct", "wait_queue_head_t")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One hop of a witness: in `function` at file:line."""
+
+    function: str
+    file: str
+    line: int
+
+    def to_json(self) -> dict:
+        return {"function": self.function, "file": self.file, "line": self.line}
+
+
+@dataclass(slots=True)
+class Witness:
+    line: int
+    callee: str | None          # function id the lock comes through, None = taken here
+    dropped: frozenset[str] = frozenset()
+    note: str = ""
+    via_param: int = -1         # for gfp-parameter witnesses: the callee's parameter
+
+
+@dataclass(slots=True)
+class StaticEdge:
+    src: str
+    dst: str
+    evidence: list[tuple[Step, tuple[Step, ...]]] = field(default_factory=list)
+    configs: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Solved:
+    files: list[FileFacts]
+    funcs: dict[str, FuncFacts]
+    takes: dict[str, dict[str, Witness]]
+    kinds: dict[str, str]                       # lock class -> kind (spin, mutex, ...)
+    sleeps: dict[str, Witness]
+    blind: dict[str, set[str]]                  # function id -> unresolved/missing callees
+    edges: dict[tuple[str, str], StaticEdge]
+    acquisitions: list[dict]
+    unresolved: dict[str, list[tuple[str, int]]]  # callee text -> sites (file:line as str, line)
+    by_name: dict[str, list[str]]
+    member_targets: dict[str, set[str]]
+    free_sites: list[tuple[str, str, int, tuple[str, ...]]]   # (cache var, fid, line, held classes)
+    caches: dict[str, dict[str, str]]           # cache var -> {"ctor": f, "dtor": f}
+    conds: dict[tuple[str, int], tuple[str, ...]]
+
+
+def fid(f: FuncFacts) -> str:
+    return f"{f.file}:{f.name}"
+
+
+class Resolver:
+    """Maps lock expressions at a site to lockdep class names (kernel-semantics §2)."""
+
+    def __init__(self, files: list[FileFacts], funcs: dict[str, FuncFacts]) -> None:
+        self.static: dict[str, set[str]] = defaultdict(set)       # ident -> names
+        self.field: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.globals: dict[str, str] = {}
+        self.kind_of_static: dict[str, str] = {}
+        for ff in files:
+            self.globals.update(ff.globals)
+            for ident, kind, _ in ff.defines:
+                self.static[ident].add(ident)
+                self.kind_of_static[ident] = kind
+            for d in ff.desig:
+                m = re.match(r"(\w+)\s*\(\s*(.*?)\s*\)$", d.value)
+                if m and m.group(1) in kb.MEMBER_INITS and d.type:
+                    self.field[(d.type, d.member)].add(m.group(2))
+        for f in funcs.values():
+            overrides: dict[tuple, set[str]] = defaultdict(set)
+            inits: dict[tuple, set[str]] = defaultdict(set)
+            for prim, lk, name, _line in f.inits:
+                key = self.key_of(lk, f)
+                if key is None:
+                    continue
+                (overrides if prim.startswith("lockdep_set_class") else inits)[key].add(name)
+            for key, names in inits.items():
+                chosen = overrides.get(key) or names
+                self._add(key, chosen)
+            for key, names in overrides.items():
+                if key not in inits:
+                    self._add(key, names)
+
+    def _add(self, key: tuple, names: set[str]) -> None:
+        if key[0] == "static":
+            self.static[key[1]] = (self.static[key[1]] - {key[1]}) | names
+        else:
+            self.field[key].update(names)
+
+    def type_of(self, var: str, f: FuncFacts) -> str:
+        for typ, name in f.params:
+            if name == var:
+                return typ
+        return f.locals.get(var) or self.globals.get(var, "")
+
+    @staticmethod
+    def _struct(typ: str) -> str:
+        t = typ.replace("*", "").strip()
+        return t[7:] if t.startswith("struct ") else t
+
+    def key_of(self, lk: LockExpr, f: FuncFacts) -> tuple | None:
+        if lk.fixed or not lk.root:
+            return None
+        if lk.percpu or (not lk.path and self._is_static(lk.root, f)):
+            return ("static", lk.root)
+        typ = self.type_of(lk.root, f)
+        if typ and lk.path:
+            return (self._struct(typ), lk.path)
+        return None
+
+    def _is_static(self, root: str, f: FuncFacts) -> bool:
+        if any(n == root for _, n in f.params) or root in f.locals:
+            return False
+        return root in self.static or root in self.globals or root not in f.aliases
+
+    def classes(self, lk: LockExpr, f: FuncFacts, depth: int = 0) -> list[str]:
+        """Class names for a lock expression in function f; '@paramN' for a lock parameter."""
+        if lk.fixed:
+            return [lk.fixed]
+        if not lk.root:
+            return [_norm(lk.text)]
+        for k, (typ, name) in enumerate(f.params):
+            if name == lk.root and not lk.path and not lk.percpu:
+                return [f"@param{k}"]
+        if lk.root in f.aliases and not lk.percpu and depth < 3 and lk.root not in self.static:
+            alias = LockExpr.parse(f.aliases[lk.root])
+            if alias.root and alias.root != lk.root:
+                if not lk.path:
+                    return self.classes(alias, f, depth + 1)
+        key = self.key_of(lk, f)
+        if key is not None:
+            if key[0] == "static":
+                names = self.static.get(key[1])
+                return sorted(names) if names else [key[1]]
+            names = self.field.get(key)
+            if names:
+                return sorted(names)
+        return [_norm(lk.text)]
+
+    def kind_hint(self, name: str) -> str:
+        k = self.kind_of_static.get(name, "")
+        return k.split(":", 1)[-1]
+
+
+def _norm(text: str) -> str:
+    return text.replace(" ", "") if "," not in text else re.sub(r"\s+", " ", text)
+
+
+# ---------------------------------------------------------------------------------------
+# GFP evaluation (kernel-semantics §3.2-3.3)
+
+
+class _Dyn(Exception):
+    pass
+
+
+def _gfp_bits(text: str) -> frozenset[str]:
+    toks = re.findall(r"[A-Za-z_]\w*|\d+|[|&~()]", text)
+    pos = 0
+
+    def atom() -> frozenset[str]:
+        nonlocal pos
+        if pos >= len(toks):
+            raise _Dyn("")
+        t = toks[pos]
+        pos += 1
+        if t == "~":
+            return frozenset({"~"}) | frozenset("~" + b for b in atom())
+        if t == "(":
+            v = expr()
+            pos += 1
+            return v
+        if t in kb.GFP:
+            return kb.GFP[t]
+        if t.isdigit():
+            return frozenset()
+        if t.startswith(kb.GFP_NEUTRAL_PREFIX):
+            return frozenset()
+        raise _Dyn(t)
+
+    def term() -> frozenset[str]:
+        nonlocal pos
+        v = atom()
+        while pos < len(toks) and toks[pos] == "&":
+            pos += 1
+            w = atom()
+            if "~" in w:
+                v = v - {b[1:] for b in w if b.startswith("~")}
+            else:
+                v = v & w
+        return v
+
+    def expr() -> frozenset[str]:
+        nonlocal pos
+        v = term()
+        while pos < len(toks) and toks[pos] == "|":
+            pos += 1
+            v = v | term()
+        return v
+
+    return expr()
+
+
+def gfp_reclaims(text: str, f: FuncFacts, depth: int = 0) -> tuple[str, int]:
+    """('yes'|'no'|'param'|'unknown', param index) for an allocation's gfp in f."""
+    if not text:
+        return "yes", -1
+    names = set(_IDENT.findall(text))
+    for k, (typ, name) in enumerate(f.params):
+        if name in names and "gfp" in typ:
+            return "param", k
+    if depth < 3:
+        for n in names:
+            if n in f.aliases and n not in kb.GFP:
+                sub = re.sub(rf"\b{n}\b", f"({f.aliases[n]})", text)
+                return gfp_reclaims(sub, f, depth + 1)
+    try:
+        bits = _gfp_bits(text)
+    except _Dyn:
+        return "unknown", -1
+    ok = "DIRECT_RECLAIM" in bits and "FS" in bits and "NOLOCKDEP" not in bits
+    return ("yes" if ok else "no"), -1
+
+
+def masked(scopes: frozenset[str]) -> bool:
+    """A memalloc scope that removes __GFP_FS (or all reclaim) is active."""
+    return bool(scopes & {"nofs", "noio", "noreclaim"})
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
+    funcs: dict[str, FuncFacts] = {}
+    by_name: dict[str, list[str]] = defaultdict(list)
+    conds: dict[tuple[str, int], tuple[str, ...]] = {}
+    for ff in files:
+        for f in ff.functions:
+            i = fid(f)
+            if i in funcs:
+                i = f"{i}@{f.line}"
+            funcs[i] = f
+            by_name[f.name].append(i)
+        for line, c in ff.conds.items():
+            conds[(ff.path, line)] = c
+    res = Resolver(files, funcs)
+
+    member_targets: dict[str, set[str]] = defaultdict(set)
+    caches: dict[str, dict[str, str]] = defaultdict(dict)
+    arg_structs: dict[str, dict[str, str]] = defaultdict(dict)
+    for ff in files:
+        for d in ff.desig:
+            v = d.value.lstrip("&").strip()
+            if _IDENT.fullmatch(v) and v in by_name:
+                member_targets[d.member].add(v)
+            if d.member in ("ctor", "dtor") and _IDENT.fullmatch(v):
+                arg_structs[d.var][d.member] = v
+    for f in funcs.values():
+        for base, member, value, _ in f.assigns:
+            if value in by_name:
+                member_targets[member].add(value)
+        for var, text in f.aliases.items():
+            m = re.match(r"kmem_cache_create\w*\s*\((.*)\)$", text)
+            if not m:
+                continue
+            args = [a.strip() for a in _split_top(m.group(1))]
+            for a in args:
+                if a.startswith("&") and a[1:] in arg_structs:
+                    caches[var].update(arg_structs[a[1:]])
+            if len(args) >= 5 and _IDENT.fullmatch(args[4]) and args[4] in by_name:
+                caches[var]["ctor"] = args[4]
+
+    def resolve_call(caller: FuncFacts, name: str, member: bool) -> list[str]:
+        if member:
+            return sorted(i for n in member_targets.get(name, ()) for i in by_name.get(n, ()))
+        cands = by_name.get(name, [])
+        if not cands:
+            return []
+        same = [i for i in cands if funcs[i].file == caller.file]
+        if same:
+            return same
+        public = [i for i in cands if not funcs[i].static]
+        if public:
+            return public
+        d = caller.file.rsplit("/", 1)[0]
+        return [i for i in cands if funcs[i].file.rsplit("/", 1)[0] == d] or cands
+
+    # call graph
+    G = nx.DiGraph()
+    G.add_nodes_from(funcs)
+    call_targets: dict[tuple[str, int], list[str]] = {}
+    unresolved: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    blind_local: dict[str, set[str]] = defaultdict(set)
+    for i, f in funcs.items():
+        for k, c in enumerate(f.calls):
+            t = resolve_call(f, c.name, c.member)
+            call_targets[(i, k)] = t
+            for j in t:
+                G.add_edge(i, j)
+            if not t and c.name not in kb.LOCK_FREE and c.name not in kb.SLEEPING_CALLS \
+                    and not c.name.isupper() and not c.name.startswith(("trace_", "__builtin")):
+                what = f"{c.base}->{c.name}()" if c.member else f"{c.name}()"
+                label = ("unresolved indirect call " if c.member else "missing definition of ") + what
+                blind_local[i].add(label)
+                unresolved[label].append((f.file, c.line))
+        if f.structure != "parsed":
+            blind_local[i].add(f"structure unknown in {f.name}() ({f.file}:{f.line})")
+
+    kinds: dict[str, str] = {FS_RECLAIM: "map"}
+    takes: dict[str, dict[str, Witness]] = {}
+    param_reclaim: dict[str, dict[int, Witness]] = {}
+    sleeps: dict[str, Witness] = {}
+    blind: dict[str, set[str]] = {}
+
+    def local(i: str) -> None:
+        f = funcs[i]
+        t: dict[str, Witness] = {}
+        pr: dict[int, Witness] = {}
+        for a in f.acqs:
+            for cls in res.classes(a.lock, f):
+                cls = cls + (f"/{a.subclass}" if a.subclass else "")
+                kinds.setdefault(cls, a.kind)
+                t.setdefault(cls, Witness(a.line, None, _dropped(a.dropped, f)))
+        for al in f.allocs:
+            how, k = gfp_reclaims(al.gfp, f)
+            if masked(al.scopes) or how == "no":
+                continue
+            if how == "param":
+                pr.setdefault(k, Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()"))
+            else:
+                note = f"{al.api}({al.gfp or 'GFP_KERNEL'})" + (" — gfp not evaluable, assumed to reclaim" if how == "unknown" else "")
+                t.setdefault(FS_RECLAIM, Witness(al.line, None, _dropped(al.dropped, f), note))
+        takes[i], param_reclaim[i] = t, pr
+        if f.sleeps:
+            sleeps[i] = Witness(f.sleeps[0][1], None, note=f.sleeps[0][0] + "()")
+        blind[i] = set(blind_local.get(i, ()))
+
+    def _dropped(d: frozenset[str], f: FuncFacts) -> frozenset[str]:
+        return frozenset(c for text in d for c in res.classes(LockExpr.parse(text), f))
+
+    def absorb(i: str) -> bool:
+        """Pull callee summaries into i; True when something was added."""
+        f = funcs[i]
+        t, pr = takes[i], param_reclaim[i]
+        changed = False
+        for k, c in enumerate(f.calls):
+            for j in call_targets[(i, k)]:
+                drop = _dropped(c.dropped, f)
+                for cls, w in takes.get(j, {}).items():
+                    if cls == FS_RECLAIM and masked(c.scopes):
+                        continue
+                    if cls.startswith("@param"):
+                        n = int(cls[6:].split("/")[0])
+                        if n >= len(c.args):
+                            continue
+                        for real in res.classes(LockExpr.parse(c.args[n]), f):
+                            if real not in t:
+                                kinds.setdefault(real, kinds.get(cls, "spin"))
+                                t[real] = Witness(c.line, j, drop | w.dropped)
+                                changed = True
+                        continue
+                    if cls not in t:
+                        t[cls] = Witness(c.line, j, drop | w.dropped)
+                        changed = True
+                for n, w in param_reclaim.get(j, {}).items():
+                    if masked(c.scopes) or n >= len(c.args):
+                        continue
+                    how, k2 = gfp_reclaims(c.args[n], f)
+                    if how == "param":
+                        if k2 not in pr:
+                            pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n)
+                            changed = True
+                    elif how in ("yes", "unknown") and FS_RECLAIM not in t:
+                        t[FS_RECLAIM] = Witness(c.line, j, drop | w.dropped,
+                                                f"gfp {c.args[n]}" + (" (not evaluable)" if how == "unknown" else ""))
+                        changed = True
+                if j in sleeps and i not in sleeps:
+                    sleeps[i] = Witness(c.line, j)
+                    changed = True
+                if blind.get(j) and not blind[j] <= blind[i]:
+                    blind[i] |= blind[j]
+                    changed = True
+        return changed
+
+    for i in funcs:
+        local(i)
+    cond = nx.condensation(G)
+    for scc in reversed(list(nx.topological_sort(cond))):
+        members = sorted(cond.nodes[scc]["members"])
+        for _ in range(len(members) + 2):
+            if not any([absorb(i) for i in members]):
+                break
+
+    # static edges
+    edges: dict[tuple[str, str], StaticEdge] = {}
+    acquisitions: list[dict] = []
+
+    def held_classes(f: FuncFacts, held: tuple[Held, ...]) -> list[tuple[str, Held]]:
+        out = []
+        for h in held:
+            for c in res.classes(h.lock, f):
+                out.append((c + (f"/{h.subclass}" if h.subclass else ""), h))
+        return out
+
+    def sources(f: FuncFacts, held: tuple[Held, ...]) -> list[str]:
+        out = []
+        for c, h in reversed(held_classes(f, held)):
+            if h.kind in kb.NO_EDGE_KINDS or c.startswith("@param"):
+                continue
+            out.append(c)
+            if not h.try_:
+                break
+        return out
+
+    def add(src: str, dst: str, step: Step, via: tuple[Step, ...]) -> None:
+        if src == dst:
+            return
+        e = edges.setdefault((src, dst), StaticEdge(src, dst))
+        if len(e.evidence) < 5:
+            e.evidence.append((step, via))
+        for s in (step, *via):
+            e.configs.update(conds.get((s.file, s.line), ()))
+
+    # edges that exist only when a gfp parameter allows reclaim: (function, param) -> edges
+    cond_edges: dict[tuple[str, int], list[tuple[str, Step, tuple[Step, ...]]]] = defaultdict(list)
+    param_flow: dict[tuple[str, int], set[tuple[str, int]]] = defaultdict(set)
+    param_seeds: dict[tuple[str, int], Step] = {}
+    for i, f in funcs.items():
+        for k, c in enumerate(f.calls):
+            for j in call_targets[(i, k)]:
+                for n in param_reclaim.get(j, {}):
+                    if masked(c.scopes) or n >= len(c.args):
+                        continue
+                    how, k2 = gfp_reclaims(c.args[n], f)
+                    if how == "param":
+                        param_flow[(i, k2)].add((j, n))
+                    elif how in ("yes", "unknown"):
+                        param_seeds.setdefault((j, n), Step(f.name, f.file, c.line))
+    reclaiming: dict[tuple[str, int], Step] = dict(param_seeds)
+    work = list(param_seeds)
+    while work:
+        key = work.pop()
+        for nxt in param_flow.get(key, ()):
+            if nxt not in reclaiming:
+                reclaiming[nxt] = reclaiming[key]
+                work.append(nxt)
+
+    for i, f in funcs.items():
+        for a in f.acqs:
+            for cls in res.classes(a.lock, f):
+                cls = cls + (f"/{a.subclass}" if a.subclass else "")
+                acquisitions.append({"function": f.name, "lock": cls, "file": f.file,
+                                     "line": a.line, "mode": a.mode, "kind": a.kind,
+                                     "try": a.try_})
+                if a.try_ or a.kind in kb.NO_EDGE_KINDS or cls.startswith("@param"):
+                    continue
+                for s in sources(f, a.held):
+                    add(s, cls, Step(f.name, f.file, a.line), ())
+        for al in f.allocs:
+            how, pk = gfp_reclaims(al.gfp, f)
+            if masked(al.scopes):
+                continue
+            if how in ("yes", "unknown"):
+                for s in sources(f, al.held):
+                    add(s, FS_RECLAIM, Step(f.name, f.file, al.line), ())
+            elif how == "param" and (i, pk) in reclaiming:
+                caller = reclaiming[(i, pk)]
+                for s in sources(f, al.held):
+                    add(s, FS_RECLAIM, Step(f.name, f.file, al.line), (caller,))
+        for k, c in enumerate(f.calls):
+            if not c.held:
+                continue
+            srcs = sources(f, c.held)
+            if not srcs:
+                continue
+            for j in call_targets[(i, k)]:
+                for cls, w in takes.get(j, {}).items():
+                    if cls.startswith("@param") or kinds.get(cls) in kb.NO_EDGE_KINDS:
+                        continue
+                    if cls == FS_RECLAIM and masked(c.scopes):
+                        continue
+                    via = chain(j, cls, funcs, takes)
+                    for s in srcs:
+                        if s in w.dropped:
+                            continue
+                        add(s, cls, Step(f.name, f.file, c.line), via)
+                for n, w in param_reclaim.get(j, {}).items():
+                    if masked(c.scopes) or n >= len(c.args):
+                        continue
+                    how, k2 = gfp_reclaims(c.args[n], f)
+                    via = param_chain(j, n, funcs, param_reclaim)
+                    if how == "param":
+                        if (i, k2) not in reclaiming:
+                            continue
+                        via = via + (reclaiming[(i, k2)],)
+                    elif how not in ("yes", "unknown"):
+                        continue
+                    for s in srcs:
+                        if s not in w.dropped:
+                            add(s, FS_RECLAIM, Step(f.name, f.file, c.line), via)
+
+    free_sites = []
+    for i, f in funcs.items():
+        for c in f.calls:
+            if c.name in ("kmem_cache_free", "kmem_cache_destroy", "kmem_cache_shrink") and c.args:
+                var = _IDENT.findall(c.args[0])
+                if var:
+                    free_sites.append((var[-1], i, c.line,
+                                       tuple(x for x, _ in held_classes(f, c.held))))
+    for d in extra_dtors:
+        pass
+    return Solved(files, funcs, takes, kinds, sleeps, blind, edges, acquisitions,
+                  dict(unresolved), dict(by_name), dict(member_targets), free_sites,
+                  dict(caches), conds)
+
+
+def chain(j: str, cls: str, funcs: dict[str, FuncFacts], takes: dict[str, dict[str, Witness]],
+          limit: int = 40) -> tuple[Step, ...]:
+    """The call chain from function j to where it takes `cls`."""
+    out: list[Step] = []
+    seen: set[str] = set()
+    cur: str | None = j
+    while cur is not None and cur not in seen and len(out) < limit:
+        seen.add(cur)
+        w = takes.get(cur, {}).get(cls)
+        if w is None:
+            break
+        f = funcs[cur]
+        out.append(Step(f.name, f.file, w.line))
+        cur = w.callee
+    return tuple(out)
+
+
+def param_chain(j: str, n: int, funcs: dict[str, FuncFacts],
+                pr: dict[str, dict[int, Witness]], limit: int = 40) -> tuple[Step, ...]:
+    """Call chain from j to the allocation whose gfp is j's parameter n."""
+    out: list[Step] = []
+    seen: set[tuple[str, int]] = set()
+    cur: str | None = j
+    while cur is not None and (cur, n) not in seen and len(out) < limit:
+        seen.add((cur, n))
+        w = pr.get(cur, {}).get(n)
+        if w is None:
+            break
+        f = funcs[cur]
+        out.append(Step(f.name, f.file, w.line))
+        cur, n = w.callee, w.via_param
+    return tuple(out)
+
+
+def _split_top(s: str) -> list[str]:
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return out

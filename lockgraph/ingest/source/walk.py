@@ -1,0 +1,573 @@
+"""Per-function walk: the held-lock set through the statement structure.
+
+Follows kernel-semantics §1: scope-based release at block end (`guard`), `scoped_guard`
+bodies, goto unwinding (held sets flow to their label), early returns, conditional
+acquisition (`if (mutex_trylock(&m))`, `if (!mutex_lock_interruptible(&m))`), memalloc
+scopes.  Held sets are "may be held" sets: at a join, the union of the paths that reach it.
+The walk records events with the held set at each; lock *names* are resolved later
+(names.py), when every file's init sites are known.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from lockgraph.ingest.source.cparse import atom_text
+from lockgraph.ingest.source.kb import (ALLOCS, CALL_ALIASES, GUARDS, PRIMITIVES, SCOPES,
+                                        SLEEPING_CALLS, Prim, base_name)
+
+_LOCKEXPR = re.compile(r"^&?\s*\(?\s*\*?(?P<root>[A-Za-z_]\w*)\s*\)?(?P<path>(?:\s*(?:->|\.)\s*\w+|\s*\[[^\]]*\])*)$")
+_PERCPU = re.compile(r"^&?\s*(?:per_cpu_ptr|this_cpu_ptr|raw_cpu_ptr|per_cpu)\s*\(\s*&?\s*(?P<root>\w+)\s*[,)]")
+
+
+@dataclass(frozen=True, slots=True)
+class LockExpr:
+    """A lock as written at a site, with what is needed to name its class later."""
+
+    text: str
+    root: str = ""
+    path: str = ""        # field path, "a.b", "" for the root itself
+    percpu: bool = False  # per_cpu_ptr(&x, cpu) and friends: the static per-CPU lock x
+    fixed: str = ""       # primitives with a fixed class (rtnl_lock(): rtnl_mutex)
+
+    @staticmethod
+    def parse(text: str) -> "LockExpr":
+        m = _PERCPU.match(text)
+        if m:
+            return LockExpr(text, m.group("root"), "", True)
+        m = _LOCKEXPR.match(text)
+        if m:
+            path = re.sub(r"\s*\[[^\]]*\]", "", m.group("path"))
+            path = re.sub(r"\s*(->|\.)\s*", ".", path).strip(".")
+            return LockExpr(text, m.group("root"), path)
+        return LockExpr(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    lock: LockExpr
+    kind: str
+    mode: str
+    try_: bool
+    line: int
+    subclass: int = 0
+    guard: int = 0      # guard frame id (0 = released explicitly)
+    cond: str = ""      # held only when this branch condition holds ("" = on every path)
+    restores: bool = False  # re-taking a caller's lock this function had dropped
+
+
+@dataclass(slots=True)
+class Acq:
+    lock: LockExpr
+    kind: str
+    mode: str
+    line: int
+    held: tuple[Held, ...]
+    try_: bool
+    subclass: int = 0
+    scopes: frozenset[str] = frozenset()
+    dropped: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Alloc:
+    api: str
+    gfp: str            # gfp expression text ("" = implicit GFP_KERNEL)
+    line: int
+    held: tuple[Held, ...]
+    scopes: frozenset[str]
+    dropped: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Call:
+    name: str
+    member: bool
+    line: int
+    held: tuple[Held, ...]
+    scopes: frozenset[str]
+    args: list[str]
+    base: str = ""      # for member calls: the object expression (`ops` in ops->free())
+    dropped: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class FuncFacts:
+    name: str
+    file: str
+    line: int
+    static: bool
+    params: list[tuple[str, str]]          # (type text, name)
+    locals: dict[str, str] = field(default_factory=dict)  # name -> type
+    aliases: dict[str, str] = field(default_factory=dict)  # local = expr text
+    acqs: list[Acq] = field(default_factory=list)
+    allocs: list[Alloc] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    asserted: list[tuple[LockExpr, int]] = field(default_factory=list)
+    inits: list[tuple[str, LockExpr, str, int]] = field(default_factory=list)  # (prim, lock, name text, line)
+    assigns: list[tuple[str, str, str, int]] = field(default_factory=list)  # (base, member, value, line)
+    exit_held: list[Held] = field(default_factory=list)
+    released_unheld: list[tuple[LockExpr, int]] = field(default_factory=list)
+    sleeps: list[tuple[str, int]] = field(default_factory=list)
+    structure: str = "parsed"
+    annotations: tuple[str, ...] = ()
+
+
+class _State:
+    """Held locks, memalloc scopes, and caller locks this function has released so far."""
+
+    __slots__ = ("held", "scopes", "dropped")
+
+    def __init__(self, held: tuple[Held, ...] = (), scopes: tuple[tuple[str, int], ...] = (),
+                 dropped: frozenset[str] = frozenset()):
+        self.held = held
+        self.scopes = scopes
+        self.dropped = dropped
+
+    def copy(self) -> "_State":
+        return _State(self.held, self.scopes, self.dropped)
+
+    def with_held(self, held: tuple[Held, ...]) -> "_State":
+        return _State(held, self.scopes, self.dropped)
+
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(k for k, v in self.scopes if v > 0)
+
+
+def _join(a: _State | None, b: _State | None, cond: str = "") -> _State | None:
+    """Merge two paths; a lock held on only one side becomes conditional on `cond`."""
+    if a is None:
+        return b.copy() if b else None
+    if b is None:
+        return a
+    kb = {(h.lock.text, h.guard) for h in b.held}
+    ka = {(h.lock.text, h.guard) for h in a.held}
+    held = []
+    for h in a.held:
+        if (h.lock.text, h.guard) not in kb and cond and not h.cond:
+            h = Held(h.lock, h.kind, h.mode, h.try_, h.line, h.subclass, h.guard, cond, h.restores)
+        held.append(h)
+    for h in b.held:
+        if (h.lock.text, h.guard) not in ka:
+            if cond and not h.cond:
+                h = Held(h.lock, h.kind, h.mode, h.try_, h.line, h.subclass, h.guard, "!" + cond,
+                         h.restores)
+            held.append(h)
+    sa, sb = dict(a.scopes), dict(b.scopes)
+    scopes = tuple(sorted((k, max(sa.get(k, 0), sb.get(k, 0))) for k in set(sa) | set(sb)))
+    return _State(tuple(held), scopes, a.dropped | b.dropped)
+
+
+def _assume(st: _State, cond: str) -> _State:
+    """Enter a branch: locks conditional on `cond` are held, those on its negation are not."""
+    neg = cond[1:] if cond.startswith("!") else "!" + cond
+    if not any(h.cond for h in st.held):
+        return st
+    held = tuple(Held(h.lock, h.kind, h.mode, h.try_, h.line, h.subclass, h.guard, "", h.restores)
+                 if h.cond == cond else h for h in st.held if h.cond != neg)
+    return st.with_held(held)
+
+
+def cond_key(atoms: list[tuple]) -> str:
+    return atom_text(atoms).replace(" ", "")
+
+
+_DECL = re.compile(r"\b(struct\s+\w+|\w+)(\s*\*+\s*|\s+)(?:const\s+)?(\w+)\s*(?:\[[^\]]*\])?\s*$")
+
+
+def parse_params(params: str) -> list[tuple[str, str]]:
+    out = []
+    depth = 0
+    cur = ""
+    parts = []
+    for c in params:
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        if c == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c
+    parts.append(cur)
+    for p in parts:
+        p = re.sub(r"\b(const|volatile|__percpu|__user|__rcu|__iomem|__force|__maybe_unused|restrict)\b", " ", p)
+        m = _DECL.search(p.strip())
+        if m and m.group(3) not in ("void",):
+            typ = " ".join(m.group(1).split())
+            out.append((typ + m.group(2).strip(), m.group(3)))
+        else:
+            out.append(("", ""))
+    return out
+
+
+_LOCAL_DECL = re.compile(r"(?:^|[;{}])[ \t\n]*(?:(?:static|const)[ \t]+)*(struct[ \t]+\w+|\w+_t)\b([^;{}]*);", re.M)
+
+
+def local_types(body: str) -> dict[str, str]:
+    """Types of local variables declared in a body (struct and *_t types only)."""
+    out: dict[str, str] = {}
+    for m in _LOCAL_DECL.finditer(body):
+        typ = " ".join(m.group(1).split())
+        depth = 0
+        part = ""
+        parts = []
+        for c in m.group(2):
+            if c in "([":
+                depth += 1
+            elif c in ")]":
+                depth -= 1
+            if c == "," and depth == 0:
+                parts.append(part)
+                part = ""
+            else:
+                part += c
+        parts.append(part)
+        for p in parts:
+            nm = re.match(r"\s*(\*?)\s*(?:const\s+)?(\w+)\s*(?:\[[^\]]*\])?\s*(?:=|$)", p)
+            if nm:
+                out.setdefault(nm.group(2), typ + nm.group(1))
+    return out
+
+
+class Walker:
+    def __init__(self, facts: FuncFacts) -> None:
+        self.f = facts
+        self.gotos: dict[str, _State] = {}
+        self.breaks: list[list[_State]] = []
+        self.guard_frames: list[int] = []
+        self.next_guard = 1
+        self.dropped_ever: set[str] = set()   # caller locks this function releases
+
+    # -- statements -------------------------------------------------------------
+    def stmts(self, stmts: list[tuple], st: _State | None) -> _State | None:
+        for s in stmts:
+            st = self.stmt(s, st)
+        return st
+
+    def stmt(self, s: tuple, st: _State | None) -> _State | None:
+        kind = s[0]
+        if kind == "label":
+            return _join(st, self.gotos.get(s[1]))
+        if st is None:
+            if kind in ("block",):
+                # a label inside a dead block can revive it
+                return self.block(s, None)
+            return None
+        if kind == "expr":
+            return self.expr(s[1], st)
+        if kind == "block":
+            return self.block(s, st)
+        if kind == "if":
+            return self.if_(s, st)
+        if kind == "loop":
+            return self.loop(s, st)
+        if kind == "switch":
+            return self.switch(s, st)
+        if kind == "return":
+            st = self.expr(s[1], st)
+            if st is not None:
+                self.f.exit_held.extend(h for h in st.held
+                                        if h.guard == 0 and not h.cond and not h.restores
+                                        and h not in self.f.exit_held)
+            return None
+        if kind == "goto":
+            self.gotos[s[1]] = _join(self.gotos.get(s[1]), self.release_guards_all(st))  # type: ignore[assignment]
+            return None
+        if kind == "break":
+            if self.breaks:
+                self.breaks[-1].append(st)
+            return None
+        if kind == "continue":
+            return None
+        if kind == "case":
+            return st
+        return st
+
+    def block(self, s: tuple, st: _State | None) -> _State | None:
+        gid = self.next_guard
+        self.next_guard += 1
+        self.guard_frames.append(gid)
+        st = self.stmts(s[1], st)
+        self.guard_frames.pop()
+        if st is not None:
+            st = st.with_held(tuple(h for h in st.held if h.guard != gid))
+        return st
+
+    def release_guards_all(self, st: _State) -> _State:
+        """Leaving by goto runs the destructors of guards in the blocks being left."""
+        inner = set(self.guard_frames)
+        return st.with_held(tuple(h for h in st.held if h.guard not in inner or h.guard == 0))
+
+    def if_(self, s: tuple, st: _State) -> _State | None:
+        _, cond, then, els, line = s
+        on_true, on_false, rest = self._conditional(cond)
+        st = self.expr(rest, st) or st
+        key = cond_key(cond) if not (on_true or on_false) else ""
+        t_state = _assume(st, key) if key else st.copy()
+        f_state = _assume(st, "!" + key) if key else st.copy()
+        for call, prim in on_true:
+            t_state = self.acquire(call, prim, t_state, cond_try=True)
+        for call, prim in on_false:
+            f_state = self.acquire(call, prim, f_state, cond_try=True)
+        t_end = self.stmt(then, t_state)
+        f_end = self.stmt(els, f_state) if els is not None else f_state
+        if key.startswith("!"):
+            return _join(f_end, t_end, key[1:])
+        return _join(t_end, f_end, key)
+
+    def _conditional(self, cond: list[tuple]) -> tuple[list, list, list]:
+        """Split a condition's try-acquisitions by the branch in which the lock is held."""
+        on_true: list = []
+        on_false: list = []
+        rest: list[tuple] = []
+        negate = False
+        for a in cond:
+            if a[0] == "tok" and a[1] == "!":
+                negate = not negate
+                continue
+            if a[0] == "group" and len(a[1]) == 1 and a[1][0][0] == "call":
+                a = a[1][0]
+            if a[0] == "call":
+                prim = PRIMITIVES.get(a[1])
+                if prim and prim.op in ("try", "try0"):
+                    held_when_true = (prim.op == "try") != negate
+                    (on_true if held_when_true else on_false).append((a, prim))
+                    negate = False
+                    continue
+            negate = False
+            rest.append(a)
+        return on_true, on_false, rest
+
+    def loop(self, s: tuple, st: _State) -> _State | None:
+        _, kind, head, body, line = s
+        name = kind[6:] if kind.startswith("macro:") else ""
+        if name in ("scoped_guard", "scoped_cond_guard"):
+            return self.scoped_guard(name, head, body, st, line)
+        st = self.expr(head, st) or st
+        self.breaks.append([])
+        end = self.stmt(body, st.copy())
+        exits = self.breaks.pop()
+        out: _State | None = _join(st, end)
+        for e in exits:
+            out = _join(out, e)
+        return out
+
+    def scoped_guard(self, name: str, head: list[tuple], body: tuple, st: _State, line: int):
+        args = _split(head)
+        if not args:
+            return self.stmt(body, st)
+        gtype = atom_text(args[0])
+        lock_args = args[2:] if name == "scoped_cond_guard" else args[1:]
+        prim_name = GUARDS.get(gtype)
+        gid = self.next_guard
+        self.next_guard += 1
+        inner = st.copy()
+        if prim_name and lock_args:
+            prim = PRIMITIVES[prim_name]
+            fake = ("call", prim_name, lock_args, line, False)
+            inner = self.acquire(fake, prim, inner, guard=gid,
+                                 cond_try=prim.op in ("try", "try0") or name == "scoped_cond_guard")
+        self.breaks.append([])
+        self.guard_frames.append(gid)
+        end = self.stmt(body, inner)
+        self.guard_frames.pop()
+        exits = self.breaks.pop()
+        out = end
+        for e in exits:
+            out = _join(out, e)
+        if out is not None:
+            out = out.with_held(tuple(h for h in out.held if h.guard != gid))
+        if name == "scoped_cond_guard":
+            out = _join(out, st)
+        return out
+
+    def switch(self, s: tuple, st: _State) -> _State | None:
+        _, head, body, line = s
+        st = self.expr(head, st) or st
+        self.breaks.append([])
+        entry = st.copy()
+        stmts = body[1] if body[0] == "block" else [body]
+        cur: _State | None = st.copy()
+        has_default = False
+        for x in stmts:
+            if x[0] == "case":
+                cur = _join(cur, entry)
+                continue
+            cur = self.stmt(x, cur)
+        exits = self.breaks.pop()
+        out = cur
+        for e in exits:
+            out = _join(out, e)
+        if not has_default:
+            out = _join(out, entry)
+        return out
+
+    # -- expressions ----------------------------------------------------------
+    def expr(self, atoms: list[tuple], st: _State | None) -> _State | None:
+        if st is None:
+            return None
+        self._track_assign(atoms)
+        i = 0
+        n = len(atoms)
+        while i < n:
+            a = atoms[i]
+            if a[0] == "call":
+                # arguments are evaluated before the call
+                for arg in a[2]:
+                    st = self.expr(arg, st) or st
+                if a[1] == "guard" and i + 1 < n and atoms[i + 1][0] == "group":
+                    st = self.guard(a, atoms[i + 1], st)
+                    i += 2
+                    continue
+                base = ""
+                if a[4] and i >= 2 and atoms[i - 1][0] == "tok":
+                    base = atoms[i - 2][1] if atoms[i - 2][0] == "tok" else ""
+                st = self.call(a, st, base)
+            elif a[0] == "group":
+                st = self.expr(a[1], st) or st
+            elif a[0] == "block_expr":
+                st = self.stmts(a[1], st) or st
+            i += 1
+        return st
+
+    def _track_assign(self, atoms: list[tuple]) -> None:
+        for k, a in enumerate(atoms):
+            if a[0] == "tok" and a[1] == "=" and k > 0 and atoms[k - 1][0] == "tok":
+                lhs = atoms[k - 1][1]
+                rhs = atoms[k + 1:]
+                text = atom_text(rhs)
+                if k >= 3 and atoms[k - 2][0] == "tok" and atoms[k - 2][1] in ("->", "."):
+                    base = atoms[k - 3][1] if atoms[k - 3][0] == "tok" else ""
+                    if len(rhs) == 1 and rhs[0][0] == "tok" or (len(rhs) == 2 and rhs[0][1] == "&"):
+                        self.f.assigns.append((base, lhs, rhs[-1][1], rhs[-1][2]))
+                elif re.match(r"^[A-Za-z_]\w*$", lhs):
+                    self.f.aliases.setdefault(lhs, text)
+                break
+
+    def guard(self, call: tuple, group: tuple, st: _State) -> _State:
+        gtype = atom_text(call[2][0]) if call[2] else ""
+        prim_name = GUARDS.get(gtype)
+        if not prim_name:
+            return st
+        prim = PRIMITIVES[prim_name]
+        args = _split(group[1])
+        fake = ("call", prim_name, args, call[3], False)
+        gid = self.guard_frames[-1] if self.guard_frames else -1
+        return self.acquire(fake, prim, st, guard=gid)
+
+    def call(self, a: tuple, st: _State, base: str) -> _State:
+        name = a[1]
+        bname = base_name(name)
+        prim = PRIMITIVES.get(name)
+        f = self.f
+        if prim is not None:
+            if prim.op in ("acquire", "try", "try0"):
+                return self.acquire(a, prim, st)
+            if prim.op == "release":
+                return self.release(a, prim, st)
+            if prim.op == "assert":
+                lk = self.lock_of(a, prim)
+                if lk is not None:
+                    f.asserted.append((lk, a[3]))
+                return st
+            if prim.op == "might":
+                self.acquire(a, prim, st)
+                return st
+            return st
+        if name in SCOPES:
+            scope, delta = SCOPES[name]
+            d = dict(st.scopes)
+            d[scope] = d.get(scope, 0) + delta
+            return _State(st.held, tuple(sorted(d.items())), st.dropped)
+        if bname in CALL_ALIASES:
+            target, mapping = CALL_ALIASES[bname]
+            args = [atom_text(a[2][m]) if isinstance(m, int) and m < len(a[2]) else str(m)
+                    for m in mapping]
+            f.calls.append(Call(target, False, a[3], st.held, st.scope_set(), args, "",
+                                st.dropped))
+        if bname in ALLOCS:
+            idx = ALLOCS[bname]
+            gfp = atom_text(a[2][idx]) if idx is not None and idx < len(a[2]) else ""
+            f.allocs.append(Alloc(bname, gfp, a[3], st.held, st.scope_set(), st.dropped))
+            return st
+        if bname in CALL_ALIASES:
+            return st
+        if name in ("mutex_init", "spin_lock_init", "raw_spin_lock_init", "rwlock_init",
+                    "init_rwsem", "seqcount_init", "seqlock_init", "local_lock_init",
+                    "percpu_init_rwsem", "init_srcu_struct", "init_waitqueue_head",
+                    "init_swait_queue_head") and a[2]:
+            text = atom_text(a[2][0])
+            f.inits.append((name, LockExpr.parse(text), text, a[3]))
+            return st
+        if name in ("lockdep_set_class", "lockdep_set_class_and_subclass") and len(a[2]) >= 2:
+            f.inits.append((name, LockExpr.parse(atom_text(a[2][0])), atom_text(a[2][1]), a[3]))
+            return st
+        if name in SLEEPING_CALLS:
+            f.sleeps.append((name, a[3]))
+        f.calls.append(Call(name, bool(a[4]), a[3], st.held, st.scope_set(),
+                            [atom_text(x) for x in a[2]], base, st.dropped))
+        return st
+
+    def lock_of(self, a: tuple, prim: Prim) -> LockExpr | None:
+        if prim.arg < 0:
+            return LockExpr(prim.name, fixed=prim.name)
+        if prim.arg >= len(a[2]):
+            return None
+        text = atom_text(a[2][prim.arg])
+        if prim.template != "{}":
+            text = prim.template.format(text)
+        return LockExpr.parse(text)
+
+    def acquire(self, a: tuple, prim: Prim, st: _State, guard: int = 0,
+                cond_try: bool = False) -> _State:
+        lk = self.lock_of(a, prim)
+        if lk is None:
+            return st
+        sub = 0
+        if prim.subclass_arg >= 0 and prim.subclass_arg < len(a[2]):
+            t = atom_text(a[2][prim.subclass_arg])
+            sub = 1 if t == "SINGLE_DEPTH_NESTING" else (int(t) if t.isdigit() else 0)
+        is_try = prim.op == "try" or (prim.op == "try0" and cond_try and False)
+        self.f.acqs.append(Acq(lk, prim.kind, prim.mode, a[3], st.held, prim.op == "try",
+                               sub, st.scope_set(), st.dropped))
+        if prim.kind in ("mutex", "rwsem", "percpu_rwsem", "rtnl", "console", "sock"):
+            self.f.sleeps.append((a[1], a[3]))
+        h = Held(lk, prim.kind, prim.mode, is_try, a[3], sub, guard,
+                 restores=lk.text in self.dropped_ever)
+        return _State(st.held + (h,), st.scopes, st.dropped - {lk.text})
+
+    def release(self, a: tuple, prim: Prim, st: _State) -> _State:
+        lk = self.lock_of(a, prim)
+        if lk is None:
+            return st
+        held = list(st.held)
+        for k in range(len(held) - 1, -1, -1):
+            if held[k].lock.text == lk.text:
+                del held[k]
+                return st.with_held(tuple(held))
+        self.f.released_unheld.append((lk, a[3]))
+        self.dropped_ever.add(lk.text)
+        return _State(st.held, st.scopes, st.dropped | {lk.text})
+
+
+def _split(atoms: list[tuple]) -> list[list[tuple]]:
+    args: list[list[tuple]] = [[]]
+    for x in atoms:
+        if x[0] == "tok" and x[1] == ",":
+            args.append([])
+        else:
+            args[-1].append(x)
+    return [x for x in args if x]
+
+
+def walk_function(facts: FuncFacts, stmts: list[tuple]) -> FuncFacts:
+    w = Walker(facts)
+    end = w.stmts(stmts, _State())
+    if end is not None:
+        facts.exit_held.extend(h for h in end.held
+                               if h.guard == 0 and not h.cond and not h.restores
+                               and h not in facts.exit_held)
+    return facts
