@@ -204,8 +204,12 @@ class Finding:
     evidence: tuple[Evidence, ...]
     path: tuple[str, ...] = ()
     id: str = ""
+    detail: str = ""    # multi-line text such as a predicted lockdep splat
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "rule": self.rule, "slug": self.slug,
-                "severity": self.severity.value, "lock": self.lock, "message": self.message,
-                "path": list(self.path), "evidence": [e.to_json() for e in self.evidence]}
+        out = {"id": self.id, "rule": self.rule, "slug": self.slug,
+               "severity": self.severity.value, "lock": self.lock, "message": self.message,
+               "path": list(self.path), "evidence": [e.to_json() for e in self.evidence]}
+        if self.detail:
+            out["detail"] = self.detail
+        return out

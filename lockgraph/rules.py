@@ -27,4 +27,10 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          "on edges inferred from held-lock listings only"),
     Rule("LG104", "non-leaf-lock-in-reclaim", Severity.NOTE,
          "a lock taken in reclaim context is not a leaf, but closes no cycle through reclaim"),
+    Rule("LG105", "dtor-context-cycle", Severity.ERROR,
+         "a slab destructor takes a lock in a context (reclaim, a lock held where its cache is "
+         "freed) from which that context is already reachable: a predicted lockdep splat"),
+    Rule("LG106", "ctor-sleeps-in-atomic-alloc", Severity.ERROR,
+         "a slab constructor sleeps or allocates with reclaim, and its cache is allocated from "
+         "in atomic context (GFP_ATOMIC/GFP_NOWAIT or under a spinning lock)"),
 )}

@@ -98,7 +98,7 @@ def classify(toks: list[Tk]) -> list[Tk]:
                 stmt_start = True
             else:
                 out.append(Tk("NAME", t.text, t.line))
-                if mode == "stmt" and stmt_start and nxt is not None and nxt.text == "}":
+                if mode == "stmt" and stmt_start and (nxt is None or nxt.text == "}"):
                     out.append(Tk("SEMI", ";", t.line))  # statement macro without ';'
                 else:
                     stmt_start = False
@@ -132,7 +132,7 @@ def classify(toks: list[Tk]) -> list[Tk]:
                     if nxt is not None and (nxt.text == "{" or nxt.type == "NAME"):
                         out[call_at].type = "MLOOP"
                         stmt_start = True
-                    elif nxt is not None and nxt.text == "}":
+                    elif nxt is None or nxt.text == "}":
                         out.append(Tk("SEMI", ";", t.line))
                         stmt_start = True
                     else:

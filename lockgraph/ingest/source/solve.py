@@ -479,7 +479,7 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
                 cls = cls + (f"/{a.subclass}" if a.subclass else "")
                 acquisitions.append({"function": f.name, "lock": cls, "file": f.file,
                                      "line": a.line, "mode": a.mode, "kind": a.kind,
-                                     "try": a.try_})
+                                     "try": a.try_, "irq": a.irq})
                 if a.try_ or a.kind in kb.NO_EDGE_KINDS or cls.startswith("@param"):
                     continue
                 for s in sources(f, a.held):

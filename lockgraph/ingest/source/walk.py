@@ -68,6 +68,7 @@ class Acq:
     subclass: int = 0
     scopes: frozenset[str] = frozenset()
     dropped: frozenset[str] = frozenset()
+    irq: bool = False       # taken with interrupts disabled (_irq/_irqsave forms)
 
 
 @dataclass(slots=True)
@@ -78,6 +79,7 @@ class Alloc:
     held: tuple[Held, ...]
     scopes: frozenset[str]
     dropped: frozenset[str] = frozenset()
+    target: str = ""    # first argument (the cache of kmem_cache_alloc)
 
 
 @dataclass(slots=True)
@@ -491,7 +493,8 @@ class Walker:
         if bname in ALLOCS:
             idx = ALLOCS[bname]
             gfp = atom_text(a[2][idx]) if idx is not None and idx < len(a[2]) else ""
-            f.allocs.append(Alloc(bname, gfp, a[3], st.held, st.scope_set(), st.dropped))
+            f.allocs.append(Alloc(bname, gfp, a[3], st.held, st.scope_set(), st.dropped,
+                                  atom_text(a[2][0]) if a[2] else ""))
             return st
         if bname in CALL_ALIASES:
             return st
@@ -532,7 +535,7 @@ class Walker:
             sub = 1 if t == "SINGLE_DEPTH_NESTING" else (int(t) if t.isdigit() else 0)
         is_try = prim.op == "try" or (prim.op == "try0" and cond_try and False)
         self.f.acqs.append(Acq(lk, prim.kind, prim.mode, a[3], st.held, prim.op == "try",
-                               sub, st.scope_set(), st.dropped))
+                               sub, st.scope_set(), st.dropped, "irq" in a[1]))
         if prim.kind in ("mutex", "rwsem", "percpu_rwsem", "rtnl", "console", "sock"):
             self.f.sleeps.append((a[1], a[3]))
         h = Held(lk, prim.kind, prim.mode, is_try, a[3], sub, guard,
