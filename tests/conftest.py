@@ -17,3 +17,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture(scope="session")
+def linux_tree() -> Path:
+    """The real Linux 6.12 tree (scripts/fetch-linux-source; LOCKGRAPH_LINUX overrides)."""
+    import os
+    import subprocess
+
+    env = os.environ.get("LOCKGRAPH_LINUX")
+    if env:
+        return Path(env)
+    res = subprocess.run([str(ROOT / "scripts" / "fetch-linux-source")], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        pytest.skip(f"linux-source-6.12 unavailable: {res.stderr.strip()}")
+    return Path(res.stdout.strip())

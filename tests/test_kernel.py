@@ -1,0 +1,69 @@
+"""Facts the real Linux 6.12 tree must yield (kernel-semantics §6), on the real files."""
+
+from __future__ import annotations
+
+import pytest
+
+from lockgraph.ingest.source.scan import scan_paths
+from lockgraph.ingest.source.solve import solve
+
+pytestmark = pytest.mark.kernel
+
+PERCPU_FILES = ["mm/percpu.c", "mm/percpu-vm.c", "lib/percpu_counter.c", "mm/memcontrol.c",
+                "kernel/cgroup/rstat.c", "kernel/workqueue.c", "include/linux/workqueue.h"]
+
+
+@pytest.fixture(scope="module")
+def solved(linux_tree):
+    return solve(scan_paths([linux_tree / f for f in PERCPU_FILES], linux_tree, None))
+
+
+def vias(S, a, b):
+    return [[step.function] + [s.function for s in via] for step, via in S.edges[(a, b)].evidence]
+
+
+def test_pcpu_alloc_mutex_reaches_fs_reclaim_through_chunk_creation_and_population(solved):
+    paths = vias(solved, "pcpu_alloc_mutex", "fs_reclaim")
+    assert any(p[:2] == ["pcpu_alloc_noprof", "pcpu_create_chunk"] for p in paths), paths
+    assert any(p[:2] == ["pcpu_alloc_noprof", "pcpu_populate_chunk"] for p in paths), paths
+    step, _ = solved.edges[("pcpu_alloc_mutex", "fs_reclaim")].evidence[0]
+    assert step.file == "mm/percpu.c"
+
+
+def test_pcpu_alloc_mutex_then_pcpu_lock(solved):
+    assert ("pcpu_alloc_mutex", "pcpu_lock") in solved.edges
+
+
+def test_free_percpu_takes_pcpu_lock(solved):
+    acq = [a for a in solved.acquisitions if a["function"] == "free_percpu"]
+    assert [(a["lock"], a["file"], a["kind"], a["irq"]) for a in acq] == [
+        ("pcpu_lock", "mm/percpu.c", "spin", True)]
+
+
+def test_pcpu_lock_reaches_memcg_locks_through_the_free_hook(solved):
+    for target in ("stock_lock", "per_cpu_ptr(&cgroup_rstat_cpu_lock, cpu)"):
+        e = solved.edges[("pcpu_lock", target)]
+        step, via = e.evidence[0]
+        assert (step.function, step.file) == ("free_percpu", "mm/percpu.c")
+        assert via[0].function == "pcpu_memcg_free_hook"
+        assert "defined(CONFIG_MEMCG)" in e.configs
+
+
+def test_no_pool_lock_edge_from_pcpu_lock(solved):
+    fid = "mm/percpu.c:pcpu_schedule_balance_work"
+    assert "&pool->lock" in solved.takes[fid]      # it does take it...
+    assert ("pcpu_lock", "&pool->lock") not in solved.edges  # ...after pcpu_lock is dropped
+
+
+def test_percpu_counters_lock_then_the_per_counter_class(solved):
+    assert ("percpu_counters_lock", "key") in solved.edges
+
+
+def test_balance_workfn_noio_scope_adds_no_fs_reclaim_edge(solved):
+    for (a, b), e in solved.edges.items():
+        if b != "fs_reclaim":
+            continue
+        for step, via in e.evidence:
+            assert "pcpu_balance_workfn" not in [step.function] + [s.function for s in via]
+    f = solved.funcs["mm/percpu.c:pcpu_balance_workfn"]
+    assert any("noio" in c.scopes for c in f.calls)
