@@ -31,11 +31,18 @@ class CheckResult:
     reclaim_locks: dict[str, list[Context]]
     cycles_capped: bool
     blind_spots: list[str] = field(default_factory=list)
+    roots: list = field(default_factory=list)      # verdicts.RootVerdict, with --src
+    static: bool = False                           # a source tree was scanned
 
     @property
     def verdict(self) -> str:
+        """violated > unproven > proven; runtime evidence alone is never a proof."""
         if any(f.severity is Severity.ERROR for f in self.findings):
             return "violated"
+        if self.static and self.roots and not self.blind_spots and all(
+                r.strict_leaf.get("verdict", "proven") == "proven" and not r.blind_spots
+                for r in self.roots):
+            return "proven"
         return "unproven"
 
     def lock_table(self, which: dict[str, list[Context]]) -> list[dict[str, Any]]:

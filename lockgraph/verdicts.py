@@ -77,7 +77,8 @@ def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str
         list[RootVerdict], list[Finding]]:
     verdicts: list[RootVerdict] = []
     findings: list[Finding] = []
-    irq_safe = {name(a["lock"]) for a in S.acquisitions if a["irq"]}
+    irq_safe = {name(a["lock"]) for a in S.acquisitions if a["irq"]} | {
+        name(c) for c in S.irq_classes}
     for r in roots:
         v = RootVerdict(r)
         verdicts.append(v)

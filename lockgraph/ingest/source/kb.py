@@ -276,6 +276,11 @@ SLEEPING_CALLS = frozenset({
 #: Macros and helpers assumed to take no lock and not sleep; calls to them are not blind
 #: spots.  Kept narrow on purpose: anything else undefined in the scanned sources is.
 LOCK_FREE = frozenset({
+    "sizeof", "__alignof__", "_Alignof", "typeof", "__typeof__", "offsetof", "sizeof_field",
+    "__same_type", "BUILD_BUG_ON", "static_assert", "__must_be_array", "abs", "__ffs", "ffs",
+    "fls", "__fls", "ilog2", "is_power_of_2", "lockdep_assert_irqs_disabled",
+    "lockdep_assert_irqs_enabled", "lockdep_assert_preemption_disabled", "might_fault",
+    "in_interrupt", "in_task", "irqs_disabled", "current_gfp_context", "gfpflags_allow_blocking",
     "WARN_ON", "WARN_ON_ONCE", "WARN", "WARN_ONCE", "BUG_ON", "BUG", "likely", "unlikely",
     "READ_ONCE", "WRITE_ONCE", "sizeof", "min", "max", "min_t", "max_t", "clamp", "ARRAY_SIZE",
     "container_of", "list_add", "list_add_tail", "list_del", "list_del_init", "list_empty",

@@ -45,6 +45,8 @@ class Witness:
     dropped: frozenset[str] = frozenset()
     note: str = ""
     via_param: int = -1         # for gfp-parameter witnesses: the callee's parameter
+    try_: bool = False          # reached through a trylock (lockdep adds no edge into it)
+    irq: bool = False           # the acquisition disables interrupts
 
 
 @dataclass(slots=True)
@@ -71,6 +73,7 @@ class Solved:
     free_sites: list[tuple[str, str, int, tuple[str, ...]]]   # (cache var, fid, line, held classes)
     caches: dict[str, dict[str, str]]           # cache var -> {"ctor": f, "dtor": f}
     conds: dict[tuple[str, int], tuple[str, ...]]
+    irq_classes: set[str] = field(default_factory=set)
 
 
 def fid(f: FuncFacts) -> str:
@@ -275,14 +278,14 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
 
     member_targets: dict[str, set[str]] = defaultdict(set)
     caches: dict[str, dict[str, str]] = defaultdict(dict)
-    arg_structs: dict[str, dict[str, str]] = defaultdict(dict)
+    arg_structs: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for ff in files:
         for d in ff.desig:
             v = d.value.lstrip("&").strip()
             if _IDENT.fullmatch(v) and v in by_name:
                 member_targets[d.member].add(v)
             if d.member in ("ctor", "dtor") and _IDENT.fullmatch(v):
-                arg_structs[d.var][d.member] = v
+                arg_structs[(ff.path, d.var)][d.member] = v
     for f in funcs.values():
         for base, member, value, _ in f.assigns:
             if value in by_name:
@@ -293,8 +296,8 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
                 continue
             args = [a.strip() for a in _split_top(m.group(1))]
             for a in args:
-                if a.startswith("&") and a[1:] in arg_structs:
-                    caches[var].update(arg_structs[a[1:]])
+                if a.startswith("&") and (f.file, a[1:]) in arg_structs:
+                    caches[var].update(arg_structs[(f.file, a[1:])])
             if len(args) >= 5 and _IDENT.fullmatch(args[4]) and args[4] in by_name:
                 caches[var]["ctor"] = args[4]
 
@@ -335,6 +338,7 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
             blind_local[i].add(f"structure unknown in {f.name}() ({f.file}:{f.line})")
 
     kinds: dict[str, str] = {FS_RECLAIM: "map"}
+    irq_classes: set[str] = set()
     takes: dict[str, dict[str, Witness]] = {}
     param_reclaim: dict[str, dict[int, Witness]] = {}
     sleeps: dict[str, Witness] = {}
@@ -348,7 +352,10 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
             for cls in res.classes(a.lock, f):
                 cls = cls + (f"/{a.subclass}" if a.subclass else "")
                 kinds.setdefault(cls, a.kind)
-                t.setdefault(cls, Witness(a.line, None, _dropped(a.dropped, f)))
+                if cls not in t or (t[cls].try_ and not a.try_):
+                    t[cls] = Witness(a.line, None, _dropped(a.dropped, f), try_=a.try_, irq=a.irq)
+                if a.irq:
+                    irq_classes.add(cls)
         for al in f.allocs:
             how, k = gfp_reclaims(al.gfp, f)
             if masked(al.scopes) or how == "no":
@@ -382,13 +389,16 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
                         if n >= len(c.args):
                             continue
                         for real in res.classes(LockExpr.parse(c.args[n]), f):
-                            if real not in t:
+                            if w.irq:
+                                irq_classes.add(real)
+                            if real not in t or (t[real].try_ and not w.try_):
                                 kinds.setdefault(real, kinds.get(cls, "spin"))
-                                t[real] = Witness(c.line, j, drop | w.dropped)
+                                t[real] = Witness(c.line, j, drop | w.dropped, try_=w.try_,
+                                                  irq=w.irq)
                                 changed = True
                         continue
-                    if cls not in t:
-                        t[cls] = Witness(c.line, j, drop | w.dropped)
+                    if cls not in t or (t[cls].try_ and not w.try_):
+                        t[cls] = Witness(c.line, j, drop | w.dropped, try_=w.try_, irq=w.irq)
                         changed = True
                 for n, w in param_reclaim.get(j, {}).items():
                     if masked(c.scopes) or n >= len(c.args):
@@ -503,7 +513,7 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
                 continue
             for j in call_targets[(i, k)]:
                 for cls, w in takes.get(j, {}).items():
-                    if cls.startswith("@param") or kinds.get(cls) in kb.NO_EDGE_KINDS:
+                    if cls.startswith("@param") or kinds.get(cls) in kb.NO_EDGE_KINDS or w.try_:
                         continue
                     if cls == FS_RECLAIM and masked(c.scopes):
                         continue
@@ -539,7 +549,7 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
         pass
     return Solved(files, funcs, takes, kinds, sleeps, blind, edges, acquisitions,
                   dict(unresolved), dict(by_name), dict(member_targets), free_sites,
-                  dict(caches), conds)
+                  dict(caches), conds, irq_classes)
 
 
 def chain(j: str, cls: str, funcs: dict[str, FuncFacts], takes: dict[str, dict[str, Witness]],

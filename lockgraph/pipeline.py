@@ -1,0 +1,178 @@
+"""The static half joined to the runtime half: scan → solve → merge graph → checks → verdicts.
+
+Runtime names carry lockdep's `#N` registration versions, static names cannot (they depend
+on boot order), so a static class is merged onto a runtime node when exactly one runtime
+name equals it modulo `#N`; otherwise it keeps its own node.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lockgraph.checks import CheckResult, check_cycles, check_dtor_leaf, check_reclaim
+from lockgraph.graph import FS_RECLAIM, add_edge, build_graph
+from lockgraph.ingest.source.config import Config, load_config
+from lockgraph.ingest.source.roots import Root, find_roots
+from lockgraph.ingest.source.scan import scan_paths
+from lockgraph.ingest.source.solve import Solved, chain, solve
+from lockgraph.model import Edge, Evidence, Report, Severity
+from lockgraph.roots import Context, mark_contexts
+from lockgraph.verdicts import RootVerdict, judge
+
+_VERSION = re.compile(r"#\d+")
+
+
+@dataclass(slots=True)
+class StaticScan:
+    solved: Solved
+    root: Path
+    config: Config | None
+    files: int
+
+
+def kernel_root(paths: list[Path]) -> Path:
+    """The tree the paths belong to (a directory with Kconfig and MAINTAINERS), else cwd."""
+    for p in paths:
+        q = p.resolve()
+        for cand in (q, *q.parents):
+            if (cand / "Kconfig").is_file() and (cand / "MAINTAINERS").is_file():
+                return cand
+    if len(paths) == 1 and paths[0].is_dir():
+        return paths[0].resolve()
+    return Path.cwd()
+
+
+def scan(paths: list[Path], config: Path | None = None, root: Path | None = None) -> StaticScan:
+    cfg = load_config(config) if config else None
+    base = root or kernel_root(paths)
+    files = scan_paths(paths, base, cfg)
+    return StaticScan(solve(files), base, cfg, len(files))
+
+
+def display(path: str, base: Path) -> str:
+    """Paths relative to the scanned root, or to the cwd for files outside it."""
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    for b in (base, Path.cwd()):
+        try:
+            return str(p.relative_to(b))
+        except ValueError:
+            pass
+    return path
+
+
+def name_mapper(runtime_nodes: set[str]):
+    by_base: dict[str, set[str]] = {}
+    for n in runtime_nodes:
+        by_base.setdefault(_VERSION.sub("", n), set()).add(n)
+
+    def name(static: str) -> str:
+        cands = by_base.get(static)
+        if cands and len(cands) == 1:
+            return next(iter(cands))
+        return static
+
+    return name
+
+
+def static_edges(S: Solved, name, base: Path) -> list[Edge]:
+    out = []
+    for (a, b), e in sorted(S.edges.items()):
+        for step, via in e.evidence:
+            stack = tuple(f"{s.function} ({display(s.file, base)}:{s.line})" for s in (step, *via))
+            cfg = sorted(e.configs)
+            if cfg:
+                stack = stack + ("configs: " + ", ".join(cfg),)
+            out.append(Edge(name(a), name(b), True, "static", display(step.file, base),
+                            step.line, -1, stack))
+    return out
+
+
+def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tuple[
+        list[Edge], dict[str, list[Context]]]:
+    """Everything a reclaim root takes is taken under fs_reclaim (kernel-semantics §5)."""
+    edges: list[Edge] = []
+    ctx: dict[str, list[Context]] = {}
+    for r in roots:
+        if r.kind != "reclaim":
+            continue
+        for fid in r.fids:
+            for cls, w in sorted(S.takes.get(fid, {}).items()):
+                if cls.startswith("@param") or cls == FS_RECLAIM or S.kinds.get(cls) in ("rcu", "novalidate"):
+                    continue
+                steps = chain(fid, cls, S.funcs, S.takes)
+                if not steps:
+                    continue
+                last = steps[-1]
+                stack = tuple(f"{s.function} ({display(s.file, base)}:{s.line})" for s in steps)
+                n = name(cls)
+                ev = Evidence(display(last.file, base), last.line,
+                              f"'{n}' taken under reclaim root {r.function}()", stack)
+                ctx.setdefault(n, []).append(Context(r.function, ev))
+                if not w.try_:
+                    edges.append(Edge(FS_RECLAIM, n, True, "reclaim-root",
+                                      display(last.file, base), last.line, -1, stack))
+    return edges, ctx
+
+
+def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) -> CheckResult:
+    """Checks on the merged graph; root verdicts when a source tree was scanned."""
+    G = build_graph(reports)
+    dtor_ctx, reclaim_ctx = mark_contexts(reports, dtors)
+    verdicts: list[RootVerdict] = []
+    findings = []
+    blind = ["runtime evidence only: code paths that did not run are not covered"] if reports else []
+    if st is not None:
+        S = st.solved
+        name = name_mapper(set(G.nodes))
+        seen: set[tuple] = set()
+        for e in static_edges(S, name, st.root):
+            add_edge(G, e, seen)
+        roots = find_roots(S, dtors)
+        redges, rctx = reclaim_root_contexts(S, roots, name, st.root)
+        for e in redges:
+            add_edge(G, e, seen)
+        for k, v in rctx.items():
+            reclaim_ctx.setdefault(k, []).extend(v)
+        verdicts, findings = judge(S, roots, G, name)
+        if not S.funcs:
+            blind.append("no C functions found in the scanned sources")
+    findings += list(check_dtor_leaf(G, dtor_ctx)) + list(check_reclaim(G, reclaim_ctx))
+    cyc, capped = check_cycles(G)
+    findings += cyc
+    uniq = {f.id: f for f in findings}
+    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
+    out = sorted(uniq.values(), key=lambda f: (order[f.severity], f.rule, f.lock, f.path))
+    if capped:
+        blind.append("cycle enumeration capped; every cyclic component is still reported")
+    return CheckResult(out, G, dtor_ctx, reclaim_ctx, capped, blind, verdicts, st is not None)
+
+
+def scan_json(st: StaticScan) -> dict[str, Any]:
+    S = st.solved
+    funcs = list(S.funcs.values())
+    unknown = [f for f in funcs if f.structure != "parsed"]
+    edges = []
+    for (a, b), e in sorted(S.edges.items()):
+        edges.append({"from": a, "to": b, "configs": sorted(e.configs), "evidence": [
+            {"file": display(step.file, st.root), "line": step.line, "function": step.function,
+             "via": [{"function": s.function, "file": display(s.file, st.root), "line": s.line}
+                     for s in via]} for step, via in e.evidence]})
+    acqs = sorted(({"function": a["function"], "lock": a["lock"],
+                    "file": display(a["file"], st.root), "line": a["line"], "mode": a["mode"],
+                    "kind": a["kind"], "try": a["try"], "irq": a["irq"]}
+                   for a in S.acquisitions if not a["lock"].startswith("@param")),
+                  key=lambda a: (a["file"], a["line"], a["lock"]))
+    unresolved = [{"call": k, "sites": [f"{display(f, st.root)}:{ln}" for f, ln in sorted(v)[:20]],
+                   "count": len(v)} for k, v in sorted(S.unresolved.items())]
+    return {"schema_version": 1, "files": st.files,
+            "config": st.config.source if st.config else None,
+            "functions": {"total": len(funcs), "parsed": len(funcs) - len(unknown),
+                          "structure_unknown": len(unknown)},
+            "structure_unknown": sorted(f"{display(f.file, st.root)}:{f.line}: {f.name}: {f.structure}"
+                                        for f in unknown),
+            "acquisitions": acqs, "edges": edges, "unresolved_calls": unresolved}
