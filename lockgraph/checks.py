@@ -33,6 +33,7 @@ class CheckResult:
     blind_spots: list[str] = field(default_factory=list)
     roots: list = field(default_factory=list)      # verdicts.RootVerdict, with --src
     static: bool = False                           # a source tree was scanned
+    sources: int = 0                               # source files scanned
 
     @property
     def verdict(self) -> str:

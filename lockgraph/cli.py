@@ -73,29 +73,77 @@ LogsArg = typer.Argument(..., metavar="LOG...", help="dmesg, console, journalctl
 FormatOpt = typer.Option(Format.text, "--format", "-f", help="output format")
 
 
+SrcOpt = typer.Option([], "--src", metavar="PATH",
+                      help="kernel source tree, directory or file to scan (repeatable)")
+ConfigOpt = typer.Option(None, "--config", metavar="FILE",
+                         help="kernel .config for #if evaluation (default: every CONFIG_* on)")
+RootOpt = typer.Option(None, "--root", metavar="DIR",
+                       help="show source paths relative to DIR (default: the kernel tree)")
+
+
+def _scan_sources(src: List[Path], config: Optional[Path], root: Optional[Path]):
+    from lockgraph.pipeline import scan
+
+    for p in src:
+        if not p.exists():
+            _err(f"{_shown(p)}: error: no such file or directory")
+            raise typer.Exit(ExitCode.USAGE)
+    if config is not None and not config.is_file():
+        _err(f"{_shown(config)}: error: no such .config file")
+        raise typer.Exit(ExitCode.USAGE)
+    st = scan(list(src), config, root)
+    if st.files == 0:
+        _err(f"{', '.join(_shown(p) for p in src)}: error: no C sources (.c, .h) found")
+        raise typer.Exit(ExitCode.USAGE)
+    return st
+
+
 @app.command()
-def check(logs: List[Path] = LogsArg,
+def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
+                                            help="lockdep output: dmesg, console, journalctl, "
+                                                 "mail excerpts, /proc/lockdep, /proc/lockdep_chains"),
           dtor: List[str] = typer.Option([], "--dtor", metavar="FUNC",
                                          help="treat FUNC as a slab destructor (repeatable)"),
-          fmt: Format = FormatOpt) -> None:
-    """Build the lock graph from LOGs and judge slab-destructor and reclaim locks."""
-    from lockgraph.checks import run_checks
+          src: List[Path] = SrcOpt, config: Optional[Path] = ConfigOpt,
+          root: Optional[Path] = RootOpt, fmt: Format = FormatOpt) -> None:
+    """Build the lock graph from LOGs (and --src) and judge destructor and reclaim locks."""
     from lockgraph.model import Severity
+    from lockgraph.pipeline import run
     from lockgraph.render.json import check_json
     from lockgraph.render.text import check_text
 
-    reports, diags, shown = _ingest(logs)
+    logs = list(logs or [])
+    if not logs and not src:
+        _err("lockgraph check: error: give lockdep logs, --src PATH, or both")
+        raise typer.Exit(ExitCode.USAGE)
+    reports, diags, shown = _ingest(logs) if logs else ([], [], [])
     _emit_diags(diags)
-    if not reports:
+    if logs and not reports and not src:
         names = ", ".join(shown)
         _err(f"{names}: error: no lockdep output found; nothing to check")
         raise typer.Exit(ExitCode.USAGE)
-    res = run_checks(reports, dtor)
+    st = _scan_sources(src, config, root) if src else None
+    res = run(reports, tuple(dtor), st)
     out = check_json(res, reports, diags, shown) if fmt is Format.json else check_text(
         res, reports, diags, shown)
     sys.stdout.write(out)
     failed = any(f.severity is Severity.ERROR for f in res.findings)
     raise typer.Exit(ExitCode.FINDINGS if failed else ExitCode.OK)
+
+
+@app.command()
+def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
+                                          help="kernel tree, directories or C files"),
+         config: Optional[Path] = ConfigOpt, root: Optional[Path] = RootOpt,
+         fmt: Format = FormatOpt) -> None:
+    """Scan raw kernel C into the static lock graph (acquisitions, edges, blind spots)."""
+    from lockgraph.pipeline import scan_json
+    from lockgraph.render.json import dumps
+    from lockgraph.render.text import scan_text
+
+    st = _scan_sources(src, config, root)
+    data = scan_json(st)
+    sys.stdout.write(dumps(data) if fmt is Format.json else scan_text(data))
 
 
 @app.command()

@@ -149,7 +149,8 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
     out = sorted(uniq.values(), key=lambda f: (order[f.severity], f.rule, f.lock, f.path))
     if capped:
         blind.append("cycle enumeration capped; every cyclic component is still reported")
-    return CheckResult(out, G, dtor_ctx, reclaim_ctx, capped, blind, verdicts, st is not None)
+    return CheckResult(out, G, dtor_ctx, reclaim_ctx, capped, blind, verdicts, st is not None,
+                       st.files if st else 0)
 
 
 def scan_json(st: StaticScan) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
         if outs:
             wit = witnesses[lock]
             ev = [Evidence(wit[-1].file if wit else "", wit[-1].line if wit else 0,
-                           f"'{lock}' taken by {r.function}()" + (f" via {wit[0].function}()" if len(wit) > 1 else ""),
+                           f"'{lock}' taken by {r.function}()" + (f" via {wit[1].function}()" if len(wit) > 1 else ""),
                            _stack(wit))]
             ev += [_edge_ev(G, lock, b) for b in outs if G.has_edge(lock, b)]
             msg = (f"'{lock}' is taken in slab destructor {r.function}() but is not a leaf: "

@@ -52,7 +52,10 @@ def check_json(res: CheckResult, reports: list[Report], diags: list[Diagnostic],
               for s in ("error", "warning", "note")}
     return dumps({
         "schema_version": SCHEMA_VERSION,
-        "verdict": {"status": res.verdict, "evidence": "runtime", "blind_spots": res.blind_spots},
+        "verdict": {"status": res.verdict,
+                    "evidence": "+".join(x for x, on in (("runtime", bool(reports)),
+                                                          ("static", res.static)) if on),
+                    "blind_spots": res.blind_spots},
         "findings": [f.to_json() for f in res.findings],
         "summary": counts,
         "graph": {"nodes": G.number_of_nodes(), "edges": G.number_of_edges(),
@@ -60,5 +63,6 @@ def check_json(res: CheckResult, reports: list[Report], diags: list[Diagnostic],
         "dtor_locks": res.lock_table(res.dtor_locks),
         "reclaim_locks": res.lock_table(res.reclaim_locks),
         "inputs": [{"file": f, "reports": n} for f, n in sorted(per_file.items())],
+        **({"roots": [v.to_json() for v in res.roots]} if res.static else {}),
         "diagnostics": _diags(diags),
     })

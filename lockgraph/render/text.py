@@ -46,14 +46,20 @@ def check_text(res: CheckResult, reports: list[Report], diags: list[Diagnostic],
                inputs: list[str]) -> str:
     G = res.graph
     live = [r for r in reports if r.duplicate_of is None]
-    out = [f"lockgraph: {len(inputs)} file(s), {len(live)} lockdep block(s), "
+    src = f", {res.sources} source file(s) scanned" if res.static else ""
+    out = [f"lockgraph: {len(inputs)} log file(s), {len(live)} lockdep block(s){src}, "
            f"graph of {G.number_of_nodes()} locks and {G.number_of_edges()} dependencies", ""]
-    out += _lock_rows("locks taken in slab destructors", res.lock_table(res.dtor_locks))
+    if inputs:
+        out += _lock_rows("locks taken in slab destructors (runtime evidence)",
+                          res.lock_table(res.dtor_locks))
     out += _lock_rows("locks taken in memory reclaim", res.lock_table(res.reclaim_locks))
     out.append("")
     for f in res.findings:
         out += finding(f)
+        if f.detail:
+            out += ["", *("    " + ln if ln else "" for ln in f.detail.splitlines())]
         out.append("")
+    out += roots_text(res.roots)
     counts = {s: sum(1 for f in res.findings if f.severity.value == s)
               for s in ("error", "warning", "note")}
     out.append(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['note']} note(s)")
@@ -85,3 +91,64 @@ def parse_text_out(reports: list[Report]) -> str:
             out.append(f"  note: {n}")
         out.append("")
     return "\n".join(out)
+
+
+MAX_BLIND_SHOWN = 12
+
+
+def _step(st: dict) -> str:
+    return f"{st['function']}() {st['file']}:{st['line']}"
+
+
+def roots_text(roots: list) -> list[str]:
+    """One section per root: its locks, the two verdicts, the reasoning, the blind spots."""
+    out: list[str] = []
+    for v in roots:
+        r = v.root
+        out.append(f"{r.kind} {r.function}(): " + "; ".join(r.how))
+        if not r.fids:
+            out += ["  definition not found in the scanned sources", ""]
+            continue
+        out.append(f"  takes {len(v.locks)} lock(s):")
+        for lk in v.locks:
+            via = " -> ".join(_step(s) for s in lk["witness"])
+            out.append(f"    {lk['lock']} ({lk['kind']}) via {via}")
+        if r.kind == "dtor":
+            sl = v.strict_leaf
+            out.append(f"  strict leaf: {sl['verdict']}")
+            for x in sl.get("violations", []):
+                where = f" at {x['edge']['file']}:{x['edge']['line']}" if x.get("edge") else ""
+                out.append(f"    '{x['lock']}' -> '{x['to']}'{where}")
+            out.append(f"  dtor-safe: {v.dtor_safe.get('verdict')}")
+            out += [f"    - {why}" for why in v.dtor_safe.get("reasons", [])]
+        if r.kind == "ctor":
+            c = v.ctor
+            state = ("sleeps or reclaims (" + ", ".join(c["why"]) + ")") if c.get("sleeps_or_reclaims") else "neither sleeps nor reclaims"
+            out.append(f"  constructor {state}; {c.get('allocation_sites', 0)} allocation site(s) of its cache, "
+                       f"{len(c.get('atomic_sites', []))} atomic")
+            for a in c.get("atomic_sites", []):
+                out.append(f"    atomic: {a['function']}() {a['file']}:{a['line']} ({a['context']})")
+        if v.blind_spots:
+            out.append(f"  blind spots ({len(v.blind_spots)}): the verdict cannot be 'proven'")
+            out += [f"    {b}" for b in v.blind_spots[:MAX_BLIND_SHOWN]]
+            if len(v.blind_spots) > MAX_BLIND_SHOWN:
+                out.append(f"    ... {len(v.blind_spots) - MAX_BLIND_SHOWN} more (--format json lists all)")
+        out.append("")
+    return out
+
+
+def scan_text(data: dict) -> str:
+    fn = data["functions"]
+    out = [f"lockgraph scan: {data['files']} file(s), {fn['total']} function(s): "
+           f"{fn['parsed']} parsed, {fn['structure_unknown']} structure unknown",
+           f"{len(data['acquisitions'])} lock acquisition(s), {len(data['edges'])} dependency edge(s), "
+           f"{len(data['unresolved_calls'])} unresolved callee(s)", ""]
+    for e in data["edges"]:
+        ev = e["evidence"][0]
+        via = "".join(f" -> {v['function']}() {v['file']}:{v['line']}" for v in ev["via"])
+        cfg = f"  [{', '.join(e['configs'])}]" if e["configs"] else ""
+        out.append(f"{e['from']} --> {e['to']}")
+        out.append(f"       {ev['function']}() {ev['file']}:{ev['line']}{via}{cfg}")
+    for u in data["structure_unknown"]:
+        out.append(f"structure unknown: {u}")
+    return "\n".join(out) + "\n"

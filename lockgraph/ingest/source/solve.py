@@ -304,7 +304,7 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
     def resolve_call(caller: FuncFacts, name: str, member: bool) -> list[str]:
         if member:
             return sorted(i for n in member_targets.get(name, ()) for i in by_name.get(n, ()))
-        cands = by_name.get(name, [])
+        cands = by_name.get(name) or by_name.get(name + "_noprof", [])  # alloc_hooks() wrappers
         if not cands:
             return []
         same = [i for i in cands if funcs[i].file == caller.file]
