@@ -63,7 +63,7 @@ def check_text(res: CheckResult, reports: list[Report], diags: list[Diagnostic],
     counts = {s: sum(1 for f in res.findings if f.severity.value == s)
               for s in ("error", "warning", "note")}
     out.append(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['note']} note(s)")
-    out.append(f"verdict: {res.verdict} ({'; '.join(res.blind_spots)})")
+    out.append(f"verdict: {res.verdict}" + (f" ({'; '.join(res.blind_spots)})" if res.blind_spots else ""))
     return "\n".join(out) + "\n"
 
 

@@ -162,22 +162,59 @@ def iter_sources(paths: Iterable[Path]) -> list[Path]:
 _GUARD_HINT = re.compile(r"DEFINE_(?:GUARD|LOCK_GUARD)")
 
 
-def scan_paths(paths: list[Path], root: Path, config: Config | None) -> list[FileFacts]:
-    """Scan every C source under `paths`; file paths in the result are relative to `root`."""
+def _read(p: Path) -> str:
+    return p.read_bytes().decode("utf-8", errors="replace")
+
+
+def _rel(p: Path, root: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _init_worker(guards: dict[str, str]) -> None:
+    kb.GUARDS.update(guards)
+
+
+def _scan_one(job: tuple[str, str, Config | None, dict[str, str]]) -> FileFacts:
+    path, rel, config, guards = job
+    try:
+        return scan_file(rel, _read(Path(path)), config, guards)
+    except RecursionError:
+        return FileFacts(rel, error="recursion limit while parsing")
+
+
+def scan_paths(paths: list[Path], root: Path, config: Config | None, jobs: int = 1,
+               progress=None) -> list[FileFacts]:
+    """Scan every C source under `paths`; file paths in the result are relative to `root`.
+
+    Files are independent: with jobs > 1 they are scanned by a process pool, largest
+    first; the result is sorted by path, so it does not depend on the number of workers.
+    """
     files = iter_sources(paths)
-    texts: list[tuple[str, str]] = []
     guards = dict(kb.GUARDS)
     for p in files:
-        try:
-            rel = str(p.resolve().relative_to(root.resolve()))
-        except ValueError:
-            rel = str(p)
-        src = p.read_bytes().decode("utf-8", errors="replace")
+        src = _read(p)
         if _GUARD_HINT.search(src):
             guards.update(declared_guards(src))
-        texts.append((rel, src))
     kb.GUARDS.update(guards)
-    out = []
-    for rel, src in texts:
-        out.append(scan_file(rel, src, config, guards))
-    return out
+    work = sorted(((str(p), _rel(p, root), config, guards) for p in files),
+                  key=lambda j: -Path(j[0]).stat().st_size)
+    out: list[FileFacts] = []
+    if jobs > 1 and len(work) > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if hasattr(mp, "get_context") else mp
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(guards,)) as pool:
+            for ff in pool.imap_unordered(_scan_one, work, chunksize=4):
+                out.append(ff)
+                if progress:
+                    progress(ff)
+    else:
+        for job in work:
+            ff = _scan_one(job)
+            out.append(ff)
+            if progress:
+                progress(ff)
+    return sorted(out, key=lambda f: f.path)

@@ -1,0 +1,74 @@
+"""Root verdicts on small C cases: proven, unproven (blind spots), violated with a splat."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from lockgraph.cli import app
+
+from conftest import FIXTURES, ROOT
+
+CASES = FIXTURES / "csrc" / "verdicts"
+runner = CliRunner()
+
+
+def check(name, *extra):
+    res = runner.invoke(app, ["check", "--src", str(CASES / f"{name}.c"), "--root", str(ROOT),
+                              "--format", "json", *extra])
+    return res.exit_code, json.loads(res.stdout)
+
+
+def root(out, fn):
+    (r,) = [r for r in out["roots"] if r["function"] == fn]
+    return r
+
+
+def test_leaf_irq_safe_dtor_with_every_callee_defined_is_proven():
+    code, out = check("proven")
+    assert code == 0
+    r = root(out, "foo_dtor")
+    assert r["strict_leaf"] == {"verdict": "proven", "violations": []}
+    assert r["dtor_safe"]["verdict"] == "proven"
+    assert r["blind_spots"] == []
+    assert [lk["lock"] for lk in r["locks"]] == ["stats_lock"]
+    assert [s["function"] for s in r["locks"][0]["witness"]] == ["foo_dtor", "foo_account"]
+    assert out["verdict"]["status"] == "proven"
+
+
+def test_a_missing_definition_makes_the_verdict_unproven_not_proven():
+    code, out = check("unresolved")
+    assert code == 0
+    r = root(out, "foo_dtor")
+    assert r["strict_leaf"]["verdict"] == "unproven"
+    assert r["dtor_safe"]["verdict"] == "unproven"
+    assert r["blind_spots"] == ["missing definition of foo_unknown_hook()"]
+    assert out["verdict"]["status"] == "unproven"
+
+
+def test_dtor_context_closing_a_cycle_is_a_predicted_splat():
+    code, out = check("splat")
+    assert code == 1
+    r = root(out, "bar_dtor")
+    assert r["strict_leaf"]["verdict"] == "violated"
+    assert {(v["lock"], v["to"]) for v in r["strict_leaf"]["violations"]} == {
+        ("chunk_mutex", "fs_reclaim"), ("chunk_mutex", "free_lock")}
+    assert r["dtor_safe"]["verdict"] == "violated"
+    splats = [f for f in out["findings"] if f["rule"] == "LG105"]
+    assert {f["path"][-1] for f in splats} == {"fs_reclaim", "free_lock"}
+    text = next(f["detail"] for f in splats if f["path"][-1] == "fs_reclaim")
+    assert "WARNING: possible circular locking dependency detected" in text
+    lines = text.splitlines()
+    scen = lines[lines.index("       ----                    ----") + 1:][:4]
+    assert [ln.strip() for ln in scen] == ["lock(fs_reclaim);", "lock(chunk_mutex);",
+                                           "lock(fs_reclaim);", "lock(chunk_mutex);"]
+    assert "-> #1 (fs_reclaim):" in lines and "-> #0 (chunk_mutex):" in lines
+
+
+def test_dtor_option_on_source_names_a_root():
+    code, out = check("proven", "--dtor", "foo_account")
+    assert {r["function"] for r in out["roots"] if r["kind"] == "dtor"} == {"foo_dtor", "foo_account"}
+    code, out = check("proven", "--dtor", "no_such_fn")
+    r = root(out, "no_such_fn")
+    assert r["defined"] is False and r["strict_leaf"]["verdict"] == "unproven"
