@@ -23,7 +23,7 @@ import networkx as nx
 from lockgraph.graph import FS_RECLAIM, best_evidence, shortest_path_or_none
 from lockgraph.ingest.source import kb
 from lockgraph.ingest.source.roots import Root
-from lockgraph.ingest.source.solve import Solved, Step, chain, gfp_reclaims
+from lockgraph.ingest.source.solve import Solved, Step, chain, entry_contexts, gfp_reclaims
 from lockgraph.model import Evidence, Finding, Severity
 from lockgraph.rules import RULES
 
@@ -172,6 +172,8 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
                 f = S.funcs[fid]
                 for h in held:
                     contexts.setdefault(name(h), f"held at {f.name}() freeing {cache} ({f.file}:{line})")
+                for h, where in entry_contexts(S, fid).items():
+                    contexts.setdefault(name(h), f"{where}, which frees {cache}")
     cycles = []
     for c, why in sorted(contexts.items()):
         for d in sorted(witnesses):

@@ -74,6 +74,38 @@ class Solved:
     caches: dict[str, dict[str, str]]           # cache var -> {"ctor": f, "dtor": f}
     conds: dict[tuple[str, int], tuple[str, ...]]
     irq_classes: set[str] = field(default_factory=set)
+    callers: dict[str, list[tuple[str, frozenset[str], int]]] = field(default_factory=dict)
+
+
+def _with_entry(f: FuncFacts, entry: tuple[Held, ...]) -> FuncFacts:
+    """A view of f whose every event also holds the locks held on entry."""
+    from copy import copy
+    g = copy(f)
+    g.acqs = [copy(a) for a in f.acqs]
+    g.allocs = [copy(a) for a in f.allocs]
+    g.calls = [copy(c) for c in f.calls]
+    for ev in (*g.acqs, *g.allocs, *g.calls):
+        ev.held = entry + ev.held
+    return g
+
+
+def entry_contexts(S: "Solved", fid: str, depth: int = 6) -> dict[str, str]:
+    """Locks held by callers (transitively) when fid runs: lock -> where it is held."""
+    out: dict[str, str] = {}
+    seen = {fid}
+    frontier = [fid]
+    for _ in range(depth):
+        nxt = []
+        for callee in frontier:
+            for caller, held, line in S.callers.get(callee, ()):
+                f = S.funcs[caller]
+                for h in sorted(held):
+                    out.setdefault(h, f"held in {f.name}() calling {S.funcs[callee].name}() ({f.file}:{line})")
+                if caller not in seen:
+                    seen.add(caller)
+                    nxt.append(caller)
+        frontier = nxt
+    return out
 
 
 def fid(f: FuncFacts) -> str:
@@ -277,6 +309,7 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
     res = Resolver(files, funcs)
 
     member_targets: dict[str, set[str]] = defaultdict(set)
+    typed_targets: dict[tuple[str, str], set[str]] = defaultdict(set)
     caches: dict[str, dict[str, str]] = defaultdict(dict)
     arg_structs: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for ff in files:
@@ -284,6 +317,8 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
             v = d.value.lstrip("&").strip()
             if _IDENT.fullmatch(v) and v in by_name:
                 member_targets[d.member].add(v)
+                if d.type:
+                    typed_targets[(d.type, d.member)].add(v)
             if d.member in ("ctor", "dtor") and _IDENT.fullmatch(v):
                 arg_structs[(ff.path, d.var)][d.member] = v
     for f in funcs.values():
@@ -298,12 +333,20 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
             for a in args:
                 if a.startswith("&") and (f.file, a[1:]) in arg_structs:
                     caches[var].update(arg_structs[(f.file, a[1:])])
-            if len(args) >= 5 and _IDENT.fullmatch(args[4]) and args[4] in by_name:
-                caches[var]["ctor"] = args[4]
+            ctor_at = 6 if text.startswith("kmem_cache_create_usercopy") else 4
+            if len(args) > ctor_at and _IDENT.fullmatch(args[ctor_at]) and args[ctor_at] in by_name:
+                caches[var]["ctor"] = args[ctor_at]
 
-    def resolve_call(caller: FuncFacts, name: str, member: bool) -> list[str]:
+    def resolve_call(caller: FuncFacts, name: str, member: bool, base: str = "") -> list[str]:
         if member:
-            return sorted(i for n in member_targets.get(name, ()) for i in by_name.get(n, ()))
+            names = member_targets.get(name, set())
+            if base:  # where the object's struct type is known, only that type's tables
+                typ = Resolver._struct(res.type_of(base, caller))
+                if typ and typed_targets.get((typ, name)):
+                    names = typed_targets[(typ, name)]
+            return sorted(i for n in names for i in by_name.get(n, ()))
+        if any(n == name for _, n in caller.params) or name in caller.locals:
+            return []  # a call through a function-pointer variable
         cands = by_name.get(name) or by_name.get(name + "_noprof", [])  # alloc_hooks() wrappers
         if not cands:
             return []
@@ -324,14 +367,16 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
     blind_local: dict[str, set[str]] = defaultdict(set)
     for i, f in funcs.items():
         for k, c in enumerate(f.calls):
-            t = resolve_call(f, c.name, c.member)
+            t = resolve_call(f, c.name, c.member, c.base)
             call_targets[(i, k)] = t
             for j in t:
                 G.add_edge(i, j)
             if not t and c.name not in kb.LOCK_FREE and c.name not in kb.SLEEPING_CALLS \
                     and not c.name.isupper() and not c.name.startswith(("trace_", "__builtin")):
-                what = f"{c.base}->{c.name}()" if c.member else f"{c.name}()"
-                label = ("unresolved indirect call " if c.member else "missing definition of ") + what
+                pointer = c.member or any(n == c.name for _, n in f.params) or c.name in f.locals
+                what = f"{c.base}->{c.name}()" if c.member and c.base else f"{c.name}()"
+                label = (f"unresolved indirect call {what} in {f.name}()" if pointer
+                         else f"missing definition of {what}")
                 blind_local[i].add(label)
                 unresolved[label].append((f.file, c.line))
         if f.structure != "parsed":
@@ -483,7 +528,23 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
                 reclaiming[nxt] = reclaiming[key]
                 work.append(nxt)
 
+    callers: dict[str, list[tuple[str, frozenset[str], int]]] = defaultdict(list)
     for i, f in funcs.items():
+        for k, c in enumerate(f.calls):
+            held = frozenset(x for x, _ in held_classes(f, c.held))
+            for j in call_targets[(i, k)]:
+                callers[j].append((i, held, c.line))
+
+    for i, f in funcs.items():
+        entry: tuple[Held, ...] = ()
+        if not callers.get(i):
+            # No caller in the scanned code: an asserted lock (lockdep_assert_held,
+            # __must_hold) is the callers' contract, so it is held on entry.
+            entry = tuple(Held(lk, "asserted", "X", False, line) for lk, line in f.asserted)
+            entry += tuple(Held(LockExpr.parse(a[len("__must_hold("):-1]), "asserted", "X", False, f.line)
+                           for a in f.annotations if a.startswith("__must_hold("))
+        if entry:
+            f = _with_entry(f, entry)
         for a in f.acqs:
             for cls in res.classes(a.lock, f):
                 cls = cls + (f"/{a.subclass}" if a.subclass else "")
@@ -549,7 +610,7 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
         pass
     return Solved(files, funcs, takes, kinds, sleeps, blind, edges, acquisitions,
                   dict(unresolved), dict(by_name), dict(member_targets), free_sites,
-                  dict(caches), conds, irq_classes)
+                  dict(caches), conds, irq_classes, dict(callers))
 
 
 def chain(j: str, cls: str, funcs: dict[str, FuncFacts], takes: dict[str, dict[str, Witness]],
