@@ -257,7 +257,7 @@ def flat_atoms(body: str, first_line: int) -> list[tuple]:
             inner = stack.pop()
             if pending and pending[-1][3] == len(stack):
                 name, line, member, _ = pending.pop()
-                stack[-1].append(("call", name, _split_args(inner), line, member))
+                stack[-1].append(("call", name, split_args(inner), line, member))
             else:
                 stack[-1].append(("group", inner))
         else:
@@ -339,7 +339,7 @@ def _atoms(children, toks: list[Tk]) -> list[tuple]:
         if c.data == "call":
             name_tok = _tok(toks, c.children[0])
             inner = _atoms(c.children[1].children[1:-1], toks)
-            out.append(("call", name_tok.text, _split_args(inner), name_tok.line,
+            out.append(("call", name_tok.text, split_args(inner), name_tok.line,
                         prev_text in ("->", ".")))
         elif c.data == "paren":
             out.append(("group", _atoms(c.children[1:-1], toks)))
@@ -351,14 +351,34 @@ def _atoms(children, toks: list[Tk]) -> list[tuple]:
     return out
 
 
-def _split_args(atoms: list[tuple]) -> list[list[tuple]]:
+def split_args(atoms: list[tuple]) -> list[list[tuple]]:
+    """Split an argument list at its top-level commas (nested groups are single atoms)."""
     args: list[list[tuple]] = [[]]
     for a in atoms:
         if a[0] == "tok" and a[1] == ",":
             args.append([])
         else:
             args[-1].append(a)
-    return [a for a in args if a] if any(args) else []
+    return [a for a in args if a]
+
+
+def split_top(text: str) -> list[str]:
+    """Split source text at commas outside (), [] and {}."""
+    out: list[str] = []
+    depth = 0
+    cur = ""
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return out
 
 
 def atom_text(atoms: list[tuple]) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from lockgraph.ingest.source import kb
+from lockgraph.ingest.source.cparse import split_top
 from lockgraph.ingest.source.scan import FileFacts
 from lockgraph.ingest.source.walk import Acq, FuncFacts, Held, LockExpr
 
@@ -329,7 +330,7 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
             m = re.match(r"kmem_cache_create\w*\s*\((.*)\)$", text)
             if not m:
                 continue
-            args = [a.strip() for a in _split_top(m.group(1))]
+            args = [a.strip() for a in split_top(m.group(1))]
             for a in args:
                 if a.startswith("&") and (f.file, a[1:]) in arg_structs:
                     caches[var].update(arg_structs[(f.file, a[1:])])
@@ -647,17 +648,3 @@ def param_chain(j: str, n: int, funcs: dict[str, FuncFacts],
     return tuple(out)
 
 
-def _split_top(s: str) -> list[str]:
-    out, depth, cur = [], 0, ""
-    for ch in s:
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    out.append(cur)
-    return out

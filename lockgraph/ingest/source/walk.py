@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from lockgraph.ingest.source.cparse import atom_text
+from lockgraph.ingest.source.cparse import atom_text, split_args, split_top
 from lockgraph.ingest.source.kb import (ALLOCS, CALL_ALIASES, GUARDS, PRIMITIVES, SCOPES,
                                         SLEEPING_CALLS, Prim, base_name)
 
@@ -180,21 +180,7 @@ _DECL = re.compile(r"\b(struct\s+\w+|\w+)(\s*\*+\s*|\s+)(?:const\s+)?(\w+)\s*(?:
 
 def parse_params(params: str) -> list[tuple[str, str]]:
     out = []
-    depth = 0
-    cur = ""
-    parts = []
-    for c in params:
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        if c == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += c
-    parts.append(cur)
-    for p in parts:
+    for p in split_top(params):
         p = re.sub(r"\b(const|volatile|__percpu|__user|__rcu|__iomem|__force|__maybe_unused|restrict)\b", " ", p)
         m = _DECL.search(p.strip())
         if m and m.group(3) not in ("void",):
@@ -213,21 +199,7 @@ def local_types(body: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for m in _LOCAL_DECL.finditer(body):
         typ = " ".join(m.group(1).split())
-        depth = 0
-        part = ""
-        parts = []
-        for c in m.group(2):
-            if c in "([":
-                depth += 1
-            elif c in ")]":
-                depth -= 1
-            if c == "," and depth == 0:
-                parts.append(part)
-                part = ""
-            else:
-                part += c
-        parts.append(part)
-        for p in parts:
+        for p in split_top(m.group(2)):
             nm = re.match(r"\s*(\*?)\s*(?:const\s+)?(\w+)\s*(?:\[[^\]]*\])?\s*(?:=|$)", p)
             if nm:
                 out.setdefault(nm.group(2), typ + nm.group(1))
@@ -358,7 +330,7 @@ class Walker:
         return out
 
     def scoped_guard(self, name: str, head: list[tuple], body: tuple, st: _State, line: int):
-        args = _split(head)
+        args = split_args(head)
         if not args:
             return self.stmt(body, st)
         gtype = atom_text(args[0])
@@ -455,7 +427,7 @@ class Walker:
         if not prim_name:
             return st
         prim = PRIMITIVES[prim_name]
-        args = _split(group[1])
+        args = split_args(group[1])
         fake = ("call", prim_name, args, call[3], False)
         gid = self.guard_frames[-1] if self.guard_frames else -1
         return self.acquire(fake, prim, st, guard=gid)
@@ -555,15 +527,6 @@ class Walker:
         self.dropped_ever.add(lk.text)
         return _State(st.held, st.scopes, st.dropped | {lk.text})
 
-
-def _split(atoms: list[tuple]) -> list[list[tuple]]:
-    args: list[list[tuple]] = [[]]
-    for x in atoms:
-        if x[0] == "tok" and x[1] == ",":
-            args.append([])
-        else:
-            args[-1].append(x)
-    return [x for x in args if x]
 
 
 def walk_function(facts: FuncFacts, stmts: list[tuple]) -> FuncFacts:
