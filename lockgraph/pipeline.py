@@ -156,7 +156,8 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
 def scan_json(st: StaticScan) -> dict[str, Any]:
     S = st.solved
     funcs = list(S.funcs.values())
-    unknown = [f for f in funcs if f.structure != "parsed"]
+    unknown = [f for f in funcs if f.structure.startswith("unknown")]
+    flat = sum(1 for f in funcs if f.structure == "not needed")
     edges = []
     for (a, b), e in sorted(S.edges.items()):
         edges.append({"from": a, "to": b, "configs": sorted(e.configs), "evidence": [
@@ -172,8 +173,8 @@ def scan_json(st: StaticScan) -> dict[str, Any]:
                    "count": len(v)} for k, v in sorted(S.unresolved.items())]
     return {"schema_version": 1, "files": st.files,
             "config": st.config.source if st.config else None,
-            "functions": {"total": len(funcs), "parsed": len(funcs) - len(unknown),
-                          "structure_unknown": len(unknown)},
+            "functions": {"total": len(funcs), "parsed": len(funcs) - len(unknown) - flat,
+                          "structure_not_needed": flat, "structure_unknown": len(unknown)},
             "structure_unknown": sorted(f"{display(f.file, st.root)}:{f.line}: {f.name}: {f.structure}"
                                         for f in unknown),
             "acquisitions": acqs, "edges": edges, "unresolved_calls": unresolved}

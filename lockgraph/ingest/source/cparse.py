@@ -224,6 +224,11 @@ def _parser() -> Lark:
 #              | ("expr", atoms, line)
 
 
+#: Iteration macros (list_for_each_entry, for_each_possible_cpu, ...): in a parsed body they
+#: are macro loops, not calls; the flat fallback must not count them as calls either.
+_ITERATOR = re.compile(r"(?:^|_)for_each")
+
+
 class BodyParseError(Exception):
     def __init__(self, line: int) -> None:
         super().__init__(line)
@@ -244,11 +249,20 @@ def parse_body(body: str, first_line: int) -> list[tuple]:
 def flat_atoms(body: str, first_line: int) -> list[tuple]:
     """Fallback for a body the grammar rejects: calls in textual order, no structure."""
     toks = tokenize(body, first_line)
+    stmts: list[tuple] = []
     atoms: list[tuple] = []
     stack: list[list] = [atoms]
     pending: list[tuple] = []
     for i, t in enumerate(toks):
-        if t.type == "NAME" and i + 1 < len(toks) and toks[i + 1].text == "(":
+        if len(stack) == 1 and t.text in (";", "{", "}"):
+            # statement boundary: assignments and calls stay in their own statement
+            if atoms:
+                stmts.append(("expr", atoms, _first_line(atoms) or t.line))
+            atoms = []
+            stack = [atoms]
+            continue
+        if (t.type == "NAME" and i + 1 < len(toks) and toks[i + 1].text == "("
+                and t.text not in KEYWORDS and not _ITERATOR.search(t.text)):
             member = i > 0 and toks[i - 1].text in ("->", ".")
             pending.append((t.text, t.line, member, len(stack)))
         elif t.text == "(":
@@ -265,7 +279,9 @@ def flat_atoms(body: str, first_line: int) -> list[tuple]:
     while len(stack) > 1:
         inner = stack.pop()
         stack[-1].extend(inner)
-    return [("expr", atoms, first_line)]
+    if atoms:
+        stmts.append(("expr", atoms, _first_line(atoms) or first_line))
+    return stmts
 
 
 def _tok(toks: list[Tk], child) -> Tk:

@@ -113,6 +113,22 @@ def _designated(ft: FileText, out: list[Desig]) -> None:
             out.append(Desig(var, typ, d.group(1), value, ft.line_of(start + d.start())))
 
 
+_CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+#: Calls whose presence makes statement structure matter (they change the held set, the
+#: memalloc scope, or are events whose held set we must know).
+TRIGGERS = frozenset(kb.PRIMITIVES) | frozenset(kb.ALLOCS) | frozenset(kb.SCOPES) | frozenset(
+    kb.CALL_ALIASES) | kb.INIT_PRIMS | {"guard", "scoped_guard", "scoped_cond_guard",
+                                        "lockdep_set_class", "lockdep_set_class_and_subclass"}
+
+
+def structure_matters(body: str) -> bool:
+    """Whether a body calls anything that changes or needs the held-lock set."""
+    for name in _CALLED.findall(body):
+        if name in TRIGGERS or (name.endswith("_noprof") and name[:-7] in TRIGGERS):
+            return True
+    return False
+
+
 def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]) -> FileFacts:
     ft = prepare(path, src, config)
     ff = FileFacts(path, unbalanced=ft.unbalanced)
@@ -133,10 +149,16 @@ def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]
         first = ft.line_of(fn.body_start + 1)
         facts = FuncFacts(fn.name, path, fn.line, fn.is_static, parse_params(fn.params),
                           local_types(body), annotations=fn.annotations)
-        try:
-            stmts = parse_body(body, first)
-        except BodyParseError as exc:
-            facts.structure = f"unknown (grammar stopped at line {exc.line})"
+        if structure_matters(body):
+            try:
+                stmts = parse_body(body, first)
+            except BodyParseError as exc:
+                facts.structure = f"unknown (grammar stopped at line {exc.line})"
+                stmts = flat_atoms(body, first)
+        else:
+            # No lock, guard, allocation or scope primitive: every held set in this body is
+            # empty, so its call list (in order) is all the analysis needs.
+            facts.structure = "not needed"
             stmts = flat_atoms(body, first)
         walk_function(facts, stmts)
         ff.functions.append(facts)

@@ -380,7 +380,7 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
                          else f"missing definition of {what}")
                 blind_local[i].add(label)
                 unresolved[label].append((f.file, c.line))
-        if f.structure != "parsed":
+        if f.structure.startswith("unknown"):
             blind_local[i].add(f"structure unknown in {f.name}() ({f.file}:{f.line})")
 
     kinds: dict[str, str] = {FS_RECLAIM: "map"}
