@@ -81,8 +81,20 @@ RootOpt = typer.Option(None, "--root", metavar="DIR",
                        help="show source paths relative to DIR (default: the kernel tree)")
 
 
-def _scan_sources(src: List[Path], config: Optional[Path], root: Optional[Path]):
+JobsOpt = typer.Option(0, "--jobs", "-j", metavar="N", help="parallel scan workers (default: cores)")
+CacheOpt = typer.Option(None, "--cache", metavar="DIR",
+                        help="fact cache directory (default: ~/.cache/lockgraph/facts)")
+NoCacheOpt = typer.Option(False, "--no-cache", help="do not read or write the fact cache")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar")
+
+
+def _scan_sources(src: List[Path], config: Optional[Path], root: Optional[Path], jobs: int = 0,
+                  cache: Optional[Path] = None, no_cache: bool = False, quiet: bool = False):
+    import os
+
+    from lockgraph.cache import default_dir
     from lockgraph.pipeline import scan
+    from lockgraph.progress import ScanProgress
 
     for p in src:
         if not p.exists():
@@ -91,7 +103,11 @@ def _scan_sources(src: List[Path], config: Optional[Path], root: Optional[Path])
     if config is not None and not config.is_file():
         _err(f"{_shown(config)}: error: no such .config file")
         raise typer.Exit(ExitCode.USAGE)
-    st = scan(list(src), config, root)
+    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
+    cache_dir = None if no_cache else (cache or default_dir())
+    with ScanProgress(enabled=not quiet) as bar:
+        st = scan(list(src), config, root, jobs=workers, cache_dir=cache_dir,
+                  progress=bar, warn=_err)
     if st.files == 0:
         _err(f"{', '.join(_shown(p) for p in src)}: error: no C sources (.c, .h) found")
         raise typer.Exit(ExitCode.USAGE)
@@ -105,7 +121,8 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
           dtor: List[str] = typer.Option([], "--dtor", metavar="FUNC",
                                          help="treat FUNC as a slab destructor (repeatable)"),
           src: List[Path] = SrcOpt, config: Optional[Path] = ConfigOpt,
-          root: Optional[Path] = RootOpt, fmt: Format = FormatOpt) -> None:
+          root: Optional[Path] = RootOpt, jobs: int = JobsOpt, cache: Optional[Path] = CacheOpt,
+          no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt, fmt: Format = FormatOpt) -> None:
     """Build the lock graph from LOGs (and --src) and judge destructor and reclaim locks."""
     from lockgraph.model import Severity
     from lockgraph.pipeline import run
@@ -122,7 +139,7 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
         names = ", ".join(shown)
         _err(f"{names}: error: no lockdep output found; nothing to check")
         raise typer.Exit(ExitCode.USAGE)
-    st = _scan_sources(src, config, root) if src else None
+    st = _scan_sources(src, config, root, jobs, cache, no_cache, quiet) if src else None
     res = run(reports, tuple(dtor), st)
     out = check_json(res, reports, diags, shown) if fmt is Format.json else check_text(
         res, reports, diags, shown)
@@ -135,13 +152,14 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
 def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
                                           help="kernel tree, directories or C files"),
          config: Optional[Path] = ConfigOpt, root: Optional[Path] = RootOpt,
-         fmt: Format = FormatOpt) -> None:
+         jobs: int = JobsOpt, cache: Optional[Path] = CacheOpt, no_cache: bool = NoCacheOpt,
+         quiet: bool = QuietOpt, fmt: Format = FormatOpt) -> None:
     """Scan raw kernel C into the static lock graph (acquisitions, edges, blind spots)."""
     from lockgraph.pipeline import scan_json
     from lockgraph.render.json import dumps
     from lockgraph.render.text import scan_text
 
-    st = _scan_sources(src, config, root)
+    st = _scan_sources(src, config, root, jobs, cache, no_cache, quiet)
     data = scan_json(st)
     sys.stdout.write(dumps(data) if fmt is Format.json else scan_text(data))
 

@@ -45,10 +45,12 @@ def kernel_root(paths: list[Path]) -> Path:
     return Path.cwd()
 
 
-def scan(paths: list[Path], config: Path | None = None, root: Path | None = None) -> StaticScan:
+def scan(paths: list[Path], config: Path | None = None, root: Path | None = None,
+         jobs: int = 1, cache_dir: Path | None = None, progress=None, warn=None) -> StaticScan:
     cfg = load_config(config) if config else None
     base = root or kernel_root(paths)
-    files = scan_paths(paths, base, cfg)
+    files = scan_paths(paths, base, cfg, jobs=jobs, progress=progress, cache_dir=cache_dir,
+                       warn=warn)
     return StaticScan(solve(files), base, cfg, len(files))
 
 

@@ -33,3 +33,9 @@ def linux_tree() -> Path:
     if res.returncode != 0:
         pytest.skip(f"linux-source-6.12 unavailable: {res.stderr.strip()}")
     return Path(res.stdout.strip())
+
+
+@pytest.fixture(autouse=True)
+def _private_fact_cache(tmp_path_factory, monkeypatch):
+    """Tests never touch the user's fact cache."""
+    monkeypatch.setenv("LOCKGRAPH_FACT_CACHE", str(tmp_path_factory.getbasetemp() / "facts"))

@@ -208,35 +208,74 @@ def _scan_one(job: tuple[str, str, Config | None, dict[str, str]]) -> FileFacts:
 
 
 def scan_paths(paths: list[Path], root: Path, config: Config | None, jobs: int = 1,
-               progress=None) -> list[FileFacts]:
+               progress=None, cache_dir: Path | None = None, warn=None) -> list[FileFacts]:
     """Scan every C source under `paths`; file paths in the result are relative to `root`.
 
     Files are independent: with jobs > 1 they are scanned by a process pool, largest
-    first; the result is sorted by path, so it does not depend on the number of workers.
+    first; the result is sorted by path, so it does not depend on the number of workers
+    or on which files came from the cache.
     """
+    import hashlib
+
+    from lockgraph.cache import FactCache, analyser_key, digest
+
     files = iter_sources(paths)
     guards = dict(kb.GUARDS)
+    digests: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    rels: dict[str, str] = {}
     for p in files:
-        src = _read(p)
-        if _GUARD_HINT.search(src):
-            guards.update(declared_guards(src))
+        data = p.read_bytes()
+        rel = _rel(p, root)
+        rels[str(p)] = rel
+        digests[rel] = digest(data)
+        sizes[str(p)] = len(data)
+        if b"DEFINE_GUARD" in data or b"DEFINE_LOCK_GUARD" in data:
+            guards.update(declared_guards(data.decode("utf-8", errors="replace")))
     kb.GUARDS.update(guards)
-    work = sorted(((str(p), _rel(p, root), config, guards) for p in files),
-                  key=lambda j: -Path(j[0]).stat().st_size)
+    if progress is not None:
+        progress.begin(len(files), sum(sizes.values()))
+    size_of = {rels[k]: v for k, v in sizes.items()}
+    cache = None
+    if cache_dir is not None:
+        cfg = hashlib.sha1(repr(sorted(config.values.items())).encode()).hexdigest() if config else ""
+        gkey = hashlib.sha1(repr(sorted(guards.items())).encode()).hexdigest()
+        cache = FactCache(cache_dir, analyser_key(cfg, gkey), warn)
     out: list[FileFacts] = []
+    work = []
+    for p in sorted(files, key=lambda q: -sizes[str(q)]):
+        rel = rels[str(p)]
+        hit = cache.get(rel, digests[rel]) if cache else None
+        if hit is not None:
+            out.append(hit)
+            if progress is not None:
+                progress.advance(size_of.get(hit.path, 0))
+        else:
+            work.append((str(p), rel, config, guards))
+    pending: list[tuple[str, str, FileFacts]] = []
+
+    def done(ff: FileFacts) -> None:
+        out.append(ff)
+        if cache is not None:
+            pending.append((ff.path, digests[ff.path], ff))
+            if len(pending) >= 64:
+                cache.put_many(pending)
+                pending.clear()
+        if progress is not None:
+            progress.advance(size_of.get(ff.path, 0))
+
     if jobs > 1 and len(work) > 1:
         import multiprocessing as mp
 
-        ctx = mp.get_context("fork") if hasattr(mp, "get_context") else mp
+        ctx = mp.get_context("fork")
         with ctx.Pool(jobs, initializer=_init_worker, initargs=(guards,)) as pool:
             for ff in pool.imap_unordered(_scan_one, work, chunksize=4):
-                out.append(ff)
-                if progress:
-                    progress(ff)
+                done(ff)
     else:
         for job in work:
-            ff = _scan_one(job)
-            out.append(ff)
-            if progress:
-                progress(ff)
+            done(_scan_one(job))
+    if cache is not None:
+        cache.put_many(pending)
+        cache.prune(digests)
+        cache.close()
     return sorted(out, key=lambda f: f.path)

@@ -1,0 +1,153 @@
+"""Persistent per-file fact cache (SQLite): an unchanged file is never parsed twice.
+
+Rows are keyed by (path, content digest, analyser key); the analyser key covers the
+lockgraph version, the fact schema, the .config and the guard classes of the tree, so an
+upgrade or a different configuration simply misses.  SQLite in WAL mode gives atomic
+batches (a `kill -9` mid-scan loses at most the batch in flight) and lets two scans of the
+same tree share the file.  A damaged cache file is detected, reported once and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sqlite3
+import zlib
+from pathlib import Path
+from typing import Any
+
+from lockgraph import __version__
+
+#: Bump when the pickled fact types change shape.
+FACT_SCHEMA = 3
+
+
+def default_dir() -> Path:
+    """$LOCKGRAPH_FACT_CACHE, else the user's cache directory."""
+    env = os.environ.get("LOCKGRAPH_FACT_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lockgraph" / "facts"
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def analyser_key(*parts: str) -> str:
+    h = hashlib.sha1("\x1f".join((__version__, str(FACT_SCHEMA), *parts)).encode()).hexdigest()
+    return h[:16]
+
+
+class FactCache:
+    """get/put pickled per-file facts; every SQLite failure degrades to a rebuild, never a crash."""
+
+    def __init__(self, directory: Path, key: str, warn=None) -> None:
+        self.dir = directory
+        self.path = directory / "facts.sqlite"
+        self.key = key
+        self.warn = warn or (lambda msg: None)
+        self.hits = 0
+        self.misses = 0
+        self.db: sqlite3.Connection | None = None
+        self._open()
+
+    def _open(self, retry: bool = True) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS facts (path TEXT NOT NULL, digest TEXT NOT NULL,"
+                       " key TEXT NOT NULL, blob BLOB NOT NULL, PRIMARY KEY (path, digest, key))")
+            db.execute("SELECT count(*) FROM facts WHERE key = ?", (self.key,)).fetchone()
+            self.db = db
+        except sqlite3.DatabaseError as exc:
+            if retry:
+                self.warn(f"{self.path}: warning: fact cache unreadable ({exc}); rebuilding it")
+                self._remove()
+                self._open(retry=False)
+            else:
+                self.warn(f"{self.path}: warning: fact cache disabled ({exc})")
+                self.db = None
+        except OSError as exc:
+            self.warn(f"{self.path}: warning: fact cache disabled ({exc.strerror})")
+            self.db = None
+
+    def _remove(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                Path(str(self.path) + suffix).unlink()
+            except FileNotFoundError:
+                pass
+
+    def _fail(self, exc: Exception) -> None:
+        self.warn(f"{self.path}: warning: fact cache damaged ({exc}); rebuilding it")
+        try:
+            if self.db is not None:
+                self.db.close()
+        except sqlite3.Error:
+            pass
+        self.db = None
+        self._remove()
+        self._open(retry=False)
+
+    def get(self, path: str, dig: str) -> Any | None:
+        if self.db is None:
+            self.misses += 1
+            return None
+        try:
+            row = self.db.execute("SELECT blob FROM facts WHERE path = ? AND digest = ? AND key = ?",
+                                  (path, dig, self.key)).fetchone()
+            if row is None:
+                self.misses += 1
+                return None
+            value = pickle.loads(zlib.decompress(row[0]))
+        except (sqlite3.DatabaseError, zlib.error, pickle.UnpicklingError, EOFError,
+                AttributeError, ImportError, TypeError) as exc:
+            self._fail(exc)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def put_many(self, rows: list[tuple[str, str, Any]]) -> None:
+        if self.db is None or not rows:
+            return
+        blobs = [(p, d, self.key, zlib.compress(pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL), 1))
+                 for p, d, v in rows]
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?)", blobs)
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._fail(exc)
+
+    def prune(self, live: dict[str, str]) -> None:
+        """Drop this key's rows for the scanned paths whose content has since changed."""
+        if self.db is None:
+            return
+        try:
+            rows = self.db.execute("SELECT path, digest FROM facts WHERE key = ?", (self.key,)).fetchall()
+            stale = [r for r in rows if r[0] in live and live[r[0]] != r[1]]
+            if stale:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany("DELETE FROM facts WHERE path = ? AND digest = ? AND key = ?",
+                                    [(p, d, self.key) for p, d in stale])
+                self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self._fail(exc)
+
+    def close(self) -> None:
+        if self.db is not None:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+            self.db = None
