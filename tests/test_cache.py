@@ -1,0 +1,130 @@
+"""The fact cache: same answer cold, warm, with 1 or 2 workers; survives damage and races."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from lockgraph import cache as cache_mod
+from lockgraph.cli import app
+from lockgraph.ingest.source.scan import scan_paths
+
+from conftest import FIXTURES, ROOT
+
+CASES = FIXTURES / "csrc"
+runner = CliRunner()
+
+
+def scan_json(*args):
+    res = runner.invoke(app, ["scan", str(CASES), "--root", str(ROOT), "--format", "json", *args])
+    assert res.exit_code == 0, res.stderr
+    return res.stdout, res.stderr
+
+
+def test_cold_warm_and_worker_count_give_byte_identical_output(tmp_path):
+    c = tmp_path / "c"
+    cold1, _ = scan_json("--cache", str(c), "--jobs", "1")
+    warm1, _ = scan_json("--cache", str(c), "--jobs", "1")
+    c2 = tmp_path / "c2"
+    cold2, _ = scan_json("--cache", str(c2), "--jobs", "2")
+    warm2, _ = scan_json("--cache", str(c2), "--jobs", "2")
+    nocache, _ = scan_json("--no-cache", "--jobs", "2")
+    assert cold1 == warm1 == cold2 == warm2 == nocache
+    assert json.loads(cold1)["functions"]["total"] > 20
+
+
+def test_warm_scan_parses_nothing(tmp_path):
+    files = list(CASES.rglob("*.c"))
+    scan_paths([CASES], ROOT, None, cache_dir=tmp_path)
+    c = cache_mod.FactCache(tmp_path, "probe")  # a different key: nothing to hit
+    assert c.get("x", "y") is None
+    c.close()
+    seen = []
+    orig = cache_mod.FactCache.get
+
+    def spy(self, path, dig):
+        v = orig(self, path, dig)
+        seen.append(v is not None)
+        return v
+
+    cache_mod.FactCache.get = spy
+    try:
+        scan_paths([CASES], ROOT, None, cache_dir=tmp_path)
+    finally:
+        cache_mod.FactCache.get = orig
+    assert len(seen) == len(files) and all(seen)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "wal-garbage"])
+def test_damaged_cache_is_detected_rebuilt_and_warned(tmp_path, damage):
+    c = tmp_path / "c"
+    good, _ = scan_json("--cache", str(c))
+    db = c / "facts.sqlite"
+    if damage == "garbage":
+        db.write_bytes(b"this is not sqlite" * 1000)
+    elif damage == "truncated":
+        data = db.read_bytes()
+        db.write_bytes(data[: len(data) // 3])
+    elif damage == "empty":
+        db.write_bytes(b"")
+    else:
+        (c / "facts.sqlite-wal").write_bytes(os.urandom(4096))
+    out, err = scan_json("--cache", str(c))
+    assert out == good
+    if damage in ("garbage", "truncated"):
+        assert "fact cache" in err and "rebuilding" in err
+    again, err2 = scan_json("--cache", str(c))
+    assert again == good and "warning" not in err2
+
+
+def test_version_upgrade_ignores_old_entries(tmp_path, monkeypatch):
+    c = tmp_path / "c"
+    good, _ = scan_json("--cache", str(c))
+    monkeypatch.setattr(cache_mod, "FACT_SCHEMA", cache_mod.FACT_SCHEMA + 100)
+    seen = []
+    orig = cache_mod.FactCache.get
+    monkeypatch.setattr(cache_mod.FactCache, "get",
+                        lambda self, p, d: seen.append(orig(self, p, d)) or seen[-1])
+    out, _ = scan_json("--cache", str(c))
+    assert out == good and seen and all(v is None for v in seen)
+
+
+def _scan_cmd(c):
+    return [sys.executable, "-m", "lockgraph", "scan", str(CASES), "--root", str(ROOT),
+            "--format", "json", "--cache", str(c), "--jobs", "2"]
+
+
+def test_kill_9_mid_scan_leaves_a_usable_cache(tmp_path, linux_tree):
+    c = tmp_path / "c"
+    cmd = [sys.executable, "-m", "lockgraph", "scan", str(linux_tree / "mm"), "--cache", str(c),
+           "--jobs", "2", "--format", "json", "-q"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (c / "facts.sqlite-wal").exists():
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    out = subprocess.run(_scan_cmd(c), capture_output=True, text=True, cwd=ROOT)
+    ref = subprocess.run(_scan_cmd(tmp_path / "fresh"), capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout == ref.stdout
+
+
+def test_two_scans_at_once_share_the_cache(tmp_path):
+    c = tmp_path / "c"
+    procs = [subprocess.Popen(_scan_cmd(c), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=ROOT) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert outs[0][0] == outs[1][0]
+    assert "warning" not in outs[0][1] + outs[1][1]
+    shutil.rmtree(c)
