@@ -160,7 +160,16 @@ def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]
             # empty, so its call list (in order) is all the analysis needs.
             facts.structure = "not needed"
             stmts = flat_atoms(body, first)
-        walk_function(facts, stmts)
+        try:
+            walk_function(facts, stmts)
+        except Exception as exc:  # an analyser bug must cost one function, never the scan
+            facts = FuncFacts(fn.name, path, fn.line, fn.is_static, facts.params, facts.locals,
+                              annotations=fn.annotations,
+                              structure=f"unknown (analyser error {type(exc).__name__})")
+            try:
+                walk_function(facts, flat_atoms(body, first))
+            except Exception:
+                pass
         ff.functions.append(facts)
     # CONFIG conditions of the lines that carry events (evidence shows them)
     for f in ff.functions:
