@@ -416,7 +416,7 @@ class Walker:
                 if k >= 3 and atoms[k - 2][0] == "tok" and atoms[k - 2][1] in ("->", "."):
                     base = atoms[k - 3][1] if atoms[k - 3][0] == "tok" else ""
                     if rhs and rhs[-1][0] == "tok" and (
-                            len(rhs) == 1 or (len(rhs) == 2 and rhs[0] == ("tok", "&", rhs[0][2]))):
+                            len(rhs) == 1 or (len(rhs) == 2 and rhs[0][0] == "tok" and rhs[0][1] == "&")):
                         self.f.assigns.append((base, lhs, rhs[-1][1], rhs[-1][2]))
                 elif re.match(r"^[A-Za-z_]\w*$", lhs):
                     self.f.aliases.setdefault(lhs, text)
