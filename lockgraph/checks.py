@@ -9,15 +9,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from lockgraph.graph import (FS_RECLAIM, best_evidence, build_graph, cycle_edges, cycles,
                              out_edges_sorted, shortest_path_or_none)
 from lockgraph.model import Evidence, Finding, Report, Severity
 from lockgraph.roots import Context, mark_contexts
 from lockgraph.rules import RULES
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 #: Contexts shown per finding; the rest are counted, not printed.
 MAX_CONTEXTS = 2

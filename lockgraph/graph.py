@@ -7,11 +7,14 @@ reports and (later) static scans feed the same graph, so one query answers for b
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from lockgraph.model import Edge, Report
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 FS_RECLAIM = "fs_reclaim"
 
@@ -25,13 +28,38 @@ def build_graph(reports: Iterable[Report]) -> nx.DiGraph:
     >>> G["A"]["B"]["certain"], len(G["A"]["B"]["evidence"])
     (True, 1)
     """
-    G = nx.DiGraph()
+    enabled = gc.isenabled()
+    gc.disable()  # only containers are built here: a cyclic collection finds no garbage
+    try:
+        return _build_graph(reports)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_graph(reports: Iterable[Report]) -> nx.DiGraph:
+    import networkx as nx
+
+    # What add_edge(G, e, seen) does edge by edge, gathered first and inserted at once: the
+    # same nodes, edges and attributes in the same order (first sighting of each edge).
     seen: set[tuple] = set()
+    edges: dict[tuple[str, str], dict] = {}
     for rep in reports:
         if rep.duplicate_of is not None:
             continue
         for e in rep.edges:
-            add_edge(G, e, seen)
+            key = (e.src, e.dst, e.source, e.file, e.line)
+            if key in seen:
+                continue
+            seen.add(key)
+            data = edges.get((e.src, e.dst))
+            if data is None:
+                edges[(e.src, e.dst)] = {"evidence": [e], "certain": e.certain}
+            else:
+                data["evidence"].append(e)
+                data["certain"] = data["certain"] or e.certain
+    G = nx.DiGraph()
+    G.add_edges_from((a, b, data) for (a, b), data in edges.items())
     return G
 
 
@@ -59,6 +87,8 @@ def out_edges_sorted(G: nx.DiGraph, n: str) -> list[tuple[str, str]]:
 
 
 def shortest_path_or_none(G: nx.DiGraph, a: str, b: str) -> list[str] | None:
+    import networkx as nx
+
     try:
         return nx.shortest_path(G, a, b)
     except (nx.NetworkXNoPath, nx.NodeNotFound):
@@ -82,14 +112,19 @@ def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500) -> tuple[list[t
     every non-trivial strongly connected component still yields at least its shortest
     cycle, so no deadlock-capable SCC goes unreported.
     """
+    import networkx as nx
+
     found: set[tuple[str, ...]] = set()
     capped = False
-    H = G.copy()
-    H.remove_edges_from(list(nx.selfloop_edges(H)))
-    for comp in nx.strongly_connected_components(H):
+    # Self-loops are no cycles here.  Without copying the whole graph to drop them: they
+    # change neither the strongly connected components nor the order they come in, and a
+    # view that hides them iterates nodes and successors exactly like the loop-free copy.
+    H = None  # that copy, built only for the rare component without a short cycle
+    for comp in nx.strongly_connected_components(G):
         if len(comp) < 2:
             continue
-        sub = H.subgraph(comp)
+        sub = nx.subgraph_view(G, filter_node=nx.filters.show_nodes(G.nbunch_iter(comp)),
+                               filter_edge=_not_a_loop)
         before = len(found)
         for c in nx.simple_cycles(sub, length_bound=length_bound):
             found.add(canonical_cycle(c))
@@ -97,10 +132,17 @@ def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500) -> tuple[list[t
                 capped = True
                 break
         if len(found) == before:
-            found.add(canonical_cycle(_shortest_cycle(sub)))
+            if H is None:  # shortest paths also walk predecessors, whose order a copy changes
+                H = G.copy()
+                H.remove_edges_from(list(nx.selfloop_edges(H)))
+            found.add(canonical_cycle(_shortest_cycle(H.subgraph(comp))))
         if capped:
             break
     return sorted(found, key=lambda c: (len(c), c)), capped
+
+
+def _not_a_loop(u: str, v: str) -> bool:
+    return u != v
 
 
 def _shortest_cycle(G: nx.DiGraph) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from lockgraph.grammar import parse_block
 from lockgraph.ingest.logs.blocks import segment
 from lockgraph.ingest.logs.extract import build_report
 from lockgraph.ingest.logs.lexer import classify
-from lockgraph.ingest.logs.normalize import decode, find_windows, is_binary, logical_lines
+from lockgraph.ingest.logs.normalize import decode, find_spans, is_binary, logical_lines
 from lockgraph.model import Diagnostic, Report
 
 
@@ -38,7 +39,7 @@ def read_input(path: Path, shown: str) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", path=shown) from None
-    if not data.strip():
+    if not data or data.isspace():  # as `not data.strip()`, without copying the file
         raise InputError("empty file", path=shown)
     if is_binary(data):
         raise InputError("binary data, not a text log", path=shown)
@@ -47,12 +48,26 @@ def read_input(path: Path, shown: str) -> bytes:
 
 def parse_text(text: str, shown: str, diags: list[Diagnostic] | None = None) -> LogResult:
     """Parse decoded log text; never raises on any text."""
+    # A parse makes a few objects per line and frees nearly all of them by reference
+    # counting, so the cyclic collector has nothing to free; left on, it re-scans every live
+    # object again and again (a fifth of a big /proc/lockdep parse).  Paused for the parse,
+    # then left as it was found.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_text(text, shown, diags)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_text(text: str, shown: str, diags: list[Diagnostic] | None) -> LogResult:
     res = LogResult(diagnostics=diags if diags is not None else [])
-    raw = text.split("\n")
     seen_headers: dict[tuple[str, str], int] = {}
     hung: list[tuple[int, str]] = []  # (line, comm/pid) of "INFO: task … blocked" messages
-    for start, end in find_windows(text):
-        lines = logical_lines(raw[start:end], start + 1, shown, res.diagnostics)
+    for start, _, first, last in find_spans(text):
+        # Only the windows are split into lines: most of a big console log is never looked at.
+        lines = logical_lines(text[first:last].split("\n"), start + 1, shown, res.diagnostics)
         toks = [classify(line) for line in lines]
         hung.extend((t.line.no, f"{t.data['comm']}/{t.data['pid']}") for t in toks
                     if t.type == "HUNG")

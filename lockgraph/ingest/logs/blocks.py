@@ -22,6 +22,9 @@ _PROC_OK = {
     "proc_stats": {"STAT", "BLANK", "NOISE", "STAT_FIRST"},
 }
 _NEUTRAL = {"FRAME", "BLANK"}
+#: The only token types `_opener` can answer for; any other type never opens a block.
+_OPENERS = frozenset({"HDR", "HUNG", "SHOW_ALL", "PROC_CLASSES", "CLASS", "PROC_CHAINS", "IRQCTX",
+                      "STAT_FIRST", "HELD_HDR"})
 
 
 @dataclass(slots=True)
@@ -61,7 +64,7 @@ def segment(toks: list[Tok]) -> list[Block]:
     cur: Block | None = None
     idle = 0
     for tok in toks:
-        opener = _opener(tok, cur)
+        opener = _opener(tok, cur) if tok.type in _OPENERS else None
         if opener is not None:
             cur = Block(opener)
             blocks.append(cur)

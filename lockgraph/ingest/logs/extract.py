@@ -245,13 +245,17 @@ class _Builder:
             elif rule == "phrase":
                 self._phrase(n, tok, subs, bfs_blocks, phrase_seen)
             elif rule == "class_block":
-                deps = [toks[i].data["name"] for i in subs if toks[i].type == "DEP"]
-                r.classes.append({"name": d["name"], "fd": int(d["fd"]) if d.get("fd") else None,
+                dep_toks = [t for t in map(toks.__getitem__, subs) if t.type == "DEP"]
+                deps = [t.data["name"] for t in dep_toks]
+                name = d["name"]
+                r.classes.append({"name": name, "fd": int(d["fd"]) if d.get("fd") else None,
                                   "bd": int(d["bd"]) if d.get("bd") else None,
                                   "usage": d.get("usage"), "deps": deps, "line": tok.line.no})
-                for i in subs:
-                    if toks[i].type == "DEP":
-                        self.edge(d["name"], toks[i].data["name"], True, "proc_direct", toks[i].line.no)
+                if name:  # self.edge(name, dep, True, "proc_direct", line), inlined: 32k a dump
+                    file, edges = self.file, self.edges
+                    for t, dep in zip(dep_toks, deps):
+                        if dep:
+                            edges.append(Edge(name, dep, True, "proc_direct", file, t.line.no, -1, ()))
             elif rule == "chain_block":
                 names = [(toks[i].data["name"], toks[i].line.no) for i in subs
                          if toks[i].type == "CHAINCLASS"]

@@ -14,6 +14,9 @@ from typing import Any
 from lockgraph.ingest.logs.normalize import Line
 
 USAGE = r"[.+\-?]{4,8}"
+# A trailing name is written `(?P<name>.*\S|[^\S\n])\s*$`: the same match as the lazy
+# `(?P<name>.+?)\s*$` (the text up to its last non-space, or one space when there is none),
+# found without trying `\s*$` after every character of the name.
 
 #: Report headers: (kind, finer "other" kind or None, regex on the message).
 #: The header may carry WARNING:/INFO:/BUG: and old `[ … ]` brackets (format spec §1, §4).
@@ -48,15 +51,15 @@ _DESC = re.compile(
 _CHAIN = re.compile(r"^\s*-> #(?P<idx>\d+)\s*\((?P<name>.*?)\)\{(?P<usage>" + USAGE + r")\}")
 _CHAIN_BARE = re.compile(r"^\s*-> #(?P<idx>\d+)\s*(?:\((?P<name>.*?)\))?\s*:?\s*$")
 _BFS = re.compile(r"^\s*-> \((?P<name>.*?)\)\{(?P<usage>" + USAGE + r")\}")
-_DEP = re.compile(r"^\s*-> \[(?P<key>[0-9a-f]+)\] (?P<name>.+?)\s*$")
+_DEP = re.compile(r"^\s*-> \[(?P<key>[0-9a-f]+)\] (?P<name>.*\S|[^\S\n])\s*$")
 _HELD = re.compile(r"^\s*#(?P<idx>\d+):\s*(?P<rest>.*)$")
 _HELD_HDR = re.compile(r"^\s*(?P<n>\d+) locks? held by (?P<task>.+?):\s*$")
 _NO_HELD = re.compile(r"^\s*no locks held by (?P<task>.+?)\.\s*$")
 _CLASS = re.compile(
     r"^\s*(?P<key>[0-9a-f]{8,16})(?: OPS:\s*(?P<ops>\d+))?(?: FD:\s*(?P<fd>\d+) BD:\s*(?P<bd>\d+)"
-    r"(?: (?P<usage>" + USAGE + r"))?)?: (?P<name>.+?)\s*$"
+    r"(?: (?P<usage>" + USAGE + r"))?)?: (?P<name>.*\S|[^\S\n])\s*$"
 )
-_CHAIN_CLASS = re.compile(r"^\[(?P<key>[0-9a-f]+)\] (?P<name>.+?)\s*$")
+_CHAIN_CLASS = re.compile(r"^\[(?P<key>[0-9a-f]+)\] (?P<name>.*\S|[^\S\n])\s*$")
 _IRQCTX = re.compile(r"^irq_context: (?P<ctx>\S+)\s*$")
 _STAT = re.compile(r"^\s*(?P<label>[A-Za-z][\w \-/()]*?):\s*(?P<value>\d+)(?: \[max: (?P<max>\d+)\])?\s*$")
 _FRAME = re.compile(
@@ -123,7 +126,8 @@ def match_header(text: str) -> tuple[str, str | None] | None:
     """(kind, other_kind) when the line is a lockdep report header."""
     if "DEBUG_LOCKS_WARN_ON(" in text:
         return "other", "debug_locks_warn"
-    if ": " not in text:
+    # Every format starts with "WARNING: ", "INFO: " or "BUG: ": most lines need no regex.
+    if "WARNING: " not in text and "INFO: " not in text and "BUG: " not in text:
         return None
     for kind, other, rx in FORMATS:
         if rx.search(text):

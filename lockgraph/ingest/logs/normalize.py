@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import re
-from bisect import bisect_right
 from dataclasses import dataclass
 
 from lockgraph.model import Diagnostic
@@ -78,13 +77,15 @@ def decode(data: bytes, path: str) -> tuple[str, list[Diagnostic]]:
         # Latin-1 rather than U+FFFD: a Latin-1 saved log keeps its U+00A0 (cleaned like
         # any non-breaking space) instead of losing the timestamp/indent it stood for.
         text = data.decode("utf-8", errors=_LATIN1_FALLBACK)
-    if "\r" in text:
+    # Checked on the bytes (a memchr, not a pass over the wider str): decoding neither makes
+    # nor removes a CR or a NUL, whichever way an invalid byte is read.
+    if b"\r" in data and "\r" in text:
         text = text.replace("\r\n", "\n")
         if "\r" in text:
             # A lone CR ends lines only in a file without any LF; elsewhere (serial captures'
             # "\r\r\n") it is no line break, and making it one would shift line numbers.
             text = text.replace("\r", "\n" if "\n" not in text else "")
-    if "\x00" in text:
+    if b"\x00" in data and "\x00" in text:
         first = text.index("\x00")
         diags.append(Diagnostic(path, text.count("\n", 0, first) + 1, "warning", "NUL bytes removed"))
         text = text.replace("\x00", "")
@@ -109,6 +110,8 @@ def is_binary(data: bytes) -> bool:
 
 def clean(text: str) -> str:
     """Remove console damage that never belongs to a message."""
+    if text.isprintable():  # no ESC, NBSP, tab or other control character: nothing to do
+        return text
     if "\x1b" in text:
         text = _ANSI.sub("", text)
     if "\u00a0" in text:
@@ -120,11 +123,13 @@ def clean(text: str) -> str:
 
 def split_prefix(raw: str) -> tuple[str | None, str]:
     """Return (prefix, message); prefix is None when the line carries no log prefix."""
-    m = _PREFIX.match(raw)
+    # _PREFIX can only start with "[", "<", an ASCII capital or a (Unicode) decimal digit.
+    c = raw[:1]
+    m = _PREFIX.match(raw) if c == "[" or c == "<" or "A" <= c <= "Z" or c.isdecimal() else None
     if m:
         rest = raw[m.end():]
         return m.group("p"), rest[1:] if rest.startswith(" ") else rest
-    m = _MID_TS.search(raw)
+    m = _MID_TS.search(raw) if "[" in raw else None
     if m:
         rest = raw[m.end():]
         return m.group(0), rest[1:] if rest.startswith(" ") else rest
@@ -149,33 +154,132 @@ ANCHORS = (
 BEFORE, AFTER = 4, 400
 
 
-def find_windows(text: str) -> list[tuple[int, int]]:
-    """Line ranges [start, end) worth normalising, merged and sorted."""
+#: One pass over the text per search key.  Most anchors share the key "lock": a hit on it
+#: is checked against the anchors that hold "lock" at that very place (dispatched on the
+#: character after it), so 16 anchors cost one pass.  The others are keys of their own.
+_KEY = "lock"
+
+
+def _keyed(anchors: tuple[str, ...], key: str) -> tuple[
+        dict[str, tuple[tuple[str, int], ...]], tuple[tuple[str, int], ...]]:
+    """({character after the key: ((anchor, offset of the key in it), ...)}, the pairs
+    whose anchor ends with the key, which any character may follow)."""
+    after: dict[str, tuple[tuple[str, int], ...]] = {}
+    anywhere: tuple[tuple[str, int], ...] = ()
+    for a in anchors:
+        k = a.find(key)
+        while k != -1:
+            nxt = a[k + len(key):k + len(key) + 1]
+            if nxt:
+                after[nxt] = after.get(nxt, ()) + ((a, k),)
+            else:
+                anywhere += ((a, k),)
+            k = a.find(key, k + 1)
+    return {c: pairs + anywhere for c, pairs in after.items()}, anywhere
+
+
+_KEYED, _KEYED_ANY = _keyed(ANCHORS, _KEY)
+_SINGLE = tuple(a for a in ANCHORS if _KEY not in a)
+
+
+#: Texts are searched in chunks of whole lines of about this many characters: all the
+#: passes over one chunk run while it is in the CPU cache (and a chunk of plain ASCII is
+#: searched as 1-byte text even when the whole log holds a wider character somewhere).
+_CHUNK = 1 << 16
+
+
+def _anchor_offsets(text: str) -> list[int]:
+    """Sorted offsets of anchor hits: at least one on every line that holds an anchor, and
+    none on any other line (which hit of a line is reported does not matter)."""
+    n = len(text)
+    if n <= _CHUNK:
+        return _chunk_anchor_offsets(text)
     offsets: list[int] = []
-    for anchor in ANCHORS:
-        find = text.find
+    find = text.find
+    pos = 0
+    while pos < n:  # no anchor holds a newline, so none crosses a chunk boundary
+        end = find("\n", pos + _CHUNK)
+        if end == -1:
+            end = n
+        hits = _chunk_anchor_offsets(text[pos:end])
+        if hits:
+            offsets.extend([pos + off for off in hits])
+        pos = end + 1
+    return offsets
+
+
+def _chunk_anchor_offsets(text: str) -> list[int]:
+    offsets: list[int] = []
+    find = text.find
+    for anchor in _SINGLE:
         pos = find(anchor)
         while pos != -1:
             offsets.append(pos)
-            nl = text.find("\n", pos)
+            nl = find("\n", pos)
             if nl == -1:
                 break
             pos = find(anchor, nl)
+    keyed, anywhere, klen = _KEYED, _KEYED_ANY, len(_KEY)
+    startswith = text.startswith
+    pos = find(_KEY)
+    while pos != -1:
+        for anchor, k in keyed.get(text[pos + klen:pos + klen + 1], anywhere):
+            if pos >= k and startswith(anchor, pos - k):
+                offsets.append(pos)
+                pos = find("\n", pos)  # the rest of this line adds nothing
+                break
+        if pos == -1:
+            break
+        pos = find(_KEY, pos + 1)
+    offsets.sort()
+    return offsets
+
+
+def find_spans(text: str) -> list[tuple[int, int, int, int]]:
+    """`find_windows` with where each window lies in the text: (start, end) line indexes and
+    the [first, last) character offsets of those lines (without the final newline), so that
+    `text[first:last].split("\n") == text.split("\n")[start:end]`."""
+    offsets = _anchor_offsets(text)
     if not offsets:
         return []
-    offsets.sort()
-    newlines = [m.start() for m in re.finditer("\n", text)]
-    windows: list[tuple[int, int]] = []
+    count, find, rfind = text.count, text.find, text.rfind
+    # (start line, end line, offset of the first anchor, its line, offset of the last anchor)
+    wins: list[tuple[int, int, int, int, int]] = []
+    line = prev = first_off = first_line = last_off = 0
+    start = end = -1
     for off in offsets:
-        line = bisect_right(newlines, off)
+        line += count("\n", prev, off)  # newlines before `off`: its 0-based line index
+        prev = off
+        if end >= 0 and line - BEFORE <= end:  # overlaps or touches the open window
+            end = line + AFTER  # lines never decrease, so neither does the end
+            last_off = off
+            continue
+        if end >= 0:
+            wins.append((start, end, first_off, first_line, last_off))
         start, end = max(0, line - BEFORE), line + AFTER
-        if windows and start <= windows[-1][1]:
-            if end > windows[-1][1]:
-                windows[-1] = (windows[-1][0], end)
-        else:
-            windows.append((start, end))
-    total = len(newlines) + 1
-    return [(s, min(e, total)) for s, e in windows]
+        first_off = last_off = off
+        first_line = line
+    wins.append((start, end, first_off, first_line, last_off))
+    total = line + count("\n", prev) + 1  # lines in the text, as len(text.split("\n"))
+    spans: list[tuple[int, int, int, int]] = []
+    for start, end, first_off, first_line, last_off in wins:
+        first = rfind("\n", 0, first_off) + 1
+        for _ in range(first_line - start):
+            first = rfind("\n", 0, first - 1) + 1
+        # The window ends AFTER lines after the one holding its last anchor (or at the end).
+        last = last_off - 1
+        for _ in range(AFTER):
+            last = find("\n", last + 1)
+            if last == -1:
+                last = len(text)
+                break
+        spans.append((start, min(end, total), first, last))
+    return spans
+
+
+def find_windows(text: str) -> list[tuple[int, int]]:
+    """Line ranges [start, end) worth normalising, merged and sorted."""
+    return [(start, end) for start, end, _, _ in find_spans(text)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,20 +300,25 @@ def logical_lines(raw_lines: list[str], first_no: int, path: str,
                   diags: list[Diagnostic]) -> list[Line]:
     """Strip prefixes and undo wrapping; `first_no` is the 1-based number of raw_lines[0]."""
     stripped: list[tuple[int, str | None, str]] = []
-    prefixed = 0
-    for i, raw in enumerate(raw_lines):
+    append = stripped.append
+    prefixed = nonblank = 0
+    for no, raw in enumerate(raw_lines, first_no):
         if len(raw) > MAX_LINE:
-            diags.append(Diagnostic(path, first_no + i, "warning",
+            diags.append(Diagnostic(path, no, "warning",
                                     f"line of {len(raw)} characters truncated to {MAX_LINE}"))
             raw = raw[:MAX_LINE]
-        raw = clean(raw)
+        if not raw.isprintable():  # clean() returns a printable line unchanged
+            raw = clean(raw)
         prefix, msg = split_prefix(raw)
         if prefix is not None:
             prefixed += 1
-        stripped.append((first_no + i, prefix, msg))
-    nonblank = sum(1 for _, _, m in stripped if m.strip()) or 1
-    prefixed_mode = prefixed * 3 >= nonblank
+        if msg and not msg.isspace():  # as msg.strip(), without the copy
+            nonblank += 1
+        append((no, prefix, msg))
+    prefixed_mode = prefixed * 3 >= (nonblank or 1)
 
+    if not prefixed_mode:  # the loop below, when its first branch is never taken
+        return _reassemble([Line(no, msg.rstrip(), prefix or "") for no, prefix, msg in stripped])
     lines: list[Line] = []
     width = 0
     for no, prefix, msg in stripped:
@@ -243,10 +352,14 @@ def _continues(prev: str, msg: str) -> bool:
 
 
 def _is_fragment_start(text: str) -> bool:
-    if _HAS_DESC.search(text):
+    # The literal tests only skip regexes that cannot match: _HAS_DESC needs "){", and the
+    # last test needs "(" or, through _HELD_IDX_ONLY, "#".
+    if "){" in text and _HAS_DESC.search(text):
         return bool(_ENDS_AT.search(text))
     if _ADDR_ONLY.match(text):
         return True
+    if "(" not in text and "#" not in text:
+        return False
     return bool(_FRAG_START.match(text)) and ("(" in text or _HELD_IDX_ONLY.match(text) is not None)
 
 
@@ -262,7 +375,7 @@ def _reassemble(lines: list[Line]) -> list[Line]:
         text = line.text
         if not _is_fragment_start(text):
             # A complete descriptor whose ", at: …" arrives as the next record.
-            if (_HAS_DESC.search(text) and "at:" not in text and i + 1 < n
+            if ("){" in text and _HAS_DESC.search(text) and "at:" not in text and i + 1 < n
                     and lines[i + 1].text.lstrip().startswith(", at:")):
                 out.append(Line(line.no, _join(text, lines[i + 1].text), line.stamp))
                 i += 2
