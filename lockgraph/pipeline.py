@@ -10,17 +10,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockgraph.checks import CheckResult, check_cycles, check_dtor_leaf, check_reclaim
 from lockgraph.graph import FS_RECLAIM, add_edge, build_graph
-from lockgraph.ingest.source.config import Config, load_config
-from lockgraph.ingest.source.roots import Root, find_roots
-from lockgraph.ingest.source.scan import scan_paths
-from lockgraph.ingest.source.solve import Solved, chain, solve
 from lockgraph.model import Edge, Evidence, Report, Severity
 from lockgraph.roots import Context, mark_contexts
-from lockgraph.verdicts import RootVerdict, judge
+
+if TYPE_CHECKING:  # the static half is imported only when a source tree is scanned
+    from lockgraph.ingest.source.config import Config
+    from lockgraph.ingest.source.roots import Root
+    from lockgraph.ingest.source.solve import Solved
+    from lockgraph.verdicts import RootVerdict
 
 _VERSION = re.compile(r"#\d+")
 
@@ -47,6 +48,10 @@ def kernel_root(paths: list[Path]) -> Path:
 
 def scan(paths: list[Path], config: Path | None = None, root: Path | None = None,
          jobs: int = 1, cache_dir: Path | None = None, progress=None, warn=None) -> StaticScan:
+    from lockgraph.ingest.source.config import load_config
+    from lockgraph.ingest.source.scan import scan_paths
+    from lockgraph.ingest.source.solve import solve
+
     cfg = load_config(config) if config else None
     base = root or kernel_root(paths)
     files = scan_paths(paths, base, cfg, jobs=jobs, progress=progress, cache_dir=cache_dir,
@@ -97,6 +102,8 @@ def static_edges(S: Solved, name, base: Path) -> list[Edge]:
 def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tuple[
         list[Edge], dict[str, list[Context]]]:
     """Everything a reclaim root takes is taken under fs_reclaim (kernel-semantics §5)."""
+    from lockgraph.ingest.source.solve import chain
+
     edges: list[Edge] = []
     ctx: dict[str, list[Context]] = {}
     for r in roots:
@@ -129,6 +136,9 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
     findings = []
     blind = ["runtime evidence only: code paths that did not run are not covered"] if reports else []
     if st is not None:
+        from lockgraph.ingest.source.roots import find_roots
+        from lockgraph.verdicts import judge
+
         S = st.solved
         name = name_mapper(set(G.nodes))
         seen: set[tuple] = set()
