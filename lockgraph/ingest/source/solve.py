@@ -21,6 +21,11 @@ from lockgraph.ingest.source.scan import FileFacts
 from lockgraph.ingest.source.walk import Acq, FuncFacts, Held, LockExpr
 
 FS_RECLAIM = "fs_reclaim"
+#: An indirect call resolved by member name only (object type unknown) is followed when at
+#: most this many functions are assigned to that member anywhere; beyond, it is a blind spot.
+MAX_UNTYPED_TARGETS = 4
+#: The same bound when the object's struct type is known.
+MAX_TYPED_TARGETS = 8
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _LOCK_TYPES = ("spinlock_t", "raw_spinlock_t", "struct mutex", "rwlock_t", "struct rw_semaphore",
                "local_lock_t", "seqlock_t", "struct percpu_rw_semaphore", "struct lockdep_map",
@@ -341,10 +346,16 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
     def resolve_call(caller: FuncFacts, name: str, member: bool, base: str = "") -> list[str]:
         if member:
             names = member_targets.get(name, set())
+            typed = False
             if base:  # where the object's struct type is known, only that type's tables
                 typ = Resolver._struct(res.type_of(base, caller))
                 if typ and typed_targets.get((typ, name)):
                     names = typed_targets[(typ, name)]
+                    typed = True
+            if len(names) > (MAX_TYPED_TARGETS if typed else MAX_UNTYPED_TARGETS):
+                # a generic callback (notifier, file operations...): following every table
+                # would make everything take everything; it is a blind spot instead
+                return []
             return sorted(i for n in names for i in by_name.get(n, ()))
         if any(n == name for _, n in caller.params) or name in caller.locals:
             return []  # a call through a function-pointer variable
@@ -358,7 +369,10 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
         if public:
             return public
         d = caller.file.rsplit("/", 1)[0]
-        return [i for i in cands if funcs[i].file.rsplit("/", 1)[0] == d] or cands
+        # a static function elsewhere is reachable from its own directory (#include "x.c")
+        # or, when a header defines it (static inline), from anywhere
+        return [i for i in cands if funcs[i].file.endswith(".h")
+                or funcs[i].file.rsplit("/", 1)[0] == d]
 
     # call graph
     G = nx.DiGraph()
@@ -471,9 +485,23 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
     cond = nx.condensation(G)
     for scc in reversed(list(nx.topological_sort(cond))):
         members = sorted(cond.nodes[scc]["members"])
-        for _ in range(len(members) + 2):
-            if not any([absorb(i) for i in members]):
-                break
+        if len(members) == 1:
+            absorb(members[0])
+            if G.has_edge(members[0], members[0]):
+                absorb(members[0])
+            continue
+        # worklist inside the component: re-absorb only the callers of what changed
+        inside = set(members)
+        queue = list(reversed(members))
+        queued = set(members)
+        while queue:
+            i = queue.pop()
+            queued.discard(i)
+            if absorb(i):
+                for c in G.predecessors(i):
+                    if c in inside and c not in queued:
+                        queued.add(c)
+                        queue.append(c)
 
     # static edges
     edges: dict[tuple[str, str], StaticEdge] = {}
