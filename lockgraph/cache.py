@@ -20,7 +20,7 @@ from typing import Any
 from lockgraph import __version__
 
 #: Bump when the pickled fact types change shape.
-FACT_SCHEMA = 3
+FACT_SCHEMA = 4
 
 
 def default_dir() -> Path:

@@ -170,6 +170,7 @@ def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]
                 walk_function(facts, flat_atoms(body, first))
             except Exception:
                 pass
+        _trim(facts)
         ff.functions.append(facts)
     # CONFIG conditions of the lines that carry events (evidence shows them)
     for f in ff.functions:
@@ -178,6 +179,45 @@ def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]
             if c:
                 ff.conds[ev.line] = c
     return ff
+
+
+_WORD = re.compile(r"[A-Za-z_]\w*")
+
+
+def _trim(f: FuncFacts) -> None:
+    """Keep only the local types and aliases a later stage can ask about.
+
+    The solver consults them for lock expressions, gfp expressions and call arguments; a
+    whole-tree scan keeps 645k functions in memory, so the rest is dropped here.
+    """
+    used: set[str] = set()
+    for c in f.calls:
+        for a in c.args:
+            used.update(_WORD.findall(a))
+        if c.base:
+            used.add(c.base)
+    for a in f.acqs:
+        used.add(a.lock.root)
+        used.update(h.lock.root for h in a.held)
+    for al in f.allocs:
+        used.update(_WORD.findall(al.gfp))
+        used.update(_WORD.findall(al.target))
+    for _, lk, _, _ in f.inits:
+        used.add(lk.root)
+    for lk, _ in f.asserted:
+        used.add(lk.root)
+    for lk, _ in f.released_unheld:
+        used.add(lk.root)
+    frontier = list(used)
+    while frontier:  # aliases refer to other locals
+        name = frontier.pop()
+        for w in _WORD.findall(f.aliases.get(name, "")):
+            if w not in used:
+                used.add(w)
+                frontier.append(w)
+    f.aliases = {k: v for k, v in f.aliases.items()
+                 if k in used or v.startswith("kmem_cache_create")}
+    f.locals = {k: v for k, v in f.locals.items() if k in used}
 
 
 def iter_sources(paths: Iterable[Path]) -> list[Path]:
