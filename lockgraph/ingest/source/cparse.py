@@ -397,23 +397,33 @@ def split_top(text: str) -> list[str]:
     return out
 
 
+_WORDISH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_(")
+
+
+def _glue(prev: str, nxt: str) -> bool:
+    """No blank between two pieces: C-like spacing for lock and gfp expression text."""
+    if not prev or not nxt:
+        return True
+    a, b = prev[-1], nxt[0]
+    if a in "([" or b in ")],[":
+        return b != "," or a in "(["
+    if prev.endswith("->") or nxt.startswith("->") or a == "." or b == ".":
+        return True
+    return a in "&*!~" and b in _WORDISH
+
+
 def atom_text(atoms: list[tuple]) -> str:
     """Source-like text of an expression (tokens joined C-style, for lock names)."""
-    parts: list[str] = []
+    out = ""
     for a in atoms:
-        if a[0] == "tok":
-            parts.append(a[1])
-        elif a[0] == "call":
-            parts.append(a[1] + "(" + ", ".join(atom_text(x) for x in a[2]) + ")")
-        elif a[0] == "group":
-            parts.append("(" + atom_text(a[1]) + ")")
+        kind = a[0]
+        if kind == "tok":
+            piece = a[1]
+        elif kind == "call":
+            piece = a[1] + "(" + ", ".join(atom_text(x) for x in a[2]) + ")"
+        elif kind == "group":
+            piece = "(" + atom_text(a[1]) + ")"
         else:
-            parts.append("({…})")
-    s = " ".join(parts)
-    s = re.sub(r"\s*(->|\.)\s*", r"\1", s)
-    s = re.sub(r"([&*!~])\s+(?=[\w(])", r"\1", s)
-    s = re.sub(r"\s*\[\s*", "[", s)
-    s = re.sub(r"\s*\]", "]", s)
-    s = re.sub(r"\(\s+", "(", s)
-    s = re.sub(r"\s+\)", ")", s)
-    return s
+            piece = "({…})"
+        out = out + piece if _glue(out, piece) else out + " " + piece
+    return out
