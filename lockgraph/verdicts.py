@@ -28,7 +28,6 @@ from lockgraph.model import Evidence, Finding, Severity
 from lockgraph.rules import RULES
 
 SPINNING = frozenset({"spin", "raw_spin", "rwlock", "local_lock"})
-MAX_BLIND = 25
 
 
 @dataclass(slots=True)

@@ -82,8 +82,6 @@ def classify(toks: list[Tk]) -> list[Tk]:
             elif nxt is not None and nxt.text == "(":
                 out.append(Tk("CALL", t.text, t.line))
                 parens_kind = "stmtcall" if (stmt_start and mode == "stmt") else "expr"
-                # remembered for the '(' that follows
-                out[-1].__dict__ if False else None
                 i += 1
                 out.append(Tk("LP", "(", nxt.line))
                 parens.append((parens_kind, len(out) - 2))
@@ -111,8 +109,6 @@ def classify(toks: list[Tk]) -> list[Tk]:
             stmt_start = False
         elif s == "(":
             kind = "ctrl" if prev_type in ("IF", "WHILE", "FOR", "SWITCH") else "expr"
-            if prev_type == "RP" or prev_type not in ("IF", "WHILE", "FOR", "SWITCH"):
-                kind = "expr" if kind != "ctrl" else kind
             out.append(Tk("LP", "(", t.line))
             parens.append((kind, -1))
             modes.append("expr")
@@ -315,7 +311,7 @@ def _stmt(node, toks: list[Tk]) -> tuple:
     if kind == "label":
         return ("label", first.text, line)  # type: ignore[union-attr]
     if kind in ("case", "default"):
-        return ("case", line)
+        return ("case", line, kind == "default")
     if kind == "return_stmt":
         return ("return", _atoms(ch[1:-1], toks), line)
     if kind == "goto_stmt":

@@ -299,7 +299,7 @@ def masked(scopes: frozenset[str]) -> bool:
 # ---------------------------------------------------------------------------------------
 
 
-def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
+def solve(files: list[FileFacts]) -> Solved:
     funcs: dict[str, FuncFacts] = {}
     by_name: dict[str, list[str]] = defaultdict(list)
     conds: dict[tuple[str, int], tuple[str, ...]] = {}
@@ -635,8 +635,6 @@ def solve(files: list[FileFacts], extra_dtors: tuple[str, ...] = ()) -> Solved:
                 if var:
                     free_sites.append((var[-1], i, c.line,
                                        tuple(x for x, _ in held_classes(f, c.held))))
-    for d in extra_dtors:
-        pass
     return Solved(files, funcs, takes, kinds, sleeps, blind, edges, acquisitions,
                   dict(unresolved), dict(by_name), dict(member_targets), free_sites,
                   dict(caches), conds, irq_classes, dict(callers))

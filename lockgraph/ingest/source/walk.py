@@ -368,6 +368,7 @@ class Walker:
         has_default = False
         for x in stmts:
             if x[0] == "case":
+                has_default = has_default or (len(x) > 2 and x[2])
                 cur = _join(cur, entry)
                 continue
             cur = self.stmt(x, cur)
@@ -506,7 +507,7 @@ class Walker:
         if prim.subclass_arg >= 0 and prim.subclass_arg < len(a[2]):
             t = atom_text(a[2][prim.subclass_arg])
             sub = 1 if t == "SINGLE_DEPTH_NESTING" else (int(t) if t.isdigit() else 0)
-        is_try = prim.op == "try" or (prim.op == "try0" and cond_try and False)
+        is_try = prim.op == "try"  # interruptible forms block: not trylocks for lockdep
         self.f.acqs.append(Acq(lk, prim.kind, prim.mode, a[3], st.held, prim.op == "try",
                                sub, st.scope_set(), st.dropped, "irq" in a[1]))
         if prim.kind in ("mutex", "rwsem", "percpu_rwsem", "rtnl", "console", "sock"):
