@@ -161,7 +161,7 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
 
     st = _scan_sources(src, config, root, jobs, cache, no_cache, quiet)
     data = scan_json(st)
-    sys.stdout.write(dumps(data) if fmt is Format.json else scan_text(data))
+    sys.stdout.write(dumps(data, compact=True) if fmt is Format.json else scan_text(data))
 
 
 @app.command()

@@ -12,7 +12,10 @@ from lockgraph.model import Diagnostic, Report
 SCHEMA_VERSION = 1
 
 
-def dumps(obj: dict[str, Any]) -> str:
+def dumps(obj: dict[str, Any], compact: bool = False) -> str:
+    """Sorted keys always; `compact` (one line) uses the C encoder for large scan output."""
+    if compact:
+        return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
