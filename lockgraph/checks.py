@@ -57,7 +57,8 @@ class CheckResult:
         return rows
 
 
-def _fid(rule: str, *parts: str) -> str:
+def finding_id(rule: str, *parts: str) -> str:
+    """Stable id of a finding: survives line moves, differs when its lock or path does."""
     h = hashlib.sha1("\x1f".join((rule, *parts)).encode()).hexdigest()[:12]
     return f"{rule}-{h}"
 
@@ -83,7 +84,7 @@ def _finding(rule_id: str, lock: str, message: str, evidence: list[Evidence],
              path: tuple[str, ...], severity: Severity | None = None) -> Finding:
     rule = RULES[rule_id]
     return Finding(rule_id, rule.slug, severity or rule.severity, lock, message,
-                   tuple(evidence), path, _fid(rule_id, lock, *path))
+                   tuple(evidence), path, finding_id(rule_id, lock, *path))
 
 
 def check_dtor_leaf(G: nx.DiGraph, dtor: dict[str, list[Context]]) -> Iterable[Finding]:

@@ -90,7 +90,7 @@ def static_edges(S: Solved, name, base: Path) -> list[Edge]:
     out = []
     for (a, b), e in sorted(S.edges.items()):
         for step, via in e.evidence:
-            stack = tuple(f"{s.function} ({display(s.file, base)}:{s.line})" for s in (step, *via))
+            stack = tuple(s.label(display(s.file, base)) for s in (step, *via))
             cfg = sorted(e.configs)
             if cfg:
                 stack = stack + ("configs: " + ", ".join(cfg),)
@@ -102,6 +102,7 @@ def static_edges(S: Solved, name, base: Path) -> list[Edge]:
 def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tuple[
         list[Edge], dict[str, list[Context]]]:
     """Everything a reclaim root takes is taken under fs_reclaim (kernel-semantics §5)."""
+    from lockgraph.ingest.source.kb import NO_EDGE_KINDS
     from lockgraph.ingest.source.solve import chain
 
     edges: list[Edge] = []
@@ -111,13 +112,13 @@ def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tup
             continue
         for fid in r.fids:
             for cls, w in sorted(S.takes.get(fid, {}).items()):
-                if cls.startswith("@param") or cls == FS_RECLAIM or S.kinds.get(cls) in ("rcu", "novalidate"):
+                if cls.startswith("@param") or cls == FS_RECLAIM or S.kinds.get(cls) in NO_EDGE_KINDS:
                     continue
                 steps = chain(fid, cls, S.funcs, S.takes)
                 if not steps:
                     continue
                 last = steps[-1]
-                stack = tuple(f"{s.function} ({display(s.file, base)}:{s.line})" for s in steps)
+                stack = tuple(s.label(display(s.file, base)) for s in steps)
                 n = name(cls)
                 ev = Evidence(display(last.file, base), last.line,
                               f"'{n}' taken under reclaim root {r.function}()", stack)

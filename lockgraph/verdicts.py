@@ -13,13 +13,13 @@ sleeps or allocates with reclaim is an error at every atomic allocation site of 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
+from lockgraph.checks import finding_id
 from lockgraph.graph import FS_RECLAIM, best_evidence, shortest_path_or_none
 from lockgraph.ingest.source import kb
 from lockgraph.ingest.source.roots import Root
@@ -59,11 +59,7 @@ def _steps(steps: tuple[Step, ...]) -> list[dict[str, Any]]:
 
 
 def _stack(steps: tuple[Step, ...]) -> tuple[str, ...]:
-    return tuple(f"{s.function} ({s.file}:{s.line})" for s in steps)
-
-
-def _fid(rule: str, *parts: str) -> str:
-    return f"{rule}-" + hashlib.sha1("\x1f".join((rule, *parts)).encode()).hexdigest()[:12]
+    return tuple(s.label() for s in steps)
 
 
 def _edge_ev(G: nx.DiGraph, a: str, b: str) -> Evidence:
@@ -133,7 +129,7 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
                    + (f" (and {len(outs) - 3} more)" if len(outs) > 3 else ""))
             rule = RULES["LG101"]
             findings.append(Finding("LG101", rule.slug, rule.severity, lock, msg, tuple(ev),
-                                    (r.function, lock, outs[0]), _fid("LG101", r.function, lock)))
+                                    (r.function, lock, outs[0]), finding_id("LG101", r.function, lock)))
     if violations:
         v.strict_leaf = {"verdict": "violated", "violations": violations}
     else:
@@ -144,13 +140,16 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
     if sleeps:
         failed = True
         reasons.append(f"{r.function}() may sleep")
+    merged_kinds: dict[str, str] = {}  # kinds by merged (runtime) name, first class wins
+    for cls, k in S.kinds.items():
+        merged_kinds.setdefault(name(cls), k)
     downstream: set[str] = set()
     for lock in witnesses:
         if lock in G:
             downstream |= nx.descendants(G, lock)
         downstream.add(lock)
     sleeping = sorted(n for n in downstream
-                      if n == FS_RECLAIM or (S.kinds.get(n) or _static_kind(S, n, name)) not in SPINNING)
+                      if n == FS_RECLAIM or (S.kinds.get(n) or merged_kinds.get(n, "")) not in SPINNING)
     if sleeping:
         failed = True
         reasons.append("takes, or leads to, locks that are not spinning locks or enter reclaim: "
@@ -191,7 +190,7 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
             findings.append(Finding("LG105", rule.slug, rule.severity, d,
                                     f"slab destructor {r.function}() takes '{d}' in a context holding "
                                     f"'{c}' ({why}), and '{d}' --> '{c}' already exists",
-                                    tuple(ev), tuple(path), _fid("LG105", r.function, c, d),
+                                    tuple(ev), tuple(path), finding_id("LG105", r.function, c, d),
                                     detail=splat))
         reasons.append(f"{len(cycles)} context edge(s) close a cycle (predicted splats below)")
     else:
@@ -202,13 +201,6 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
         blind = True
     status = "violated" if failed else ("unproven" if blind else "proven")
     v.dtor_safe = {"verdict": status, "reasons": reasons}
-
-
-def _static_kind(S: Solved, n: str, name) -> str:
-    for cls, k in S.kinds.items():
-        if name(cls) == n:
-            return k
-    return ""
 
 
 def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool, name,
@@ -249,7 +241,7 @@ def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool, name,
             findings.append(Finding("LG106", rule.slug, rule.severity, r.function,
                                     f"constructor {r.function}() {' and '.join(why)} but runs inside "
                                     f"kmem_cache_alloc() at {s['file']}:{s['line']} ({s['context']})",
-                                    ev, (r.function,), _fid("LG106", r.function, s["file"], str(s["line"]))))
+                                    ev, (r.function,), finding_id("LG106", r.function, s["file"], str(s["line"]))))
 
 
 def predicted_splat(G: nx.DiGraph, dtor: str, held: str, acquired: str, path: list[str],

@@ -165,12 +165,13 @@ def _table() -> dict[str, Prim]:
 
 PRIMITIVES: dict[str, Prim] = _table()
 
-#: Init primitives: the argument's text names the class (§2 N3), unless overridden.
-INIT_PRIMS = frozenset({
-    "mutex_init", "spin_lock_init", "raw_spin_lock_init", "rwlock_init", "init_rwsem",
-    "seqcount_init", "seqlock_init", "local_lock_init", "percpu_init_rwsem", "init_srcu_struct",
-    "init_waitqueue_head", "init_swait_queue_head", "devm_mutex_init",
-})
+#: Init primitives → index of the lock argument, whose text names the class (§2 N3).
+INIT_PRIMS: dict[str, int] = {
+    "mutex_init": 0, "spin_lock_init": 0, "raw_spin_lock_init": 0, "rwlock_init": 0,
+    "init_rwsem": 0, "seqcount_init": 0, "seqlock_init": 0, "local_lock_init": 0,
+    "percpu_init_rwsem": 0, "init_srcu_struct": 0, "init_waitqueue_head": 0,
+    "init_swait_queue_head": 0, "devm_mutex_init": 1,
+}
 #: Static definitions: DEFINE_X(name) names class `name` (§2 N1).
 DEFINE_PRIMS: dict[str, str] = {
     "DEFINE_MUTEX": "mutex", "DEFINE_SPINLOCK": "spin", "DEFINE_RAW_SPINLOCK": "raw_spin",

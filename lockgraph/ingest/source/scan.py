@@ -117,7 +117,7 @@ _CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
 #: Calls whose presence makes statement structure matter (they change the held set, the
 #: memalloc scope, or are events whose held set we must know).
 TRIGGERS = frozenset(kb.PRIMITIVES) | frozenset(kb.ALLOCS) | frozenset(kb.SCOPES) | frozenset(
-    kb.CALL_ALIASES) | kb.INIT_PRIMS | {"guard", "scoped_guard", "scoped_cond_guard",
+    kb.CALL_ALIASES) | frozenset(kb.INIT_PRIMS) | {"guard", "scoped_guard", "scoped_cond_guard",
                                         "lockdep_set_class", "lockdep_set_class_and_subclass"}
 
 

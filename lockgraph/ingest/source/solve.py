@@ -43,6 +43,10 @@ class Step:
     def to_json(self) -> dict:
         return {"function": self.function, "file": self.file, "line": self.line}
 
+    def label(self, file: str | None = None) -> str:
+        """`function (file:line)`, the form evidence stacks show; `file` overrides the path."""
+        return f"{self.function} ({file or self.file}:{self.line})"
+
 
 @dataclass(slots=True)
 class Witness:

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 from lockgraph.ingest.source.cparse import atom_text, split_args, split_top
-from lockgraph.ingest.source.kb import (ALLOCS, CALL_ALIASES, GUARDS, PRIMITIVES, SCOPES,
-                                        SLEEPING_CALLS, Prim, base_name)
+from lockgraph.ingest.source.kb import (ALLOCS, CALL_ALIASES, GUARDS, INIT_PRIMS, PRIMITIVES,
+                                        SCOPES, SLEEPING_CALLS, Prim, base_name)
 
 _LOCKEXPR = re.compile(r"^&?\s*\(?\s*\*?(?P<root>[A-Za-z_]\w*)\s*\)?(?P<path>(?:\s*(?:->|\.)\s*\w+|\s*\[[^\]]*\])*)$")
 _PERCPU = re.compile(r"^&?\s*(?:per_cpu_ptr|this_cpu_ptr|raw_cpu_ptr|per_cpu)\s*\(\s*&?\s*(?P<root>\w+)\s*[,)]")
@@ -472,11 +472,8 @@ class Walker:
             return st
         if bname in CALL_ALIASES:
             return st
-        if name in ("mutex_init", "spin_lock_init", "raw_spin_lock_init", "rwlock_init",
-                    "init_rwsem", "seqcount_init", "seqlock_init", "local_lock_init",
-                    "percpu_init_rwsem", "init_srcu_struct", "init_waitqueue_head",
-                    "init_swait_queue_head") and a[2]:
-            text = atom_text(a[2][0])
+        if name in INIT_PRIMS and INIT_PRIMS[name] < len(a[2]):
+            text = atom_text(a[2][INIT_PRIMS[name]])
             f.inits.append((name, LockExpr.parse(text), text, a[3]))
             return st
         if name in ("lockdep_set_class", "lockdep_set_class_and_subclass") and len(a[2]) >= 2:
