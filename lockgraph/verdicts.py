@@ -94,7 +94,7 @@ def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str
                 n = name(cls)
                 witnesses.setdefault(n, chain(fid, cls, S.funcs, S.takes))
                 kinds[n] = kind
-            v.blind_spots.extend(sorted(S.blind.get(fid, ())))
+            v.blind_spots.extend(S.reachable_blind(fid))
         v.blind_spots = sorted(set(v.blind_spots))
         v.locks = [{"lock": n, "kind": kinds[n] or "unknown", "witness": _steps(witnesses[n])}
                    for n in sorted(witnesses)]

@@ -13,8 +13,6 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from lockgraph.ingest.source import kb
 from lockgraph.ingest.source.cparse import split_top
 from lockgraph.ingest.source.scan import FileFacts
@@ -26,6 +24,10 @@ FS_RECLAIM = "fs_reclaim"
 MAX_UNTYPED_TARGETS = 4
 #: The same bound when the object's struct type is known.
 MAX_TYPED_TARGETS = 8
+#: Witnesses kept per static edge.
+MAX_EVIDENCE = 5
+_NONE: tuple[str, ...] = ()
+_EMPTY: frozenset[str] = frozenset()
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _LOCK_TYPES = ("spinlock_t", "raw_spinlock_t", "struct mutex", "rwlock_t", "struct rw_semaphore",
                "local_lock_t", "seqlock_t", "struct percpu_rw_semaphore", "struct lockdep_map",
@@ -74,7 +76,7 @@ class Solved:
     takes: dict[str, dict[str, Witness]]
     kinds: dict[str, str]                       # lock class -> kind (spin, mutex, ...)
     sleeps: dict[str, Witness]
-    blind: dict[str, set[str]]                  # function id -> unresolved/missing callees
+    blind: dict[str, frozenset[str]]            # function id -> its own blind spots (not callees')
     edges: dict[tuple[str, str], StaticEdge]
     acquisitions: list[dict]
     unresolved: dict[str, list[tuple[str, int]]]  # callee text -> sites (file:line as str, line)
@@ -85,6 +87,25 @@ class Solved:
     conds: dict[tuple[str, int], tuple[str, ...]]
     irq_classes: set[str] = field(default_factory=set)
     callers: dict[str, list[tuple[str, frozenset[str], int]]] = field(default_factory=dict)
+    targets: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+
+    def reachable_blind(self, fid: str) -> set[str]:
+        """Blind spots of fid and of everything it may call.
+
+        Computed per question rather than stored per function: propagated sets would
+        repeat the same labels in hundreds of thousands of callers."""
+        out: set[str] = set()
+        seen = {fid}
+        work = [fid]
+        while work:
+            i = work.pop()
+            out |= self.blind.get(i, _EMPTY)
+            for row in self.targets.get(i, ()):
+                for j in row:
+                    if j not in seen:
+                        seen.add(j)
+                        work.append(j)
+        return out
 
 
 def _with_entry(f: FuncFacts, entry: tuple[Held, ...]) -> FuncFacts:
@@ -378,35 +399,40 @@ def solve(files: list[FileFacts]) -> Solved:
         return [i for i in cands if funcs[i].file.endswith(".h")
                 or funcs[i].file.rsplit("/", 1)[0] == d]
 
-    # call graph
-    G = nx.DiGraph()
-    G.add_nodes_from(funcs)
-    call_targets: dict[tuple[str, int], list[str]] = {}
+    # call graph: targets[i][k] = the functions call k of i may reach
+    targets: dict[str, tuple[tuple[str, ...], ...]] = {}
     unresolved: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    blind_local: dict[str, set[str]] = defaultdict(set)
+    blind: dict[str, frozenset[str]] = {}
     for i, f in funcs.items():
-        for k, c in enumerate(f.calls):
-            t = resolve_call(f, c.name, c.member, c.base)
-            call_targets[(i, k)] = t
-            for j in t:
-                G.add_edge(i, j)
+        row = []
+        local_blind: set[str] = set()
+        for c in f.calls:
+            t = tuple(resolve_call(f, c.name, c.member, c.base)) or _NONE
+            row.append(t)
             if not t and c.name not in kb.LOCK_FREE and c.name not in kb.SLEEPING_CALLS \
                     and not c.name.isupper() and not c.name.startswith(("trace_", "__builtin")):
                 pointer = c.member or any(n == c.name for _, n in f.params) or c.name in f.locals
                 what = f"{c.base}->{c.name}()" if c.member and c.base else f"{c.name}()"
                 label = (f"unresolved indirect call {what} in {f.name}()" if pointer
                          else f"missing definition of {what}")
-                blind_local[i].add(label)
+                local_blind.add(label)
                 unresolved[label].append((f.file, c.line))
         if f.structure.startswith("unknown"):
-            blind_local[i].add(f"structure unknown in {f.name}() ({f.file}:{f.line})")
+            local_blind.add(f"structure unknown in {f.name}() ({f.file}:{f.line})")
+        targets[i] = tuple(row)
+        if local_blind:
+            blind[i] = frozenset(local_blind)
 
     kinds: dict[str, str] = {FS_RECLAIM: "map"}
     irq_classes: set[str] = set()
     takes: dict[str, dict[str, Witness]] = {}
     param_reclaim: dict[str, dict[int, Witness]] = {}
     sleeps: dict[str, Witness] = {}
-    blind: dict[str, set[str]] = {}
+
+    def _dropped(d: frozenset[str], f: FuncFacts) -> frozenset[str]:
+        if not d:
+            return _EMPTY
+        return frozenset(c for text in d for c in res.classes(LockExpr.parse(text), f))
 
     def local(i: str) -> None:
         f = funcs[i]
@@ -429,81 +455,120 @@ def solve(files: list[FileFacts]) -> Solved:
             else:
                 note = f"{al.api}({al.gfp or 'GFP_KERNEL'})" + (" — gfp not evaluable, assumed to reclaim" if how == "unknown" else "")
                 t.setdefault(FS_RECLAIM, Witness(al.line, None, _dropped(al.dropped, f), note))
-        takes[i], param_reclaim[i] = t, pr
+        takes[i] = t
+        if pr:
+            param_reclaim[i] = pr
         if f.sleeps:
             sleeps[i] = Witness(f.sleeps[0][1], None, note=f.sleeps[0][0] + "()")
-        blind[i] = set(blind_local.get(i, ()))
 
-    def _dropped(d: frozenset[str], f: FuncFacts) -> frozenset[str]:
-        return frozenset(c for text in d for c in res.classes(LockExpr.parse(text), f))
+    def pull(i: str, f: FuncFacts, c, j: str, entries, log: list[str] | None) -> bool:
+        """Absorb callee j's entries through call c of i; True when i's summary grew.
 
-    def absorb(i: str) -> bool:
-        """Pull callee summaries into i; True when something was added."""
-        f = funcs[i]
-        t, pr = takes[i], param_reclaim[i]
+        Witnesses are shared per (call, callee, dropped, try, irq): a summary entry is then
+        one dict slot, not one object, which is what keeps the whole-tree solve in memory.
+        """
+        t = takes[i]
+        drop = _dropped(c.dropped, f)
+        mask = masked(c.scopes)
+        memo: dict[tuple, Witness] = {}
         changed = False
-        for k, c in enumerate(f.calls):
-            for j in call_targets[(i, k)]:
-                drop = _dropped(c.dropped, f)
-                for cls, w in takes.get(j, {}).items():
-                    if cls == FS_RECLAIM and masked(c.scopes):
-                        continue
-                    if cls.startswith("@param"):
-                        n = int(cls[6:].split("/")[0])
-                        if n >= len(c.args):
-                            continue
-                        for real in res.classes(LockExpr.parse(c.args[n]), f):
-                            if w.irq:
-                                irq_classes.add(real)
-                            if real not in t or (t[real].try_ and not w.try_):
-                                kinds.setdefault(real, kinds.get(cls, "spin"))
-                                t[real] = Witness(c.line, j, drop | w.dropped, try_=w.try_,
-                                                  irq=w.irq)
-                                changed = True
-                        continue
-                    if cls not in t or (t[cls].try_ and not w.try_):
-                        t[cls] = Witness(c.line, j, drop | w.dropped, try_=w.try_, irq=w.irq)
+        for cls, w in entries:
+            if mask and cls == FS_RECLAIM:
+                continue
+            key = (w.dropped, w.try_, w.irq)
+            nw = memo.get(key)
+            if nw is None:
+                nw = memo[key] = Witness(c.line, j, (drop | w.dropped) if w.dropped else drop,
+                                         try_=w.try_, irq=w.irq)
+            if cls.startswith("@param"):
+                n = int(cls[6:].split("/")[0])
+                if n >= len(c.args):
+                    continue
+                for real in res.classes(LockExpr.parse(c.args[n]), f):
+                    if w.irq:
+                        irq_classes.add(real)
+                    old = t.get(real)
+                    if old is None or (old.try_ and not w.try_):
+                        kinds.setdefault(real, kinds.get(cls, "spin"))
+                        t[real] = nw
+                        if log is not None:
+                            log.append(real)
                         changed = True
-                for n, w in param_reclaim.get(j, {}).items():
-                    if masked(c.scopes) or n >= len(c.args):
-                        continue
-                    how, k2 = gfp_reclaims(c.args[n], f)
-                    if how == "param":
-                        if k2 not in pr:
-                            pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n)
-                            changed = True
-                    elif how in ("yes", "unknown") and FS_RECLAIM not in t:
-                        t[FS_RECLAIM] = Witness(c.line, j, drop | w.dropped,
-                                                f"gfp {c.args[n]}" + (" (not evaluable)" if how == "unknown" else ""))
+                continue
+            old = t.get(cls)
+            if old is None or (old.try_ and not w.try_):
+                t[cls] = nw
+                if log is not None:
+                    log.append(cls)
+                changed = True
+        pj = param_reclaim.get(j)
+        if pj:
+            pr = param_reclaim.setdefault(i, {})
+            for n, w in pj.items():
+                if mask or n >= len(c.args):
+                    continue
+                how, k2 = gfp_reclaims(c.args[n], f)
+                if how == "param":
+                    if k2 not in pr:
+                        pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n)
                         changed = True
-                if j in sleeps and i not in sleeps:
-                    sleeps[i] = Witness(c.line, j)
+                elif how in ("yes", "unknown") and FS_RECLAIM not in t:
+                    t[FS_RECLAIM] = Witness(c.line, j, drop | w.dropped,
+                                            f"gfp {c.args[n]}" + (" (not evaluable)" if how == "unknown" else ""))
+                    if log is not None:
+                        log.append(FS_RECLAIM)
                     changed = True
-                if blind.get(j) and not blind[j] <= blind[i]:
-                    blind[i] |= blind[j]
-                    changed = True
+        if j in sleeps and i not in sleeps:
+            sleeps[i] = Witness(c.line, j)
+            changed = True
         return changed
 
     for i in funcs:
         local(i)
-    cond = nx.condensation(G)
-    for scc in reversed(list(nx.topological_sort(cond))):
-        members = sorted(cond.nodes[scc]["members"])
-        if len(members) == 1:
-            absorb(members[0])
-            if G.has_edge(members[0], members[0]):
-                absorb(members[0])
+    for scc in _sccs(targets):
+        if len(scc) == 1 and not any(scc[0] in row for row in targets[scc[0]]):
+            i = scc[0]
+            f = funcs[i]
+            for c, row in zip(f.calls, targets[i]):
+                for j in row:
+                    pull(i, f, c, j, takes[j].items(), None)
             continue
-        # worklist inside the component: re-absorb only the callers of what changed
-        inside = set(members)
-        queue = list(reversed(members))
-        queued = set(members)
+        # Inside a component, semi-naive: a caller re-absorbs only what its callee gained
+        # since it last looked (each member keeps an append-only log of its new classes).
+        inside = set(scc)
+        logs = {i: list(takes[i]) for i in scc}
+        seen: dict[tuple[str, str], int] = {}
+        callers_in: dict[str, set[str]] = defaultdict(set)
+        for i in scc:
+            f = funcs[i]
+            for c, row in zip(f.calls, targets[i]):
+                for j in row:
+                    if j in inside:
+                        callers_in[j].add(i)
+                    else:  # callees outside the component are final: absorbed once
+                        pull(i, f, c, j, takes[j].items(), logs[i])
+        queue = sorted(scc, reverse=True)
+        queued = set(queue)
         while queue:
             i = queue.pop()
             queued.discard(i)
-            if absorb(i):
-                for c in G.predecessors(i):
-                    if c in inside and c not in queued:
+            f = funcs[i]
+            grew = False
+            ends: dict[str, int] = {}
+            for c, row in zip(f.calls, targets[i]):
+                for j in row:
+                    if j not in inside:
+                        continue
+                    end = ends.setdefault(j, len(logs[j]))
+                    tj = takes[j]
+                    new = [(cls, tj[cls]) for cls in logs[j][seen.get((i, j), 0):end]]
+                    if pull(i, f, c, j, new, logs[i]):
+                        grew = True
+            for j, end in ends.items():
+                seen[(i, j)] = end
+            if grew:
+                for c in sorted(callers_in.get(i, ()), reverse=True):
+                    if c not in queued:
                         queued.add(c)
                         queue.append(c)
 
@@ -528,22 +593,29 @@ def solve(files: list[FileFacts]) -> Solved:
                 break
         return out
 
-    def add(src: str, dst: str, step: Step, via: tuple[Step, ...]) -> None:
+    def add(src: str, dst: str, step: Step, via) -> None:
+        """Record an edge; `via` may be a thunk, built only while evidence is still kept.
+
+        An edge keeps its first MAX_EVIDENCE witnesses, and its CONFIG conditions are those
+        of the witnesses it shows, so a reader can check every condition it lists."""
         if src == dst:
             return
-        e = edges.setdefault((src, dst), StaticEdge(src, dst))
-        if len(e.evidence) < 5:
+        e = edges.get((src, dst))
+        if e is None:
+            e = edges[(src, dst)] = StaticEdge(src, dst)
+        if len(e.evidence) < MAX_EVIDENCE:
+            if callable(via):
+                via = via()
             e.evidence.append((step, via))
-        for s in (step, *via):
-            e.configs.update(conds.get((s.file, s.line), ()))
+            for s in (step, *via):
+                e.configs.update(conds.get((s.file, s.line), ()))
 
     # edges that exist only when a gfp parameter allows reclaim: (function, param) -> edges
-    cond_edges: dict[tuple[str, int], list[tuple[str, Step, tuple[Step, ...]]]] = defaultdict(list)
     param_flow: dict[tuple[str, int], set[tuple[str, int]]] = defaultdict(set)
     param_seeds: dict[tuple[str, int], Step] = {}
     for i, f in funcs.items():
-        for k, c in enumerate(f.calls):
-            for j in call_targets[(i, k)]:
+        for c, row in zip(f.calls, targets[i]):
+            for j in row:
                 for n in param_reclaim.get(j, {}):
                     if masked(c.scopes) or n >= len(c.args):
                         continue
@@ -563,9 +635,11 @@ def solve(files: list[FileFacts]) -> Solved:
 
     callers: dict[str, list[tuple[str, frozenset[str], int]]] = defaultdict(list)
     for i, f in funcs.items():
-        for k, c in enumerate(f.calls):
-            held = frozenset(x for x, _ in held_classes(f, c.held))
-            for j in call_targets[(i, k)]:
+        for c, row in zip(f.calls, targets[i]):
+            if not row:
+                continue
+            held = frozenset(x for x, _ in held_classes(f, c.held)) if c.held else _EMPTY
+            for j in row:
                 callers[j].append((i, held, c.line))
 
     for i, f in funcs.items():
@@ -599,23 +673,23 @@ def solve(files: list[FileFacts]) -> Solved:
                 caller = reclaiming[(i, pk)]
                 for s in sources(f, al.held):
                     add(s, FS_RECLAIM, Step(f.name, f.file, al.line), (caller,))
-        for k, c in enumerate(f.calls):
-            if not c.held:
+        for c, row in zip(f.calls, targets[i]):
+            if not c.held or not row:
                 continue
             srcs = sources(f, c.held)
             if not srcs:
                 continue
-            for j in call_targets[(i, k)]:
-                for cls, w in takes.get(j, {}).items():
+            here = Step(f.name, f.file, c.line)
+            for j in row:
+                for cls, w in takes[j].items():
                     if cls.startswith("@param") or kinds.get(cls) in kb.NO_EDGE_KINDS or w.try_:
                         continue
                     if cls == FS_RECLAIM and masked(c.scopes):
                         continue
-                    via = chain(j, cls, funcs, takes)
                     for s in srcs:
                         if s in w.dropped:
                             continue
-                        add(s, cls, Step(f.name, f.file, c.line), via)
+                        add(s, cls, here, lambda j=j, cls=cls: chain(j, cls, funcs, takes))
                 for n, w in param_reclaim.get(j, {}).items():
                     if masked(c.scopes) or n >= len(c.args):
                         continue
@@ -641,7 +715,60 @@ def solve(files: list[FileFacts]) -> Solved:
                                        tuple(x for x, _ in held_classes(f, c.held))))
     return Solved(files, funcs, takes, kinds, sleeps, blind, edges, acquisitions,
                   dict(unresolved), dict(by_name), dict(member_targets), free_sites,
-                  dict(caches), conds, irq_classes, dict(callers))
+                  dict(caches), conds, irq_classes, dict(callers), targets)
+
+
+def _sccs(targets: dict[str, tuple[tuple[str, ...], ...]]) -> list[list[str]]:
+    """Strongly connected components, callees before callers (Tarjan, iterative).
+
+    Hand-written rather than networkx: on the whole tree the call graph has ~700k nodes and
+    millions of edges, and a DiGraph of it costs more memory than every summary together."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    counter = 0
+    for start in targets:
+        if start in index:
+            continue
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on.add(start)
+        work = [(start, iter([j for row in targets[start] for j in row]))]
+        while work:
+            v, it = work[-1]
+            pushed = False
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter([j for row in targets[w] for j in row])))
+                    pushed = True
+                    break
+                if w in on and index[w] < low[v]:
+                    low[v] = index[w]
+            if pushed:
+                continue
+            work.pop()
+            if work:
+                u = work[-1][0]
+                if low[v] < low[u]:
+                    low[u] = low[v]
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                comp.sort()
+                out.append(comp)
+    return out
 
 
 def chain(j: str, cls: str, funcs: dict[str, FuncFacts], takes: dict[str, dict[str, Witness]],
