@@ -213,21 +213,17 @@ def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool, name,
         why.append("may sleep")
     atomic_sites = []
     all_sites = 0
-    for fid, f in S.funcs.items():
-        for al in f.allocs:
-            if al.api not in ("kmem_cache_alloc", "kmem_cache_zalloc", "kmem_cache_alloc_node",
-                              "kmem_cache_alloc_lru"):
-                continue
-            cache = al.target.split("->")[-1].split(".")[-1]
-            if cache not in r.caches:
-                continue
-            all_sites += 1
-            how, _ = gfp_reclaims(al.gfp, f)
-            spinning = [h for h in al.held if h.kind in SPINNING]
-            if how == "no" or spinning:
-                ctx = f"gfp {al.gfp}" if how == "no" else f"under spinning lock '{spinning[-1].lock.text}'"
-                atomic_sites.append({"function": f.name, "file": f.file, "line": al.line,
-                                     "context": ctx})
+    sites = sorted((x for cache in set(r.caches) for x in S.cache_allocs.get(cache, ())),
+                   key=lambda x: x[0])
+    for _seq, fid, al in sites:
+        f = S.funcs[fid]
+        all_sites += 1
+        how, _ = gfp_reclaims(al.gfp, f)
+        spinning = [h for h in al.held if h.kind in SPINNING]
+        if how == "no" or spinning:
+            ctx = f"gfp {al.gfp}" if how == "no" else f"under spinning lock '{spinning[-1].lock.text}'"
+            atomic_sites.append({"function": f.name, "file": f.file, "line": al.line,
+                                 "context": ctx})
     v.ctor = {"sleeps_or_reclaims": bad, "why": why, "allocation_sites": all_sites,
               "atomic_sites": atomic_sites}
     if bad and atomic_sites:

@@ -315,3 +315,8 @@ LOCK_FREE = frozenset({
 def base_name(name: str) -> str:
     """`kmalloc_noprof` is `kmalloc` (§3.4: *_noprof = base name)."""
     return name[:-7] if name.endswith("_noprof") else name
+
+
+#: Allocations from a slab cache: the sites where that cache's constructor runs.
+CACHE_ALLOCS = frozenset({"kmem_cache_alloc", "kmem_cache_zalloc", "kmem_cache_alloc_node",
+                          "kmem_cache_alloc_lru"})

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from lockgraph.ingest.source import kb
 from lockgraph.ingest.source.cparse import split_top
 from lockgraph.ingest.source.scan import FileFacts
-from lockgraph.ingest.source.walk import Acq, FuncFacts, Held, LockExpr
+from lockgraph.ingest.source.walk import Acq, Alloc, FuncFacts, Held, LockExpr
 
 FS_RECLAIM = "fs_reclaim"
 #: An indirect call resolved by member name only (object type unknown) is followed when at
@@ -88,6 +88,8 @@ class Solved:
     irq_classes: set[str] = field(default_factory=set)
     callers: dict[str, list[tuple[str, frozenset[str], int]]] = field(default_factory=dict)
     targets: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    #: cache variable -> (order, function id, allocation) of its kmem_cache_alloc*() sites
+    cache_allocs: dict[str, list[tuple[int, str, Alloc]]] = field(default_factory=dict)
 
     def reachable_blind(self, fid: str) -> set[str]:
         """Blind spots of fid and of everything it may call.
@@ -706,7 +708,13 @@ def solve(files: list[FileFacts]) -> Solved:
                             add(s, FS_RECLAIM, Step(f.name, f.file, c.line), via)
 
     free_sites = []
+    cache_allocs: dict[str, list[tuple[int, str, Alloc]]] = defaultdict(list)
+    seq = 0
     for i, f in funcs.items():
+        for al in f.allocs:
+            if al.api in kb.CACHE_ALLOCS:
+                seq += 1
+                cache_allocs[al.target.split("->")[-1].split(".")[-1]].append((seq, i, al))
         for c in f.calls:
             if c.name in ("kmem_cache_free", "kmem_cache_destroy", "kmem_cache_shrink") and c.args:
                 var = _IDENT.findall(c.args[0])
@@ -715,7 +723,8 @@ def solve(files: list[FileFacts]) -> Solved:
                                        tuple(x for x, _ in held_classes(f, c.held))))
     return Solved(files, funcs, takes, kinds, sleeps, blind, edges, acquisitions,
                   dict(unresolved), dict(by_name), dict(member_targets), free_sites,
-                  dict(caches), conds, irq_classes, dict(callers), targets)
+                  dict(caches), conds, irq_classes, dict(callers), targets,
+                  dict(cache_allocs))
 
 
 def _sccs(targets: dict[str, tuple[tuple[str, ...], ...]]) -> list[list[str]]:
