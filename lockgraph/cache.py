@@ -21,6 +21,8 @@ from lockgraph import __version__
 
 #: Bump when the pickled fact types change shape.
 FACT_SCHEMA = 4
+#: Whole-command results kept (newest first); each can be tens of MB for a whole tree.
+RESULTS_KEPT = 8
 
 
 def default_dir() -> Path:
@@ -62,7 +64,10 @@ class FactCache:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("CREATE TABLE IF NOT EXISTS facts (path TEXT NOT NULL, digest TEXT NOT NULL,"
                        " key TEXT NOT NULL, blob BLOB NOT NULL, PRIMARY KEY (path, digest, key))")
+            db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
+                       " blob BLOB NOT NULL)")
             db.execute("SELECT count(*) FROM facts WHERE key = ?", (self.key,)).fetchone()
+            db.execute("SELECT count(*) FROM results").fetchone()
             self.db = db
         except sqlite3.DatabaseError as exc:
             if retry:
@@ -121,6 +126,37 @@ class FactCache:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?)", blobs)
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._fail(exc)
+
+    def get_result(self, key: str) -> Any | None:
+        """A whole command's result for exactly these inputs (see pipeline.result_key)."""
+        if self.db is None:
+            return None
+        try:
+            row = self.db.execute("SELECT blob FROM results WHERE key = ?", (key,)).fetchone()
+            return None if row is None else pickle.loads(zlib.decompress(row[0]))
+        except (sqlite3.DatabaseError, zlib.error, pickle.UnpicklingError, EOFError,
+                AttributeError, ImportError, TypeError) as exc:
+            self._fail(exc)
+            return None
+
+    def put_result(self, key: str, value: Any) -> None:
+        """Keep the newest RESULTS_KEPT results: a result is worth keeping while the tree
+        has not changed, and a changed tree makes older ones dead weight."""
+        if self.db is None:
+            return
+        blob = zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            seq = (self.db.execute("SELECT max(seq) FROM results").fetchone()[0] or 0) + 1
+            self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, seq, blob))
+            self.db.execute("DELETE FROM results WHERE seq <= ?", (seq - RESULTS_KEPT,))
             self.db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             try:

@@ -88,13 +88,9 @@ NoCacheOpt = typer.Option(False, "--no-cache", help="do not read or write the fa
 QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar")
 
 
-def _scan_sources(src: List[Path], config: Optional[Path], root: Optional[Path], jobs: int = 0,
-                  cache: Optional[Path] = None, no_cache: bool = False, quiet: bool = False):
-    import os
-
-    from lockgraph.cache import default_dir
-    from lockgraph.pipeline import scan
-    from lockgraph.progress import ScanProgress
+def _sources(src: List[Path], config: Optional[Path], root: Optional[Path]):
+    """Validate and hash the source paths (what both caches key on)."""
+    from lockgraph.pipeline import collect_sources
 
     for p in src:
         if not p.exists():
@@ -103,15 +99,67 @@ def _scan_sources(src: List[Path], config: Optional[Path], root: Optional[Path],
     if config is not None and not config.is_file():
         _err(f"{_shown(config)}: error: no such .config file")
         raise typer.Exit(ExitCode.USAGE)
-    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
-    cache_dir = None if no_cache else (cache or default_dir())
-    with ScanProgress(enabled=not quiet) as bar:
-        st = scan(list(src), config, root, jobs=workers, cache_dir=cache_dir,
-                  progress=bar, warn=_err)
-    if st.files == 0:
+    srcs = collect_sources(list(src), config, root)
+    if not srcs.files.files:
         _err(f"{', '.join(_shown(p) for p in src)}: error: no C sources (.c, .h) found")
         raise typer.Exit(ExitCode.USAGE)
-    return st
+    return srcs
+
+
+def _scan_sources(src: List[Path], srcs, jobs: int = 0, cache_dir: Optional[Path] = None,
+                  quiet: bool = False):
+    import os
+
+    from lockgraph.pipeline import scan
+    from lockgraph.progress import ScanProgress
+
+    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
+    with ScanProgress(enabled=not quiet) as bar:
+        return scan(list(src), jobs=workers, cache_dir=cache_dir, progress=bar, warn=_err,
+                    sources=srcs)
+
+
+class _Results:
+    """Whole-command results for unchanged inputs (in the fact cache's database).
+
+    A hit replays stdout and the exit code; diagnostics about the logs are still printed by
+    the normal path, since log ingestion runs either way."""
+
+    def __init__(self, cache_dir: Optional[Path], srcs, *parts: str) -> None:
+        self.db = None
+        if cache_dir is not None and srcs is not None:
+            from lockgraph.cache import FactCache
+
+            self.db = FactCache(cache_dir, "", _err)
+            self.key = srcs.key(*parts)
+
+    def replay(self) -> None:
+        hit = self.db.get_result(self.key) if self.db is not None else None
+        if hit is not None:
+            sys.stdout.write(hit["out"])
+            raise typer.Exit(hit["exit"])
+
+    def finish(self, out: str, code: int) -> None:
+        sys.stdout.write(out)
+        if self.db is not None:
+            self.db.put_result(self.key, {"out": out, "exit": int(code)})
+            self.db.close()
+        raise typer.Exit(code)
+
+
+def _cache_dir(cache: Optional[Path], no_cache: bool) -> Optional[Path]:
+    from lockgraph.cache import default_dir
+
+    return None if no_cache else (cache or default_dir())
+
+
+def _file_digest(p: Path) -> str:
+    from lockgraph.cache import digest
+
+    try:
+        return digest(p.read_bytes())
+    except OSError:
+        return ""
 
 
 @app.command()
@@ -139,13 +187,17 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
         names = ", ".join(shown)
         _err(f"{names}: error: no lockdep output found; nothing to check")
         raise typer.Exit(ExitCode.USAGE)
-    st = _scan_sources(src, config, root, jobs, cache, no_cache, quiet) if src else None
+    srcs = _sources(src, config, root) if src else None
+    cache_dir = _cache_dir(cache, no_cache)
+    results = _Results(cache_dir, srcs, "check", fmt.value, "\x1f".join(dtor),
+                       *(f"{n}={_file_digest(p)}" for n, p in zip(shown, logs)))
+    results.replay()
+    st = _scan_sources(src, srcs, jobs, cache_dir, quiet) if src else None
     res = run(reports, tuple(dtor), st)
     out = check_json(res, reports, diags, shown) if fmt is Format.json else check_text(
         res, reports, diags, shown)
-    sys.stdout.write(out)
     failed = any(f.severity is Severity.ERROR for f in res.findings)
-    raise typer.Exit(ExitCode.FINDINGS if failed else ExitCode.OK)
+    results.finish(out, ExitCode.FINDINGS if failed else ExitCode.OK)
 
 
 @app.command()
@@ -159,9 +211,12 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
     from lockgraph.render.json import dumps
     from lockgraph.render.text import scan_text
 
-    st = _scan_sources(src, config, root, jobs, cache, no_cache, quiet)
-    data = scan_json(st)
-    sys.stdout.write(dumps(data, compact=True) if fmt is Format.json else scan_text(data))
+    srcs = _sources(src, config, root)
+    cache_dir = _cache_dir(cache, no_cache)
+    results = _Results(cache_dir, srcs, "scan", fmt.value)
+    results.replay()
+    data = scan_json(_scan_sources(src, srcs, jobs, cache_dir, quiet))
+    results.finish(dumps(data, compact=True) if fmt is Format.json else scan_text(data), ExitCode.OK)
 
 
 @app.command()

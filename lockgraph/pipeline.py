@@ -19,6 +19,7 @@ from lockgraph.roots import Context, mark_contexts
 
 if TYPE_CHECKING:  # the static half is imported only when a source tree is scanned
     from lockgraph.ingest.source.config import Config
+    from lockgraph.ingest.source.scan import SourceSet
     from lockgraph.ingest.source.roots import Root
     from lockgraph.ingest.source.solve import Solved
     from lockgraph.verdicts import RootVerdict
@@ -46,17 +47,50 @@ def kernel_root(paths: list[Path]) -> Path:
     return Path.cwd()
 
 
-def scan(paths: list[Path], config: Path | None = None, root: Path | None = None,
-         jobs: int = 1, cache_dir: Path | None = None, progress=None, warn=None) -> StaticScan:
+@dataclass(slots=True)
+class Sources:
+    """What a static run reads, hashed once; the result cache keys on it."""
+
+    root: Path
+    config: Config | None
+    files: SourceSet
+
+    def key(self, *parts: str) -> str:
+        """A whole command's identity: these exact sources, .config, analyser and options.
+
+        Equal keys mean byte-identical output, so a repeated run over an unchanged tree
+        replays the stored result instead of loading every file's facts and re-solving."""
+        import hashlib
+
+        from lockgraph.ingest.source.scan import fact_key
+
+        h = hashlib.sha1()
+        for p in (fact_key(self.config, self.files.guards), self.files.key(), str(self.root),
+                  self.config.source if self.config else "", *parts):
+            h.update(p.encode() + b"\0")
+        return h.hexdigest()
+
+
+def collect_sources(paths: list[Path], config: Path | None = None,
+                    root: Path | None = None) -> Sources:
     from lockgraph.ingest.source.config import load_config
-    from lockgraph.ingest.source.scan import scan_paths
-    from lockgraph.ingest.source.solve import solve
+    from lockgraph.ingest.source.scan import source_set
 
     cfg = load_config(config) if config else None
     base = root or kernel_root(paths)
-    files = scan_paths(paths, base, cfg, jobs=jobs, progress=progress, cache_dir=cache_dir,
-                       warn=warn)
-    return StaticScan(solve(files), base, cfg, len(files))
+    return Sources(base, cfg, source_set(paths, base))
+
+
+def scan(paths: list[Path], config: Path | None = None, root: Path | None = None,
+         jobs: int = 1, cache_dir: Path | None = None, progress=None, warn=None,
+         sources: Sources | None = None) -> StaticScan:
+    from lockgraph.ingest.source.scan import scan_paths
+    from lockgraph.ingest.source.solve import solve
+
+    src = sources or collect_sources(paths, config, root)
+    files = scan_paths(paths, src.root, src.config, jobs=jobs, progress=progress,
+                       cache_dir=cache_dir, warn=warn, sources=src.files)
+    return StaticScan(solve(files), src.root, src.config, len(files))
 
 
 def display(path: str, base: Path) -> str:

@@ -128,3 +128,51 @@ def test_two_scans_at_once_share_the_cache(tmp_path):
     assert outs[0][0] == outs[1][0]
     assert "warning" not in outs[0][1] + outs[1][1]
     shutil.rmtree(c)
+
+
+def _check(tree, cache, *extra):
+    res = runner.invoke(app, ["check", "--src", str(tree), "--root", str(tree), "--cache",
+                              str(cache), "--format", "json", *extra])
+    assert res.exit_code in (0, 1), res.stderr
+    return res.exit_code, res.stdout
+
+
+def test_unchanged_tree_replays_the_result_without_solving(tmp_path, monkeypatch):
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
+    cold = _check(tree, tmp_path / "c")
+    from lockgraph.ingest.source import solve as solve_mod
+
+    def no_solve(files):
+        raise AssertionError("an unchanged tree must not be re-solved")
+
+    monkeypatch.setattr(solve_mod, "solve", no_solve)
+    assert _check(tree, tmp_path / "c") == cold
+    # other options are other results: the key covers them
+    with pytest.raises(AssertionError, match="re-solved"):
+        runner.invoke(app, ["check", "--src", str(tree), "--root", str(tree), "--cache",
+                            str(tmp_path / "c"), "--dtor", "foo_account"], catch_exceptions=False)
+
+
+def test_an_edit_is_seen_and_equals_a_run_without_cache(tmp_path):
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
+    before = _check(tree, tmp_path / "c")
+    assert before[0] == 1  # splat.c predicts a deadlock
+    proven = tree / "proven.c"
+    # stats_lock stops being a leaf: the proven destructor becomes a violation
+    proven.write_text(proven.read_text().replace(
+        "\tnr_freed++;\n", "\tnr_freed++;\n\tspin_lock(&other_lock);\n\tspin_unlock(&other_lock);\n", 1)
+        .replace("static unsigned long nr_freed;", "static unsigned long nr_freed;\nstatic DEFINE_SPINLOCK(other_lock);"))
+    after = _check(tree, tmp_path / "c")
+    assert after != before
+    assert "'stats_lock' -> 'other_lock'" in after[1]
+    assert after == _check(tree, tmp_path / "none", "--no-cache")
+    # facts warm but the stored result gone: recomputed, same bytes
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "c" / "facts.sqlite")
+    db.execute("DELETE FROM results")
+    db.commit()
+    db.close()
+    assert _check(tree, tmp_path / "c") == after

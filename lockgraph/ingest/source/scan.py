@@ -142,7 +142,8 @@ def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]
             ff.defines.append((m.group(2), "percpu:" + typ, ft.line_of(m.start())))
     for m in _GLOBAL.finditer(text):
         ff.globals[m.group(2).lstrip("* ")] = "struct " + m.group(1)
-    ff.guards = declared_guards(text)
+    if "DEFINE_GUARD" in text or "DEFINE_LOCK_GUARD" in text:
+        ff.guards = declared_guards(text)
     _designated(ft, ff.desig)
     for fn in ft.functions:
         body = text[fn.body_start + 1:fn.body_end - 1]
@@ -256,17 +257,29 @@ def _scan_one(job: tuple[str, str, Config | None, dict[str, str]]) -> FileFacts:
         return FileFacts(rel, error="recursion limit while parsing")
 
 
-def scan_paths(paths: list[Path], root: Path, config: Config | None, jobs: int = 1,
-               progress=None, cache_dir: Path | None = None, warn=None) -> list[FileFacts]:
-    """Scan every C source under `paths`; file paths in the result are relative to `root`.
+@dataclass(slots=True)
+class SourceSet:
+    """The sources a scan covers, hashed once: what the fact and result caches key on."""
 
-    Files are independent: with jobs > 1 they are scanned by a process pool, largest
-    first; the result is sorted by path, so it does not depend on the number of workers
-    or on which files came from the cache.
-    """
-    import hashlib
+    files: list[Path]
+    rels: dict[str, str]        # str(path) -> path relative to the root
+    digests: dict[str, str]     # relative path -> content digest
+    sizes: dict[str, int]       # str(path) -> bytes
+    guards: dict[str, str]      # guard classes known in this tree (kb + its DEFINE_GUARDs)
 
-    from lockgraph.cache import FactCache, analyser_key, digest
+    def key(self) -> str:
+        """One digest over every (path, content) pair and the tree's guard table."""
+        import hashlib
+
+        h = hashlib.sha1()
+        for rel in sorted(self.digests):
+            h.update(f"{rel}\0{self.digests[rel]}\n".encode())
+        h.update(repr(sorted(self.guards.items())).encode())
+        return h.hexdigest()
+
+
+def source_set(paths: list[Path], root: Path) -> SourceSet:
+    from lockgraph.cache import digest
 
     files = iter_sources(paths)
     guards = dict(kb.GUARDS)
@@ -281,15 +294,40 @@ def scan_paths(paths: list[Path], root: Path, config: Config | None, jobs: int =
         sizes[str(p)] = len(data)
         if b"DEFINE_GUARD" in data or b"DEFINE_LOCK_GUARD" in data:
             guards.update(declared_guards(data.decode("utf-8", errors="replace")))
+    return SourceSet(files, rels, digests, sizes, guards)
+
+
+def fact_key(config: Config | None, guards: dict[str, str]) -> str:
+    """What a file's facts depend on besides its text: analyser, .config, guard classes."""
+    import hashlib
+
+    from lockgraph.cache import analyser_key
+
+    cfg = hashlib.sha1(repr(sorted(config.values.items())).encode()).hexdigest() if config else ""
+    gkey = hashlib.sha1(repr(sorted(guards.items())).encode()).hexdigest()
+    return analyser_key(cfg, gkey)
+
+
+def scan_paths(paths: list[Path], root: Path, config: Config | None, jobs: int = 1,
+               progress=None, cache_dir: Path | None = None, warn=None,
+               sources: SourceSet | None = None) -> list[FileFacts]:
+    """Scan every C source under `paths`; file paths in the result are relative to `root`.
+
+    Files are independent: with jobs > 1 they are scanned by a process pool, largest
+    first; the result is sorted by path, so it does not depend on the number of workers
+    or on which files came from the cache.
+    """
+    from lockgraph.cache import FactCache
+
+    ss = sources or source_set(paths, root)
+    files, rels, digests, sizes, guards = ss.files, ss.rels, ss.digests, ss.sizes, ss.guards
     kb.GUARDS.update(guards)
     if progress is not None:
         progress.begin(len(files), sum(sizes.values()))
     size_of = {rels[k]: v for k, v in sizes.items()}
     cache = None
     if cache_dir is not None:
-        cfg = hashlib.sha1(repr(sorted(config.values.items())).encode()).hexdigest() if config else ""
-        gkey = hashlib.sha1(repr(sorted(guards.items())).encode()).hexdigest()
-        cache = FactCache(cache_dir, analyser_key(cfg, gkey), warn)
+        cache = FactCache(cache_dir, fact_key(config, guards), warn)
     out: list[FileFacts] = []
     work = []
     for p in sorted(files, key=lambda q: -sizes[str(q)]):
