@@ -183,7 +183,7 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
         _err(f"lockgraph: {hidden} finding(s) hidden by baseline {_shown(baseline)}")
     for path, kind in ((svg, "svg"), (png, "png")):
         if path is not None:
-            _write(path, _image(res, kind))
+            _write(path, _image(res, kind, shown))
     sys.stdout.write(_render_check(fmt, res, reports, diags, shown))
     failed = any(f.severity is Severity.ERROR for f in res.findings)
     raise typer.Exit(ExitCode.FINDINGS if failed else ExitCode.OK)
@@ -201,7 +201,7 @@ def _render_check(fmt: CheckFormat, res, reports, diags, shown) -> str:
         return checklist_text(res)
     if fmt is CheckFormat.dot:
         from lockgraph.render.dot import check_dot
-        return check_dot(res)
+        return check_dot(res, shown)
     if fmt is CheckFormat.sarif:
         from lockgraph.render.sarif import check_sarif
         return check_sarif(res, shown)
@@ -209,11 +209,11 @@ def _render_check(fmt: CheckFormat, res, reports, diags, shown) -> str:
     return check_text(res, reports, diags, shown)
 
 
-def _image(res, kind: str) -> bytes:
+def _image(res, kind: str, shown: list[str]) -> bytes:
     from lockgraph.render.dot import check_dot, run_dot
 
     try:
-        return run_dot(check_dot(res), kind)
+        return run_dot(check_dot(res, shown), kind)
     except LockgraphError as exc:
         _err(exc.format())
         raise typer.Exit(ExitCode.USAGE) from None

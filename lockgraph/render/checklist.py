@@ -143,7 +143,7 @@ def _leaf_items(locks: list[dict], violations: dict[str, list[dict]]) -> list[It
         name = lk["lock"]
         bad = violations.get(name, [])
         if not bad:
-            items.append(Item(True, (Code(name), " is a leaf", *_witness(lk["witness"]))))
+            items.append(Item(True, (Code(name), " is a leaf — taken", *_witness(lk["witness"]))))
             continue
         edges = [(Code(name), " takes reclaim itself") if x["to"] == "(reclaim)"
                  else _edge_tokens(name, x["to"], x.get("edge"),
@@ -238,7 +238,7 @@ def _reclaim_root_blocks(res: CheckResult, v) -> list[Block]:
                                     Code(FS_RECLAIM), " — no: ", *_path(f.path))))
         else:
             out.append(Item(True, (Code(lk["lock"]), " does not lead back into ",
-                                   Code(FS_RECLAIM), *_witness(lk["witness"]))))
+                                   Code(FS_RECLAIM), " — taken", *_witness(lk["witness"]))))
     out += _graph_leaf_items(res, [(lk["lock"], ()) for lk in v.locks])
     out.append(_blind_item(v))
     return out

@@ -81,14 +81,21 @@ class Focus:
             self.edges[(a, b)] = (role, label or (old[1] if old else ""))
 
 
-def _edge_label(e: Edge) -> str:
+def _where(file: str, line: int, logs: frozenset[str]) -> str:
+    """file:line, with a log named by its base name: a long log path on every edge would
+    make the picture wider than any screen, and the report names the logs in full."""
+    return f"{file.rsplit('/', 1)[-1] if file in logs else file}:{line}"
+
+
+def _edge_label(e: Edge, logs: frozenset[str]) -> str:
     """The acquiring function and where: static stacks start with it, lockdep's end with it."""
     if e.source == "static" or (e.stack and " (" in e.stack[0]):
         fn = e.stack[0].split(" (", 1)[0] if e.stack else ""
     else:
         frames = trim_stack(e.stack)
         fn = frames[0] if frames else e.source
-    return f"{fn}\n{e.file}:{e.line}" if fn else f"{e.file}:{e.line}"
+    where = _where(e.file, e.line, logs)
+    return f"{fn}\n{where}" if fn else where
 
 
 def _witness_label(steps: list[dict]) -> str:
@@ -99,13 +106,13 @@ def _witness_label(steps: list[dict]) -> str:
     return f"{via}{last['file']}:{last['line']}"
 
 
-def focus(res: CheckResult) -> Focus:
+def focus(res: CheckResult, logs: frozenset[str] = frozenset()) -> Focus:
     G = res.graph
     F = Focus()
 
     def dep(a: str, b: str, role: str) -> None:
         if G.has_edge(a, b):
-            F.add(("lock", a), ("lock", b), role, _edge_label(best_evidence(G, a, b)))
+            F.add(("lock", a), ("lock", b), role, _edge_label(best_evidence(G, a, b), logs))
 
     def reached(root: str, lock: str, label: str) -> None:
         if root == FS_RECLAIM:   # runtime "taken under fs_reclaim": the lock is the root
@@ -127,7 +134,10 @@ def focus(res: CheckResult) -> Focus:
             if v.strict_leaf.get("verdict") == "violated" or v.splats:
                 F.bad_roots.add(r.function)
         elif r.kind == "ctor" and v.ctor.get("sleeps_or_reclaims") and v.ctor.get("atomic_sites"):
-            F.roots[r.function] = "ctor"
+            a = v.ctor["atomic_sites"][0]
+            more = f" (+{len(v.ctor['atomic_sites']) - 1})" if len(v.ctor["atomic_sites"]) > 1 else ""
+            F.roots[r.function] = (f"ctor, allocated atomically in\n{a['function']}() "
+                                   f"{a['file']}:{a['line']}{more}")
             F.bad_roots.add(r.function)
             for lk in v.locks:
                 if lk["lock"] == FS_RECLAIM:
@@ -141,7 +151,7 @@ def focus(res: CheckResult) -> Focus:
     for lock, ctxs in sorted(res.dtor_locks.items()):
         for c in ctxs:
             F.roots[c.root] = "dtor"
-            reached(c.root, lock, f"{c.evidence.file}:{c.evidence.line}")
+            reached(c.root, lock, _where(c.evidence.file, c.evidence.line, logs))
             if lock in G and any(b != lock for b in G.successors(lock)):
                 F.bad_roots.add(c.root)
         for b in sorted(G.successors(lock)) if lock in G else []:
@@ -152,7 +162,7 @@ def focus(res: CheckResult) -> Focus:
             continue
         for root in sorted({c.root for c in ctxs}):
             ev = next(c.evidence for c in ctxs if c.root == root)
-            reached(root, lock, f"{ev.file}:{ev.line}")
+            reached(root, lock, _where(ev.file, ev.line, logs))
             if root != FS_RECLAIM:
                 F.bad_roots.add(root)
     # The paths the findings name: non-leaf edges, the way back into reclaim, cycles.
@@ -176,11 +186,11 @@ def focus(res: CheckResult) -> Focus:
     return F
 
 
-def focused_dot(res: CheckResult):
+def focused_dot(res: CheckResult, logs: list[str] = ()):
     """The focused subgraph as a pydot graph (deterministic: sorted ids, sorted edges)."""
     import pydot
 
-    F = focus(res)
+    F = focus(res, frozenset(logs))
     G = res.graph
     keys = sorted({("fn", r) for r in F.roots} | {("lock", n) for n in F.locks},
                   key=lambda k: (k[1], k[0]))
@@ -218,8 +228,9 @@ def focused_dot(res: CheckResult):
     return g
 
 
-def check_dot(res: CheckResult) -> str:
-    return focused_dot(res).to_string()
+def check_dot(res: CheckResult, logs: list[str] = ()) -> str:
+    """DOT text; `logs` are the input log paths as shown (labels name them briefly)."""
+    return focused_dot(res, logs).to_string()
 
 
 def run_dot(dot_text: str, fmt: str) -> bytes:
