@@ -374,19 +374,17 @@ def _fence(text: str) -> str:
 
 def checklist_markdown(res: CheckResult) -> str:
     out: list[str] = []
-    prev = None
     for b in checklist_blocks(res):
         if isinstance(b, Heading):
             out += ["", "#" * b.level + " " + _md(b.text), ""]
         elif isinstance(b, Para):
-            out += ["" if prev is None or isinstance(prev, Heading) else "", _md(b.text), ""]
+            out += ["", _md(b.text), ""]
         elif isinstance(b, Item):
             box = "" if b.ok is None else ("[x] " if b.ok else "[ ] ")
             out.append(f"- {box}{_md(b.text)}")
             out += [f"  - {_md(s)}" for s in b.sub]
         elif isinstance(b, Verbatim):
             out += ["", _fence(b.text), ""]
-        prev = b
     return _squeeze(out)
 
 
@@ -404,7 +402,7 @@ def checklist_text(res: CheckResult, width: int = 72) -> str:
             rule = "=" if b.level == 1 else "-"
             out += ["", title, rule * min(len(title), width), ""]
         elif isinstance(b, Para):
-            out += _wrap(_plain(b.text), "", "", width) + [""]
+            out += ["", *_wrap(_plain(b.text), "", "", width), ""]
         elif isinstance(b, Item):
             box = "* " if b.ok is None else ("[x] " if b.ok else "[ ] ")
             out += _wrap(_plain(b.text), box, " " * len(box), width)
