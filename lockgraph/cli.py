@@ -135,8 +135,10 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
           src: List[Path] = SrcOpt, config: Optional[Path] = ConfigOpt,
           root: Optional[Path] = RootOpt, jobs: int = JobsOpt, cache: Optional[Path] = CacheOpt,
           no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt,
-          fmt: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f",
-                                          help="output format"),
+          fmt: CheckFormat = typer.Option(
+              CheckFormat.text, "--format", "-f",
+              help="text (lockdep-like report), json, markdown (review checklist), checklist "
+                   "(the checklist as a 72-column mail), dot (focused lock graph), sarif"),
           svg: Optional[Path] = typer.Option(None, "--svg", metavar="FILE",
                                              help="also render the focused graph to FILE (SVG)"),
           png: Optional[Path] = typer.Option(None, "--png", metavar="FILE",

@@ -176,7 +176,7 @@ def focus(res: CheckResult, logs: frozenset[str] = frozenset()) -> Focus:
                 dep(a, b, "cycle")
             if len(locks) >= 2:
                 F.add(("lock", locks[-1]), ("lock", locks[0]), "context",
-                      "destructor runs here")
+                      "held while the destructor runs\n(predicted cycle)")
         else:
             for a, b in zip(locks, locks[1:]):
                 dep(a, b, "nonleaf")
