@@ -33,7 +33,6 @@ class Code:
     text: str
 
 
-ARROW = Code("\0arrow")  # → in Markdown, -> in mail
 Inline = tuple[Union[str, Code], ...]
 
 
@@ -76,19 +75,12 @@ def _via(stack: Iterable[str]) -> Inline:
     names = [_frame(s) for s in stack if not s.startswith("configs: ")]
     if len(names) > MAX_VIA:
         names = names[:MAX_VIA - 1] + ["…", names[-1]]
-    out: list[str | Code] = []
-    for k, n in enumerate(names):
-        if k:
-            out.append(" ")
-            out.append(ARROW)
-            out.append(" ")
-        out.append(n if n == "…" else Code(n))
-    return tuple(out)
+    return _join([(n,) if n == "…" else (Code(n),) for n in names], " → ")
 
 
 def _edge_tokens(a: str, b: str, ev: dict | Edge | None, runtime: bool = False) -> Inline:
     """`a → b` via the functions that make it, at file:line."""
-    head: Inline = (Code(a), " ", ARROW, " ", Code(b))
+    head: Inline = (Code(a), " → ", Code(b))
     if ev is None:
         return head
     if isinstance(ev, Edge):
@@ -356,13 +348,15 @@ def _md_code(s: str) -> str:
 
 
 def _md(text: Inline) -> str:
-    return "".join("→" if t is ARROW else _md_code(t.text) if isinstance(t, Code)
-                   else t.translate(_MD_SPECIAL) for t in text)
+    return "".join(_md_code(t.text) if isinstance(t, Code) else t.translate(_MD_SPECIAL)
+                   for t in text)
 
 
 def _plain(text: Inline) -> str:
-    return "".join("->" if t is ARROW else t.text if isinstance(t, Code) else t
-                   for t in text).replace("→", "->").replace("←", "<-").replace("—", "--").replace("…", "...")
+    """Mail text in ASCII arrows; names verbatim (an arrow inside a name is kept)."""
+    return "".join(t.text if isinstance(t, Code) else
+                   t.replace("→", "->").replace("←", "<-").replace("—", "--").replace("…", "...")
+                   for t in text)
 
 
 def _fence(text: str) -> str:
