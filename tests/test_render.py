@@ -80,6 +80,17 @@ def test_checklist_states_the_leaf_rule_with_the_edge_and_its_place():
     assert "- [ ] " not in ok.stdout
 
 
+def test_shrinker_gets_a_reclaim_root_section():
+    res = run("check", "--format", "markdown", "--src", rel(VERDICTS / "shrinker.c"), "--root", ".")
+    assert res.exit_code == 1
+    md = res.stdout
+    assert "## Reclaim root `foo_scan`" in md
+    assert "- [ ] `cache_mutex` does not lead back into `fs_reclaim` — no:" in md
+    assert "- [x] `lru_lock` does not lead back into `fs_reclaim`" in md
+    assert "  - `cache_mutex` → `fs_reclaim` via `foo_fill` (fixtures/csrc/verdicts/shrinker.c:21)" in md
+    assert "(runtime evidence)" not in md     # static contexts are not presented as seen in logs
+
+
 # --- hostile names ------------------------------------------------------------------------
 
 HOSTILE = ["tick`s", 'a"b', "x:y", "{br}", "a->b", "sp ace", "back\\slash", "new\nline",

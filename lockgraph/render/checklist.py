@@ -252,12 +252,15 @@ def _runtime_roots(res: CheckResult) -> list[Block]:
         out.append(Heading(2, ("Slab destructor ", Code(root), " (runtime evidence)")))
         out += _graph_leaf_items(res, [(lk, (f" (taken at {ev.file}:{ev.line})",))
                                        for lk, ev in sorted(locks.items())])
-    if res.reclaim_locks:
+    # Reclaim roots found in the sources have their own sections; the rest came from logs.
+    static = {v.root.function for v in res.roots if v.root.kind == "reclaim"}
+    seen = {lock: [c for c in ctxs if c.root not in static]
+            for lock, ctxs in res.reclaim_locks.items() if lock != FS_RECLAIM}
+    seen = {lock: ctxs for lock, ctxs in seen.items() if ctxs}
+    if seen:
         out.append(Heading(2, ("Memory reclaim (runtime evidence)",)))
         rows = []
-        for lock, ctxs in sorted(res.reclaim_locks.items()):
-            if lock == FS_RECLAIM:
-                continue
+        for lock, ctxs in sorted(seen.items()):
             ev = ctxs[0].evidence
             roots = sorted({c.root for c in ctxs})
             rows.append((lock, (" (under ", *_join([(Code(r),) for r in roots]),

@@ -220,12 +220,17 @@ def focused_dot(res: CheckResult, logs: list[str] = ()):
     g.add_node(pydot.Node("legend", shape="plaintext", fontsize="9", label=LEGEND))
     if F.omitted_locks or F.omitted_edges:
         g.add_node(pydot.Node("omitted", shape="note", fontsize="9", label=quote(
-            f"{F.omitted_locks} locks / {F.omitted_edges} dependencies\n"
+            f"{_n(F.omitted_locks, 'lock')} / "
+            f"{_n(F.omitted_edges, 'dependency', 'dependencies')}\n"
             "not on a violation path omitted")))
     if not F.edges:
         g.add_node(pydot.Node("empty", shape="plaintext", label=quote(
             "no destructor or reclaim lock and no cycle to show")))
     return g
+
+
+def _n(k: int, one: str, many: str = "") -> str:
+    return f"{k} {one if k == 1 else (many or one + 's')}"
 
 
 def check_dot(res: CheckResult, logs: list[str] = ()) -> str:
