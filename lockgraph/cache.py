@@ -14,6 +14,7 @@ import os
 import pickle
 import sqlite3
 import zlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,29 @@ def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of lockgraph's own code and grammars.
+
+    The version alone is not enough: an edited checkout (or a patched install) keeps its
+    version, and a cache keyed only by it would replay facts and results of the old code."""
+    pkg = Path(__file__).resolve().parent
+    files = sorted(pkg.rglob("*.py")) + sorted(pkg.rglob("*.lark"))
+    grammars = pkg.parent / "grammars"
+    if grammars.is_dir():
+        files += sorted(grammars.glob("*.lark"))
+    h = hashlib.sha1()
+    for f in files:
+        try:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        except OSError:
+            pass
+    return h.hexdigest()
+
+
 def analyser_key(*parts: str) -> str:
-    h = hashlib.sha1("\x1f".join((__version__, str(FACT_SCHEMA), *parts)).encode()).hexdigest()
-    return h[:16]
+    h = hashlib.sha1("\x1f".join((__version__, str(FACT_SCHEMA), code_digest(), *parts)).encode())
+    return h.hexdigest()[:16]
 
 
 class FactCache:

@@ -7,12 +7,14 @@ names that blind spot, so a clean run cannot be mistaken for a proof.
 from __future__ import annotations
 
 import hashlib
+import re
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from lockgraph.graph import (FS_RECLAIM, best_evidence, build_graph, cycle_edges, cycles,
-                             out_edges_sorted, shortest_path_or_none)
+from lockgraph.graph import (FS_RECLAIM, best_evidence, build_graph, canonical_cycle,
+                             cycle_edges, cycles, out_edges_sorted, shortest_path_or_none)
 from lockgraph.model import Evidence, Finding, Report, Severity
 from lockgraph.roots import Context, mark_contexts
 from lockgraph.rules import RULES
@@ -57,10 +59,59 @@ class CheckResult:
         return rows
 
 
+_VERSION = re.compile(r"#\d+")
+
+
 def finding_id(rule: str, *parts: str) -> str:
-    """Stable id of a finding: survives line moves, differs when its lock or path does."""
+    """Stable id of a finding: survives line moves, differs when its lock or path does.
+
+    Lock names enter the id without lockdep's `#N` suffix (`stable_name`), so the report of
+    another boot, where the same class registered under another number, keeps the id.
+    """
+    stable = (stable_name(p) for p in parts)
+    h = hashlib.sha1("\x1f".join((rule, *stable)).encode()).hexdigest()[:12]
+    return f"{rule}-{h}"
+
+
+def exact_id(rule: str, *parts: str) -> str:
+    """The id with `#N` kept: only for findings whose stable ids would collide in one run."""
     h = hashlib.sha1("\x1f".join((rule, *parts)).encode()).hexdigest()[:12]
     return f"{rule}-{h}"
+
+
+def stable_name(lock: str) -> str:
+    """A lock class name without lockdep's `#N` registration suffix — for ids only.
+
+    Within one boot `#N` tells apart distinct classes that share a name (two
+    `&type->s_umount_key` of two file system types), so the graph keeps it: they are two
+    nodes.  But N is the order of registration, which differs from boot to boot, so an id
+    that kept it would turn one cycle into a new finding every boot (syzkaller #5558).
+
+    >>> stable_name("&q->q_usage_counter(io)#55")
+    '&q->q_usage_counter(io)'
+    """
+    return _VERSION.sub("", lock)
+
+
+def cycle_key(c: tuple[str, ...]) -> tuple[str, ...]:
+    """A cycle's id parts: `#N` dropped first, then rotated, so that the rotation does not
+    depend on suffix numbers (`X#9` sorts before `X#10` in one report, after it in another).
+
+    >>> cycle_key(("b#2", "a#10"))
+    ('a', 'b')
+    """
+    return canonical_cycle([stable_name(n) for n in c])
+
+
+def distinct_ids(findings: list[Finding]) -> list[Finding]:
+    """Findings whose `#N`-free ids collide in one run fall back to the exact id.
+
+    Two classes with one name (`X#1`, `X#2`) are two findings here: a shared id would make
+    one of them disappear when findings are keyed by id.
+    """
+    n = Counter(f.id for f in findings)
+    return [f if n[f.id] == 1 else replace(f, id=exact_id(f.rule, f.lock, *f.path))
+            for f in findings]
 
 
 def _edge_evidence(G: nx.DiGraph, a: str, b: str) -> Evidence:
@@ -87,7 +138,11 @@ def _finding(rule_id: str, lock: str, message: str, evidence: list[Evidence],
                    tuple(evidence), path, finding_id(rule_id, lock, *path))
 
 
-def check_dtor_leaf(G: nx.DiGraph, dtor: dict[str, list[Context]]) -> Iterable[Finding]:
+def check_dtor_leaf(G: nx.DiGraph, dtor: dict[str, list[Context]]) -> list[Finding]:
+    return distinct_ids(list(_dtor_leaf(G, dtor)))
+
+
+def _dtor_leaf(G: nx.DiGraph, dtor: dict[str, list[Context]]) -> Iterable[Finding]:
     for lock in sorted(dtor):
         outs = out_edges_sorted(G, lock) if lock in G else []
         if not outs:
@@ -110,7 +165,11 @@ def check_dtor_leaf(G: nx.DiGraph, dtor: dict[str, list[Context]]) -> Iterable[F
         yield _finding("LG101", lock, msg, ev, path)
 
 
-def check_reclaim(G: nx.DiGraph, reclaim: dict[str, list[Context]]) -> Iterable[Finding]:
+def check_reclaim(G: nx.DiGraph, reclaim: dict[str, list[Context]]) -> list[Finding]:
+    return distinct_ids(list(_reclaim(G, reclaim)))
+
+
+def _reclaim(G: nx.DiGraph, reclaim: dict[str, list[Context]]) -> Iterable[Finding]:
     for lock in sorted(reclaim):
         if lock not in G or lock == FS_RECLAIM:
             continue
@@ -138,9 +197,11 @@ def check_cycles(G: nx.DiGraph) -> tuple[list[Finding], bool]:
         certain = all(G[a][b]["certain"] for a, b in edges)
         text = " --> ".join(c + (c[0],))
         msg = f"lock cycle: {text}" + ("" if certain else " (rests on inferred edges)")
-        out.append(_finding("LG103", c[0], msg, [_edge_evidence(G, a, b) for a, b in edges],
-                            c, None if certain else Severity.WARNING))
-    return out, capped
+        f = _finding("LG103", c[0], msg, [_edge_evidence(G, a, b) for a, b in edges],
+                     c, None if certain else Severity.WARNING)
+        key = cycle_key(c)
+        out.append(replace(f, id=finding_id("LG103", key[0], *key)))
+    return distinct_ids(out), capped
 
 
 def run_checks(reports: list[Report], dtors: Iterable[str] = ()) -> CheckResult:

@@ -28,6 +28,18 @@ class Format(str, Enum):
     json = "json"
 
 
+class CheckFormat(str, Enum):
+    """`check` formats: `checklist` is the review checklist as a 72-column plain-text mail,
+    `markdown` the same for a forge; `text` stays the lockdep-like report."""
+
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+    checklist = "checklist"
+    dot = "dot"
+    sarif = "sarif"
+
+
 def _shown(p: Path) -> str:
     """The path as the user should see it: relative when it lies under the cwd."""
     if p.is_absolute():
@@ -170,17 +182,42 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
                                          help="treat FUNC as a slab destructor (repeatable)"),
           src: List[Path] = SrcOpt, config: Optional[Path] = ConfigOpt,
           root: Optional[Path] = RootOpt, jobs: int = JobsOpt, cache: Optional[Path] = CacheOpt,
-          no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt, fmt: Format = FormatOpt) -> None:
+          no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt,
+          fmt: CheckFormat = typer.Option(
+              CheckFormat.text, "--format", "-f",
+              help="text (lockdep-like report), json, markdown (review checklist), checklist "
+                   "(the checklist as a 72-column mail), dot (focused lock graph), sarif"),
+          svg: Optional[Path] = typer.Option(None, "--svg", metavar="FILE",
+                                             help="also render the focused graph to FILE (SVG)"),
+          png: Optional[Path] = typer.Option(None, "--png", metavar="FILE",
+                                             help="also render the focused graph to FILE (PNG)"),
+          baseline: Optional[Path] = typer.Option(None, "--baseline", metavar="FILE",
+                                                  help="hide findings whose id is in FILE"),
+          write_baseline: Optional[Path] = typer.Option(
+              None, "--write-baseline", metavar="FILE",
+              help="write the ids of the current findings to FILE")) -> None:
     """Build the lock graph from LOGs (and --src) and judge destructor and reclaim locks."""
+    import shutil
+
+    from lockgraph.baseline import apply_baseline, baseline_json, load_baseline
     from lockgraph.model import Severity
     from lockgraph.pipeline import run
-    from lockgraph.render.json import check_json
-    from lockgraph.render.text import check_text
 
     logs = list(logs or [])
     if not logs and not src:
         _err("lockgraph check: error: give lockdep logs, --src PATH, or both")
         raise typer.Exit(ExitCode.USAGE)
+    if (svg or png) and shutil.which("dot") is None:  # before a scan that may take minutes
+        _err("lockgraph: error: --svg/--png need graphviz's 'dot', which is not on PATH "
+             "(Debian: apt-get install graphviz)")
+        raise typer.Exit(ExitCode.USAGE)
+    accepted = frozenset()
+    if baseline is not None:
+        try:
+            accepted = load_baseline(baseline, _shown(baseline))
+        except LockgraphError as exc:
+            _err(exc.format())
+            raise typer.Exit(ExitCode.USAGE) from None
     reports, diags, shown = _ingest(logs) if logs else ([], [], [])
     _emit_diags(diags)
     if logs and not reports and not src:
@@ -189,15 +226,62 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
         raise typer.Exit(ExitCode.USAGE)
     srcs = _sources(src, config, root) if src else None
     cache_dir = _cache_dir(cache, no_cache)
-    results = _Results(cache_dir, srcs, "check", fmt.value, "\x1f".join(dtor),
+    # files written and baseline notes are effects a replayed result would not repeat
+    effects = any(x is not None for x in (svg, png, baseline, write_baseline))
+    results = _Results(None if effects else cache_dir, srcs, "check", fmt.value, "\x1f".join(dtor),
                        *(f"{n}={_file_digest(p)}" for n, p in zip(shown, logs)))
     results.replay()
     st = _scan_sources(src, srcs, jobs, cache_dir, quiet) if src else None
     res = run(reports, tuple(dtor), st)
-    out = check_json(res, reports, diags, shown) if fmt is Format.json else check_text(
-        res, reports, diags, shown)
+    if write_baseline is not None:
+        _write(write_baseline, baseline_json(res.findings).encode())
+    if baseline is not None:
+        res, hidden = apply_baseline(res, accepted)
+        _err(f"lockgraph: {hidden} finding(s) hidden by baseline {_shown(baseline)}")
+    for path, kind in ((svg, "svg"), (png, "png")):
+        if path is not None:
+            _write(path, _image(res, kind, shown))
+    out = _render_check(fmt, res, reports, diags, shown)
     failed = any(f.severity is Severity.ERROR for f in res.findings)
     results.finish(out, ExitCode.FINDINGS if failed else ExitCode.OK)
+
+
+def _render_check(fmt: CheckFormat, res, reports, diags, shown) -> str:
+    if fmt is CheckFormat.json:
+        from lockgraph.render.json import check_json
+        return check_json(res, reports, diags, shown)
+    if fmt is CheckFormat.markdown:
+        from lockgraph.render.checklist import checklist_markdown
+        return checklist_markdown(res)
+    if fmt is CheckFormat.checklist:
+        from lockgraph.render.checklist import checklist_text
+        return checklist_text(res)
+    if fmt is CheckFormat.dot:
+        from lockgraph.render.dot import check_dot
+        return check_dot(res, shown)
+    if fmt is CheckFormat.sarif:
+        from lockgraph.render.sarif import check_sarif
+        return check_sarif(res, shown)
+    from lockgraph.render.text import check_text
+    return check_text(res, reports, diags, shown)
+
+
+def _image(res, kind: str, shown: list[str]) -> bytes:
+    from lockgraph.render.dot import check_dot, run_dot
+
+    try:
+        return run_dot(check_dot(res, shown), kind)
+    except LockgraphError as exc:
+        _err(exc.format())
+        raise typer.Exit(ExitCode.USAGE) from None
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        _err(f"{_shown(path)}: error: cannot write: {exc.strerror}")
+        raise typer.Exit(ExitCode.USAGE) from None
 
 
 @app.command()

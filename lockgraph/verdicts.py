@@ -228,7 +228,12 @@ def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool, name,
               "atomic_sites": atomic_sites}
     if bad and atomic_sites:
         rule = RULES["LG106"]
+        nth: dict[tuple[str, str], int] = {}
         for s in atomic_sites:
+            # The site by function and its rank there, not by line: the id survives edits
+            # above it (a baseline would otherwise re-report it after every unrelated patch).
+            where = (s["file"], s["function"])
+            nth[where] = nth.get(where, 0) + 1
             wit = witnesses.get(FS_RECLAIM) or next(iter(witnesses.values()), ())
             ev = (Evidence(s["file"], s["line"], f"{s['function']}() allocates from "
                            f"{', '.join(r.caches)} in atomic context ({s['context']})"),
@@ -237,7 +242,7 @@ def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool, name,
             findings.append(Finding("LG106", rule.slug, rule.severity, r.function,
                                     f"constructor {r.function}() {' and '.join(why)} but runs inside "
                                     f"kmem_cache_alloc() at {s['file']}:{s['line']} ({s['context']})",
-                                    ev, (r.function,), finding_id("LG106", r.function, s["file"], str(s["line"]))))
+                                    ev, (r.function,), finding_id("LG106", r.function, *where, str(nth[where]))))
 
 
 def predicted_splat(G: nx.DiGraph, dtor: str, held: str, acquired: str, path: list[str],

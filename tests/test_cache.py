@@ -176,3 +176,16 @@ def test_an_edit_is_seen_and_equals_a_run_without_cache(tmp_path):
     db.commit()
     db.close()
     assert _check(tree, tmp_path / "c") == after
+
+
+def test_edited_analyser_code_misses_facts_and_results(tmp_path, monkeypatch):
+    """A checkout edited without a version bump must not replay the old code's answers."""
+    c = tmp_path / "c"
+    good, _ = scan_json("--cache", str(c))
+    monkeypatch.setattr(cache_mod, "code_digest", lambda: "edited")
+    seen = []
+    orig = cache_mod.FactCache.get
+    monkeypatch.setattr(cache_mod.FactCache, "get",
+                        lambda self, p, d: seen.append(orig(self, p, d)) or seen[-1])
+    out, _ = scan_json("--cache", str(c))
+    assert out == good and seen and all(v is None for v in seen)

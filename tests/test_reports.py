@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -14,25 +15,43 @@ from conftest import ROOT
 pytestmark = pytest.mark.kernel
 
 RFC = ROOT / "reports" / "slab-dtor-rfc"
+CIRCULAR = ROOT / "reports" / "syzbot-pcpu-elevator-change"
+EXAMPLES = (RFC, CIRCULAR)
+FILES = ["graph.dot", "graph.svg", "report.json", "report.md", "report.txt"]
 
 
 @pytest.fixture(scope="module")
-def regenerated(linux_tree, tmp_path_factory):
-    """Run the regeneration script on a copy of the reports and return the new files."""
-    before = {p.name: p.read_text() for p in RFC.iterdir()}
+def regenerated(linux_tree):
+    """Run the regeneration script and return {dir: (before, after)}, leaving files as they were."""
+    before = {d: {p.name: p.read_bytes() for p in d.iterdir()} for d in EXAMPLES}
     env = dict(os.environ, LOCKGRAPH_LINUX=str(linux_tree), PYTHON=sys.executable)
     subprocess.run([str(ROOT / "scripts" / "regen-reports")], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    after = {p.name: p.read_text() for p in RFC.iterdir()}
-    for name, text in before.items():   # leave the tree as it was; the diff is the result
-        (RFC / name).write_text(text)
-    return before, after
+    after = {d: {p.name: p.read_bytes() for p in d.iterdir()} for d in EXAMPLES}
+    for d, files in before.items():   # leave the tree as it was; the diff is the result
+        for name, data in files.items():
+            (d / name).write_bytes(data)
+    return {d: (before[d], after[d]) for d in EXAMPLES}
 
 
-def test_rfc_example_reports_are_current(regenerated):
-    before, after = regenerated
-    assert sorted(before) == ["report.json", "report.txt"]
-    assert before == after, "reports/slab-dtor-rfc/ is stale: run scripts/regen-reports"
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda d: d.name)
+def test_example_reports_are_current(regenerated, example):
+    before, after = regenerated[example]
+    assert sorted(before) == FILES
+    # SVG bytes depend on the graphviz version: the DOT it is drawn from is compared instead.
+    for name in FILES:
+        if name != "graph.svg":
+            assert before[name] == after[name], f"{example.name}/{name} is stale: run scripts/regen-reports"
+    svg = ET.fromstring(after["graph.svg"])
+    assert svg.tag.endswith("svg")
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda d: d.name)
+def test_example_svg_draws_the_committed_dot(example):
+    texts = {t.text for t in ET.parse(example / "graph.svg").iter() if t.tag.endswith("text")}
+    dot = (example / "graph.dot").read_text()
+    assert "fs_reclaim" in texts and 'label="fs_reclaim"' in dot
+    assert any("not on a violation path omitted" in (t or "") for t in texts)
 
 
 def test_rfc_example_shows_the_strict_leaf_violations_and_the_dtor_safe_reasoning():
@@ -55,3 +74,23 @@ def test_rfc_example_shows_the_strict_leaf_violations_and_the_dtor_safe_reasonin
     ctor = roots[("ctor", "tcf_action_ctor")]
     assert ctor["ctor_context"]["atomic_sites"][0]["function"] == "tcf_action_clone_atomic"
     assert any(f["rule"] == "LG106" for f in out["findings"])
+
+
+def test_rfc_checklist_names_the_percpu_edge_with_its_place():
+    md = (RFC / "report.md").read_text()
+    assert "## Slab destructor `tcf_action_dtor`" in md
+    assert ("- [ ] `pcpu_lock` is a leaf — no, 2 outgoing dependencies:\n"
+            "  - `pcpu_lock` → `per_cpu_ptr(&cgroup_rstat_cpu_lock, cpu)` via `free_percpu` → "
+            "`pcpu_memcg_free_hook`") in md
+    assert "(mm/percpu.c:2257)" in md
+    assert "- [x] `tcf_action_dtor` takes only spinning locks" in md
+
+
+def test_circular_example_shows_the_cycle_in_bold_and_fs_reclaim_apart():
+    dot = (CIRCULAR / "graph.dot").read_text()
+    assert 'label="fs_reclaim", shape=doubleoctagon' in dot
+    assert dot.count("penwidth=2.4") == 6      # cycles of 4 and 5 edges sharing 3
+    md = (CIRCULAR / "report.md").read_text()
+    assert "LG103 lock-cycle (error)" in md
+    assert ("ml-syzbot-pcpu-elevator-change.log:95: '&q->q_usage_counter(io)#55' -> "
+            "'&q->elevator_lock' (new, certain)") in md

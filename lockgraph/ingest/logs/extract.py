@@ -42,7 +42,7 @@ PRIMITIVES = re.compile(
 
 #: lockdep's own reporting machinery at the top of a `stack backtrace:` (dump_stack()).
 REPORTING = re.compile(
-    r"^(?:dump_stack\w*|show_stack|print_\w+|check_\w+|validate_chain|valid_state|mark_\w+"
+    r"^(?:_*dump_stack\w*|show_stack|print_\w+|check_\w+|validate_chain|valid_state|mark_\w+"
     r"|lock_is_held_type|__lock_is_held|lockdep_\w+|__warn|report_bug|warn_slowpath\w*"
     r"|debug_check_no_locks_freed|debug_show_\w+|hlock_\w+)$"
 )
