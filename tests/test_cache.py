@@ -89,6 +89,10 @@ def test_version_upgrade_ignores_old_entries(tmp_path, monkeypatch):
     c = tmp_path / "c"
     good, _ = scan_json("--cache", str(c))
     monkeypatch.setattr(cache_mod, "FACT_SCHEMA", cache_mod.FACT_SCHEMA + 100)
+    _rescan_misses_everything(c, good, monkeypatch)
+
+
+def _rescan_misses_everything(c, good, monkeypatch):
     seen = []
     orig = cache_mod.FactCache.get
     monkeypatch.setattr(cache_mod.FactCache, "get",
@@ -183,9 +187,4 @@ def test_edited_analyser_code_misses_facts_and_results(tmp_path, monkeypatch):
     c = tmp_path / "c"
     good, _ = scan_json("--cache", str(c))
     monkeypatch.setattr(cache_mod, "code_digest", lambda: "edited")
-    seen = []
-    orig = cache_mod.FactCache.get
-    monkeypatch.setattr(cache_mod.FactCache, "get",
-                        lambda self, p, d: seen.append(orig(self, p, d)) or seen[-1])
-    out, _ = scan_json("--cache", str(c))
-    assert out == good and seen and all(v is None for v in seen)
+    _rescan_misses_everything(c, good, monkeypatch)
