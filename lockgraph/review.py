@@ -235,7 +235,8 @@ class Patch:
 
     @property
     def name(self) -> str:
-        where = f"{self.source} (patch {self.number}/{self.of})" if self.number else self.source
+        """How errors name it; the file itself goes in front (`series.mbox: error: …`)."""
+        where = f"patch {self.number}/{self.of}" if self.number else "patch"
         return where + (f" '{self.subject}'" if self.subject else "")
 
 
@@ -255,7 +256,7 @@ def split_patches(files: list[tuple[Path, str]], work: Path) -> list[Patch]:
             _git(["mailsplit", "-o" + str(d), str(path)])
             msgs = sorted(d.iterdir())
             for n, msg in enumerate(msgs, 1):
-                info = _git(["mailinfo", "-k", str(d / f"{msg.name}.msg"), str(d / f"{msg.name}.patch")],
+                info = _git(["mailinfo", str(d / f"{msg.name}.msg"), str(d / f"{msg.name}.patch")],
                             cwd=d, stdin=msg.read_bytes()).stdout.decode("utf-8", "replace")
                 subject = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
                                 if ln.startswith("Subject:")), "")
@@ -274,7 +275,10 @@ def split_patches(files: list[tuple[Path, str]], work: Path) -> list[Patch]:
 def _touched(p: Patch) -> list[str]:
     res = _git(["apply", "--numstat", "-z", str(p.file)], check=False)
     if res.returncode != 0:
-        raise ReviewError(f"{p.name} is not a patch: {_first_error(res.stderr)}", path=p.source)
+        why = _first_error(res.stderr)
+        why = "no diff in it" if why.startswith("No valid patches") else why
+        raise ReviewError((f"{p.name}: " if p.number else "") + f"not a patch: {why}",
+                          path=p.source)
     fields = res.stdout.split(b"\0")
     out, i = [], 0
     while i < len(fields):
@@ -515,6 +519,12 @@ def review(tree: Path, series: list[str], shown_tree: str, shown_series: list[st
             label = series[0]
         else:
             from lockgraph.ingest.source.scan import iter_sources
+
+            for s, shown in zip(series, shown_series):
+                if not Path(s).is_file():
+                    what = "no such patch file" if len(series) > 1 else (
+                        "neither a patch file nor a git range base..head")
+                    raise ReviewError(what, path=shown)
 
             patches = [(p, _touched(p)) for p in
                        split_patches(list(zip((Path(s) for s in series), shown_series)), work)]
