@@ -13,8 +13,7 @@ outside the scanned paths is a blind spot and the output says so.
 
 The user's tree, repository and patch files are never written: a git range is read with
 `git archive` / `git cat-file` into a temporary directory; patches are applied with
-`git apply` to a copy in which every file a patch touches is a real copy (the rest may be
-hard links, which `git apply` never opens for writing).
+`git apply` to a private copy of the scanned sources and of the files the patches touch.
 """
 
 from __future__ import annotations
@@ -296,39 +295,27 @@ def _touched(p: Patch) -> list[str]:
     return [x.decode("utf-8", "surrogateescape") for x in out]
 
 
-def _place(src: Path, dst: Path, link: bool) -> bool:
-    """Hard link when possible (fast, read-only use), else copy; returns whether linking works."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if link:
-        try:
-            os.link(src, dst)
-            return True
-        except OSError:
-            pass
-    shutil.copy2(src, dst)
-    return False
-
-
 def _apply_series(tree: Path, patches: list[tuple[Patch, list[str]]], sources: list[Path],
                   head: Path) -> None:
-    """Build head = tree + patches in `head`: every path a patch touches is a real copy."""
+    """Build head = tree + patches in `head` from real copies of the scanned sources and of
+    every file a patch touches.
+
+    Not hard links: git apply would not write through them, but linking and unlinking
+    changes each file's ctime, and git then re-reads the whole user's tree at the next
+    `git status`.
+    """
     touched = {rel for _p, rels in patches for rel in rels}
-    link = True
-    for f in sources:
-        rel = f.relative_to(tree).as_posix()
-        if rel not in touched:
-            link = _place(f, head / rel, link)
-    for rel in sorted(touched):
-        if (tree / rel).is_file():
-            _place(tree / rel, head / rel, False)
+    files = set(sources) | {tree / rel for rel in touched if (tree / rel).is_file()}
+    made: set[Path] = set()
+    for f in sorted(files):
+        dst = head / f.relative_to(tree)
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        shutil.copy(f, dst)
     # No repository above the copy may be discovered: git apply must patch plain files.
     env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(head.parent), LC_ALL="C")
-    for p, rels in patches:
-        for rel in rels:
-            q = head / rel
-            if q.exists() and q.stat().st_nlink > 1:  # a link would let git apply write through
-                raise ReviewError(f"refusing to apply {p.name}: {rel} is not a private copy",
-                                  path=p.source)
+    for p, _rels in patches:
         res = subprocess.run(["git", "apply", "--whitespace=nowarn", str(p.file)], cwd=head,
                              capture_output=True, env=env)
         if res.returncode != 0:

@@ -110,13 +110,15 @@ def base_checkout(repo: Path, tmp_path_factory) -> Path:
     return co
 
 
-def snapshot(*roots: Path) -> dict[str, tuple[int, bytes]]:
-    """Every file below the roots (the .git directory included) with mtime and content."""
+def snapshot(*roots: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file below the roots (the .git directory included) with mtime, ctime (a hard
+    link made and removed changes it, and git then re-reads the file) and content."""
     out = {}
     for root in roots:
         for p in sorted(root.rglob("*")) if root.is_dir() else [root]:
             if p.is_file() and not p.is_symlink():
-                out[str(p)] = (p.stat().st_mtime_ns, p.read_bytes())
+                st = p.stat()
+                out[str(p)] = (st.st_mtime_ns, st.st_ctime_ns, p.read_bytes())
     return out
 
 
