@@ -12,11 +12,20 @@ from typing import Any
 
 from lockgraph.model import Finding
 from lockgraph.render.json import SCHEMA_VERSION, dumps
-from lockgraph.render.text import INDENT, finding
+from lockgraph.render.text import INDENT
 from lockgraph.review import EdgeDelta, Review, RootDelta
 
 REACH_TITLES = {"dtor": "slab destructors", "reclaim": "memory reclaim"}
+# A review goes into a mail thread: long lists are cut here, --format json has them all.
 MAX_FRAMES = 8
+MAX_EVIDENCE = 4
+MAX_SPLATS = 3
+MAX_LIST = 30
+
+
+def _cut(items: list, limit: int) -> tuple[list, str]:
+    more = len(items) - limit
+    return items[:limit], (f"... {more} more (--format json lists all)" if more > 0 else "")
 
 
 def _scanned(rv: Review) -> str:
@@ -60,8 +69,11 @@ def root_items(v) -> list[tuple[str, str]]:
         c = v.ctor
         items.append(("constructor", ("sleeps or reclaims: " + ", ".join(c["why"]))
                       if c.get("sleeps_or_reclaims") else "neither sleeps nor reclaims"))
-    for lk in v.locks:
+    locks, more = _cut(v.locks, MAX_LIST)
+    for lk in locks:
         items.append((f"takes '{lk['lock']}'", _witness(lk)))
+    if more:
+        items.append(("takes", more))
     if v.blind_spots:
         items.append(("blind spots", f"{len(v.blind_spots)}"))
     return items
@@ -77,6 +89,16 @@ def _edge_text(e: EdgeDelta) -> list[str]:
 def _root_delta_text(d: RootDelta) -> str:
     why = "; ".join(d.changes) if d.changes else "; ".join(d.how)
     return f"  {d.kind} {d.function}(): {why}"
+
+
+def _finding_text(f: Finding) -> list[str]:
+    """A finding without its stacks: the review names places, `check` shows the traces."""
+    out = [f"  {f.severity.value}: {f.rule} {f.slug}: {f.message}", f"    id: {f.id}"]
+    if len(f.path) > 1:
+        out.append("    path: " + " --> ".join(f.path))
+    evs, more = _cut(list(f.evidence), MAX_EVIDENCE)
+    out += [f"    {ev.file}:{ev.line}: {ev.what}" for ev in evs]
+    return out + ([f"    {more}"] if more else [])
 
 
 def review_text(rv: Review) -> str:
@@ -98,17 +120,24 @@ def review_text(rv: Review) -> str:
         for side, verb in (("added", "now taken in"), ("removed", "no longer taken in")):
             locks = rv.reach[kind][side]
             if locks:
-                out.append(f"locks {verb} {title}:")
-                out += [f"  {lk} (via {', '.join(r + '()' for r in rs)})" for lk, rs in locks.items()]
+                out.append(f"locks {verb} {title} ({len(locks)}):")
+                rows, more = _cut(list(locks.items()), MAX_LIST)
+                out += [f"  {lk} (via {', '.join(r + '()' for r in rs)})" for lk, rs in rows]
+                out += [f"  {more}"] if more else []
     if any(rv.reach[k][s] for k in REACH_TITLES for s in ("added", "removed")):
         out.append("")
     for title, fs in (("new findings", rv.new_findings), ("fixed findings", rv.fixed_findings)):
         out.append(f"{title} ({len(fs)}):" if fs else f"{title}: none")
         for f in fs:
-            out += ["  " + ln if ln else "" for ln in finding(f)]
-            if f.detail and title == "new findings":
-                out += ["", *("      " + ln if ln else "" for ln in f.detail.splitlines())]
+            out += _finding_text(f)
         out.append("")
+    splats, more = _cut(rv.new_splats, MAX_SPLATS)
+    for f in splats:
+        out.append(f"predicted splat ({f.id}):")
+        out += ["    " + ln if ln else "" for ln in f.detail.splitlines()]
+        out.append("")
+    if more:
+        out += [f"predicted splats: {more}", ""]
     shown, others = _touched_roots(rv)
     if shown:
         out.append("roots the series adds or changes, at head:")
@@ -139,9 +168,9 @@ def _md_finding(f: Finding) -> list[str]:
     first = f.evidence[0] if f.evidence else None
     where = f" ({first.file}:{first.line})" if first and first.file else ""
     out = [f"- **{f.severity.value}** {f.rule} {f.slug}: {f.message}{where} — id {_code(f.id)}"]
-    for ev in f.evidence[1:]:
-        out.append(f"  - {ev.file}:{ev.line}: {ev.what}")
-    return out
+    evs, more = _cut(list(f.evidence[1:]), MAX_EVIDENCE)
+    out += [f"  - {ev.file}:{ev.line}: {ev.what}" for ev in evs]
+    return out + ([f"  - {more}"] if more else [])
 
 
 def review_markdown(rv: Review) -> str:
@@ -173,11 +202,12 @@ def review_markdown(rv: Review) -> str:
              for lk, rs in rv.reach[kind][side].items()]
     if reach:
         out.append("### Locks entering or leaving destructor and reclaim context")
+        reach, more = _cut(reach, MAX_LIST)
         for kind, side, lk, rs in reach:
             verb = "now taken in" if side == "added" else "no longer taken in"
             out.append(f"- {_code(lk)} {verb} {REACH_TITLES[kind]} (via "
                        + ", ".join(_code(r) for r in rs) + ")")
-        out.append("")
+        out += [f"- {more}", ""] if more else [""]
     for title, fs in (("New findings", rv.new_findings), ("Fixed findings", rv.fixed_findings)):
         out.append(f"### {title}")
         for f in fs:
@@ -185,8 +215,11 @@ def review_markdown(rv: Review) -> str:
         if not fs:
             out.append("- none")
         out.append("")
-    for f in rv.new_splats:
+    splats, more = _cut(rv.new_splats, MAX_SPLATS)
+    for f in splats:
         out += [f"### Predicted splat ({_code(f.id)})", "", "```", f.detail, "```", ""]
+    if more:
+        out += [f"Predicted splats: {more}", ""]
     shown, others = _touched_roots(rv)
     if shown:
         out.append("### Roots the series adds or changes (at head)")
