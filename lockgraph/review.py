@@ -114,7 +114,8 @@ def _git(args: list[str], cwd: Path | None = None, check: bool = True,
     except FileNotFoundError:
         raise ReviewError("git is not installed (Debian package git)", path="lockgraph review") from None
     if check and res.returncode != 0:
-        raise ReviewError(_first_error(res.stderr) or f"git {args[0]} failed")
+        raise ReviewError(_first_error(res.stderr) or f"git {args[0]} failed",
+                          path="lockgraph review")
     return res
 
 
@@ -463,6 +464,57 @@ def _blind_spots(rv: Review) -> list[str]:
     return out
 
 
+def _range_sides(tree: Path, spec: str, shown_tree: str, scan_rels: list[str], work: Path,
+                 judge):
+    """Base and head of a git range, both judged in one temporary checkout: base from
+    `git archive`, then turned into head by writing the changed blobs."""
+    prefix, base, head = _resolve_range(tree, spec, shown_tree)
+    raw = _range_changes(tree, base, head)
+    for p in scan_rels:
+        if p != "." and not (_present(tree, base, prefix, [p]) or _present(tree, head, prefix, [p])):
+            raise ReviewError(f"--path {p}: not in the tree at either end of the range", path=spec)
+    rels = _with_changed_c(scan_rels, [c[1] for c in raw])
+    side = work / "tree"
+    side.mkdir()
+    _archive(tree, prefix, base, None if rels == ["."] else _present(tree, base, prefix, rels), side)
+    b = judge(side, rels)
+    _write_blobs(tree, side, [c for c in raw if _inside(c[1], rels)])
+    h = judge(side, rels)
+    return b, h, {c[1]: c[0] for c in raw}, rels
+
+
+def _patch_sides(tree: Path, series: list[str], shown_series: list[str], shown_tree: str,
+                 scan_rels: list[str], work: Path, judge):
+    """Base is the user's tree as it is on disk; head is a private copy with the patches."""
+    from lockgraph.ingest.source.scan import iter_sources
+
+    for s, shown in zip(series, shown_series):
+        if not Path(s).is_file():
+            raise ReviewError("no such patch file" if len(series) > 1 else
+                              "neither a patch file nor a git range base..head", path=shown)
+    patches = [(p, _touched(p)) for p in
+               split_patches(list(zip((Path(s) for s in series), shown_series)), work)]
+    if not patches:
+        raise ReviewError("no patches found", path=", ".join(shown_series))
+    for p in scan_rels:
+        if not (tree / p).exists():
+            raise ReviewError(f"--path {p}: no such path in the tree", path=shown_tree)
+    touched = sorted({rel for _p, rs in patches for rel in rs})
+    rels = _with_changed_c(scan_rels, touched)
+    head_dir = work / "head"
+    head_dir.mkdir()
+    _apply_series(tree, patches, iter_sources([tree / r for r in rels if (tree / r).exists()]),
+                  head_dir)
+    statuses = {}
+    for rel in touched:
+        a, b = tree / rel, head_dir / rel
+        if a.is_file() != b.is_file():
+            statuses[rel] = "A" if b.is_file() else "D"
+        elif a.is_file() and a.read_bytes() != b.read_bytes():
+            statuses[rel] = "M"
+    return judge(tree, rels), judge(head_dir, rels), statuses, rels
+
+
 def review(tree: Path, series: list[str], shown_tree: str, shown_series: list[str],
            paths: list[str], config: Path | None, dtors: tuple[str, ...], jobs: int,
            cache_dir: Path | None, progress=None, warn=None) -> Review:
@@ -487,54 +539,13 @@ def review(tree: Path, series: list[str], shown_tree: str, shown_series: list[st
             return _scan_and_judge(root, rels, config, dtors, jobs, cache_dir, pb, warn)
 
     with tempfile.TemporaryDirectory(prefix="lockgraph-review-") as tmp:
-        work = Path(tmp)
         if is_range(series):
-            prefix, base, head = _resolve_range(tree, series[0], shown_tree)
-            raw = _range_changes(tree, base, head)
-            for p in scan_rels:
-                if p != "." and not (_present(tree, base, prefix, [p]) or _present(tree, head, prefix, [p])):
-                    raise ReviewError(f"--path {p}: not in the tree at either end of the range",
-                                      path=series[0])
-            rels = _with_changed_c(scan_rels, [c[1] for c in raw])
-            side = work / "tree"
-            side.mkdir()
-            _archive(tree, prefix, base, None if rels == ["."] else _present(tree, base, prefix, rels), side)
-            bres, bst = judge(side, rels)
-            _write_blobs(tree, side, [c for c in raw if _inside(c[1], rels)])
-            hres, hst = judge(side, rels)
-            statuses = {c[1]: c[0] for c in raw}
+            (bres, bst), (hres, hst), statuses, rels = _range_sides(
+                tree, series[0], shown_tree, scan_rels, Path(tmp), judge)
             label = series[0]
         else:
-            from lockgraph.ingest.source.scan import iter_sources
-
-            for s, shown in zip(series, shown_series):
-                if not Path(s).is_file():
-                    what = "no such patch file" if len(series) > 1 else (
-                        "neither a patch file nor a git range base..head")
-                    raise ReviewError(what, path=shown)
-
-            patches = [(p, _touched(p)) for p in
-                       split_patches(list(zip((Path(s) for s in series), shown_series)), work)]
-            if not patches:
-                raise ReviewError("no patches found", path=", ".join(shown_series))
-            for p in scan_rels:
-                if not (tree / p).exists():
-                    raise ReviewError(f"--path {p}: no such path in the tree", path=shown_tree)
-            touched = sorted({rel for _p, rs in patches for rel in rs})
-            rels = _with_changed_c(scan_rels, touched)
-            head_dir = work / "head"
-            head_dir.mkdir()
-            _apply_series(tree, patches, iter_sources([tree / r for r in rels if (tree / r).exists()]),
-                          head_dir)
-            statuses = {}
-            for rel in touched:
-                a, b = tree / rel, head_dir / rel
-                if a.is_file() != b.is_file():
-                    statuses[rel] = "A" if b.is_file() else "D"
-                elif a.is_file() and a.read_bytes() != b.read_bytes():
-                    statuses[rel] = "M"
-            bres, bst = judge(tree, rels)
-            hres, hst = judge(head_dir, rels)
+            (bres, bst), (hres, hst), statuses, rels = _patch_sides(
+                tree, series, shown_series, shown_tree, scan_rels, Path(tmp), judge)
             label = " ".join(shown_series)
     if bst is None and hst is None:
         raise ReviewError("no C sources (.c, .h) in the scanned paths at either end of the series",

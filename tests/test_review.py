@@ -268,3 +268,11 @@ def test_path_subset_scans_it_and_the_changed_files_and_says_what_is_blind(repo,
     assert out["scanned"] == {"paths": ["kernel"], "files": {"base": 2, "head": 3}}
     assert any("callers and locks elsewhere in the tree are not seen" in b
                for b in out["blind_spots"])
+
+
+def test_three_dot_range_reviews_from_the_merge_base(repo, untouched):
+    _r, two = review_json("--src", repo.name, "base..head", cwd=repo.parent)
+    res, three = review_json("--src", repo.name, "base...head", cwd=repo.parent)
+    assert res.exit_code == 1
+    assert {k: v for k, v in three.items() if k != "series"} == {
+        k: v for k, v in two.items() if k != "series"}
