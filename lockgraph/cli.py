@@ -317,6 +317,53 @@ def parse(logs: List[Path] = LogsArg, fmt: Format = FormatOpt) -> None:
     sys.stdout.write(parse_json(reports, diags) if fmt is Format.json else parse_text_out(reports))
 
 
+class ReviewFormat(str, Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command()
+def review(series: List[str] = typer.Argument(..., metavar="SERIES...",
+                                              help="a git range base..head in the --src checkout, "
+                                                   "or patch files / an mbox to apply to it"),
+           src: Path = typer.Option(..., "--src", metavar="TREE", help="the kernel tree"),
+           path: List[str] = typer.Option([], "--path", metavar="DIR",
+                                          help="scan only DIR of the tree (repeatable; default: "
+                                               "the whole tree); changed C files are always scanned"),
+           dtor: List[str] = typer.Option([], "--dtor", metavar="FUNC",
+                                          help="treat FUNC as a slab destructor (repeatable)"),
+           config: Optional[Path] = ConfigOpt, jobs: int = JobsOpt,
+           cache: Optional[Path] = CacheOpt, no_cache: bool = NoCacheOpt,
+           quiet: bool = QuietOpt,
+           fmt: ReviewFormat = typer.Option(ReviewFormat.text, "--format", "-f",
+                                            help="output format")) -> None:
+    """Review a patch series: what it changes in the lock graph and the verdicts (exit 1
+    when it adds an error finding)."""
+    from lockgraph.cache import default_dir
+    from lockgraph.progress import ScanProgress
+    from lockgraph.render.review import review_json, review_markdown, review_text
+    from lockgraph.review import review as run_review
+
+    if config is not None and not config.is_file():
+        _err(f"{_shown(config)}: error: no such .config file")
+        raise typer.Exit(ExitCode.USAGE)
+    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
+    cache_dir = None if no_cache else (cache or default_dir())
+    shown_series = [s if not Path(s).exists() else _shown(Path(s)) for s in series]
+    try:
+        rv = run_review(src, list(series), _shown(src), shown_series, list(path),
+                        config.resolve() if config else None, tuple(dtor), workers, cache_dir,
+                        progress=lambda: ScanProgress(enabled=not quiet), warn=_err)
+    except LockgraphError as exc:
+        _err(exc.format())
+        raise typer.Exit(ExitCode.USAGE) from None
+    render = {ReviewFormat.text: review_text, ReviewFormat.markdown: review_markdown,
+              ReviewFormat.json: review_json}[fmt]
+    sys.stdout.write(render(rv))
+    raise typer.Exit(ExitCode.FINDINGS if rv.new_errors else ExitCode.OK)
+
+
 def _version(value: bool) -> None:
     if value:
         sys.stdout.write(f"lockgraph {__version__}\n")
