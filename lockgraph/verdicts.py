@@ -200,7 +200,7 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
         reasons.append("no cache using this destructor found: free-site contexts not known")
         blind = True
     status = "violated" if failed else ("unproven" if blind else "proven")
-    v.dtor_safe = {"verdict": status, "reasons": reasons}
+    v.dtor_safe = {"verdict": status, "reasons": reasons, "not_irq_safe": not_irq}
 
 
 def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool, name,

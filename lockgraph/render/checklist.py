@@ -165,6 +165,14 @@ def _dtor_blocks(v) -> list[Block]:
     contexts = (Code(FS_RECLAIM), " and the locks held where ",
                 *_join([(Code(c),) for c in v.root.caches], " or "), " is freed") \
         if v.root.caches else (Code(FS_RECLAIM),)
+    not_irq = v.dtor_safe.get("not_irq_safe", [])
+    if not_irq:
+        out.append(Item(False, ("every lock it takes is irq-safe (a free can run in hard irq) — "
+                                "no, never seen taken with interrupts disabled: ",
+                                *_join([(Code(n),) for n in not_irq]))))
+    elif v.locks:
+        out.append(Item(True, ("every lock it takes is irq-safe (taken with interrupts "
+                               "disabled somewhere)",)))
     if v.splats:
         out.append(Item(False, ("taking its locks under ", *contexts, " closes no cycle — no: "
                                 f"{len(v.splats)} predicted splat(s) below",)))
@@ -297,6 +305,25 @@ def _finding_item(f: Finding) -> list[Block]:
     return out
 
 
+_TITLES = {"dtor": "Slab destructor ", "ctor": "Slab constructor ", "reclaim": "Reclaim root "}
+
+
+def root_blocks(res: CheckResult, v, level: int = 2) -> list[Block]:
+    """One root's section: what `review` shows for the roots a series adds or changes."""
+    r = v.root
+    out: list[Block] = [Heading(level, (_TITLES[r.kind], Code(r.function))),
+                        Para(("registered: " + "; ".join(r.how),))]
+    if not r.fids:
+        out.append(Item(False, ("definition found in the scanned sources — no",)))
+    elif r.kind == "dtor":
+        out += _dtor_blocks(v)
+    elif r.kind == "ctor":
+        out += _ctor_blocks(v)
+    else:
+        out += _reclaim_root_blocks(res, v)
+    return out
+
+
 def checklist_blocks(res: CheckResult) -> list[Block]:
     counts = {s: sum(1 for f in res.findings if f.severity.value == s)
               for s in ("error", "warning", "note")}
@@ -308,21 +335,8 @@ def checklist_blocks(res: CheckResult) -> list[Block]:
               + (f"; {res.sources} source file(s) scanned" if res.static else ""),)),
     ]
     out += [Item(None, (b,)) for b in res.blind_spots]
-    titles = {"dtor": "Slab destructor ", "ctor": "Slab constructor ",
-              "reclaim": "Reclaim root "}
     for v in res.roots:
-        r = v.root
-        out.append(Heading(2, (titles[r.kind], Code(r.function))))
-        out.append(Para(("registered: " + "; ".join(r.how),)))
-        if not r.fids:
-            out.append(Item(False, ("definition found in the scanned sources — no",)))
-            continue
-        if r.kind == "dtor":
-            out += _dtor_blocks(v)
-        elif r.kind == "ctor":
-            out += _ctor_blocks(v)
-        else:
-            out += _reclaim_root_blocks(res, v)
+        out += root_blocks(res, v)
     out += _runtime_roots(res)
     covered = _covered(res)
     rest = [f for f in res.findings if f.id not in covered]
@@ -370,8 +384,12 @@ def _fence(text: str) -> str:
 
 
 def checklist_markdown(res: CheckResult) -> str:
+    return blocks_markdown(checklist_blocks(res))
+
+
+def blocks_markdown(blocks: list[Block]) -> str:
     out: list[str] = []
-    for b in checklist_blocks(res):
+    for b in blocks:
         if isinstance(b, Heading):
             out += ["", "#" * b.level + " " + _md(b.text), ""]
         elif isinstance(b, Para):
@@ -392,8 +410,12 @@ def _wrap(text: str, first: str, rest: str, width: int) -> list[str]:
 
 def checklist_text(res: CheckResult, width: int = 72) -> str:
     """The same checklist for a plain-text review mail: prose wrapped at `width` columns."""
+    return blocks_text(checklist_blocks(res), width)
+
+
+def blocks_text(blocks: list[Block], width: int = 72) -> str:
     out: list[str] = []
-    for b in checklist_blocks(res):
+    for b in blocks:
         if isinstance(b, Heading):
             title = _plain(b.text)
             rule = "=" if b.level == 1 else "-"

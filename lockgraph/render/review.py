@@ -1,9 +1,8 @@
 """A series review as a reviewer answers it: plain text for the mail, Markdown, JSON for CI.
 
 Only what the series changes is shown in full; roots it does not touch are counted, so the
-answer to a one-line patch stays short even on a whole-tree scan.  The per-root lines here
-are deliberately minimal (verdicts and a witness) so a fuller checklist can replace
-`root_items` without touching the diff sections.
+answer to a one-line patch stays short even on a whole-tree scan.  The roots a series adds
+or changes get the same checklist section `check --format markdown|checklist` prints.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lockgraph.model import Finding
+from lockgraph.render.checklist import blocks_markdown, blocks_text, root_blocks
 from lockgraph.render.json import SCHEMA_VERSION, dumps
 from lockgraph.render.text import INDENT
 from lockgraph.review import EdgeDelta, Review, RootDelta
@@ -46,37 +46,6 @@ def _touched_roots(rv: Review) -> tuple[list, int]:
     keys = {(d.kind, d.function) for d in rv.roots_added + rv.roots_changed}
     shown = [v for v in rv.head.roots if (v.root.kind, v.root.function) in keys]
     return shown, len(rv.head.roots) - len(shown)
-
-
-def _witness(lk: dict) -> str:
-    return " -> ".join(f"{s['function']}() {s['file']}:{s['line']}" for s in lk["witness"])
-
-
-def root_items(v) -> list[tuple[str, str]]:
-    """(label, value) lines of one root's verdict; the place a fuller checklist plugs in."""
-    r = v.root
-    items: list[tuple[str, str]] = []
-    if not r.fids:
-        return [("definition", "not found in the scanned sources")]
-    if r.kind == "dtor":
-        sl = v.strict_leaf
-        viol = "; ".join(f"'{x['lock']}' -> '{x['to']}'"
-                         + (f" at {x['edge']['file']}:{x['edge']['line']}" if x.get("edge") else "")
-                         for x in sl.get("violations", []))
-        items.append(("strict leaf", sl.get("verdict", "") + (f": {viol}" if viol else "")))
-        items.append(("dtor-safe", v.dtor_safe.get("verdict", "")))
-    if r.kind == "ctor":
-        c = v.ctor
-        items.append(("constructor", ("sleeps or reclaims: " + ", ".join(c["why"]))
-                      if c.get("sleeps_or_reclaims") else "neither sleeps nor reclaims"))
-    locks, more = _cut(v.locks, MAX_LIST)
-    for lk in locks:
-        items.append((f"takes '{lk['lock']}'", _witness(lk)))
-    if more:
-        items.append(("takes", more))
-    if v.blind_spots:
-        items.append(("blind spots", f"{len(v.blind_spots)}"))
-    return items
 
 
 def _edge_text(e: EdgeDelta) -> list[str]:
@@ -141,9 +110,7 @@ def review_text(rv: Review) -> str:
     shown, others = _touched_roots(rv)
     if shown:
         out.append("roots the series adds or changes, at head:")
-        for v in shown:
-            out.append(f"  {v.root.kind} {v.root.function}():")
-            out += [f"    {label}: {value}" for label, value in root_items(v)]
+        out += ["", blocks_text([b for v in shown for b in root_blocks(rv.head, v)]), ""]
     if others:
         out.append(f"{others} other root(s) unchanged")
     if shown or others:
@@ -222,11 +189,8 @@ def review_markdown(rv: Review) -> str:
         out += [f"Predicted splats: {more}", ""]
     shown, others = _touched_roots(rv)
     if shown:
-        out.append("### Roots the series adds or changes (at head)")
-        for v in shown:
-            out += ["", f"#### {v.root.kind} {_code(v.root.function)}", ""]
-            out += [f"- {label}: {value}" for label, value in root_items(v)]
-        out.append("")
+        out += ["### Roots the series adds or changes (at head)", "",
+                blocks_markdown([b for v in shown for b in root_blocks(rv.head, v, level=4)]), ""]
     if others:
         out += [f"{others} other root(s) unchanged.", ""]
     if rv.blind_spots:
