@@ -93,6 +93,10 @@ RootOpt = typer.Option(None, "--root", metavar="DIR",
                        help="show source paths relative to DIR (default: the kernel tree)")
 
 
+ArchOpt = typer.Option(None, "--arch", metavar="ARCH",
+                       help="architecture whose arch/ directory a tree scan includes (default: "
+                            "the one --config selects, else x86; 'all' keeps every arch/); "
+                            "tools/, scripts/, usr/ and Documentation/ are never kernel code")
 JobsOpt = typer.Option(0, "--jobs", "-j", metavar="N", help="parallel scan workers (default: cores)")
 CacheOpt = typer.Option(None, "--cache", metavar="DIR",
                         help="fact cache directory (default: ~/.cache/lockgraph/facts)")
@@ -100,8 +104,10 @@ NoCacheOpt = typer.Option(False, "--no-cache", help="do not read or write the fa
 QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar")
 
 
-def _sources(src: List[Path], config: Optional[Path], root: Optional[Path]):
+def _sources(src: List[Path], config: Optional[Path], root: Optional[Path],
+             arch: Optional[str] = None):
     """Validate and hash the source paths (what both caches key on)."""
+    from lockgraph.ingest.source.scan import ARCH_SYMBOLS
     from lockgraph.pipeline import collect_sources
 
     for p in src:
@@ -111,7 +117,11 @@ def _sources(src: List[Path], config: Optional[Path], root: Optional[Path]):
     if config is not None and not config.is_file():
         _err(f"{_shown(config)}: error: no such .config file")
         raise typer.Exit(ExitCode.USAGE)
-    srcs = collect_sources(list(src), config, root)
+    if arch is not None and arch != "all" and arch not in ARCH_SYMBOLS:
+        _err(f"lockgraph: error: unknown --arch {arch!r} (one of: all, "
+             + ", ".join(sorted(ARCH_SYMBOLS)) + ")")
+        raise typer.Exit(ExitCode.USAGE)
+    srcs = collect_sources(list(src), config, root, arch)
     if not srcs.files.files:
         _err(f"{', '.join(_shown(p) for p in src)}: error: no C sources (.c, .h) found")
         raise typer.Exit(ExitCode.USAGE)
@@ -181,8 +191,8 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
           dtor: List[str] = typer.Option([], "--dtor", metavar="FUNC",
                                          help="treat FUNC as a slab destructor (repeatable)"),
           src: List[Path] = SrcOpt, config: Optional[Path] = ConfigOpt,
-          root: Optional[Path] = RootOpt, jobs: int = JobsOpt, cache: Optional[Path] = CacheOpt,
-          no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt,
+          root: Optional[Path] = RootOpt, arch: Optional[str] = ArchOpt, jobs: int = JobsOpt,
+          cache: Optional[Path] = CacheOpt, no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt,
           fmt: CheckFormat = typer.Option(
               CheckFormat.text, "--format", "-f",
               help="text (lockdep-like report), json, markdown (review checklist), checklist "
@@ -224,7 +234,7 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
         names = ", ".join(shown)
         _err(f"{names}: error: no lockdep output found; nothing to check")
         raise typer.Exit(ExitCode.USAGE)
-    srcs = _sources(src, config, root) if src else None
+    srcs = _sources(src, config, root, arch) if src else None
     cache_dir = _cache_dir(cache, no_cache)
     # files written and baseline notes are effects a replayed result would not repeat
     effects = any(x is not None for x in (svg, png, baseline, write_baseline))
@@ -288,14 +298,14 @@ def _write(path: Path, data: bytes) -> None:
 def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
                                           help="kernel tree, directories or C files"),
          config: Optional[Path] = ConfigOpt, root: Optional[Path] = RootOpt,
-         jobs: int = JobsOpt, cache: Optional[Path] = CacheOpt, no_cache: bool = NoCacheOpt,
-         quiet: bool = QuietOpt, fmt: Format = FormatOpt) -> None:
+         arch: Optional[str] = ArchOpt, jobs: int = JobsOpt, cache: Optional[Path] = CacheOpt,
+         no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt, fmt: Format = FormatOpt) -> None:
     """Scan raw kernel C into the static lock graph (acquisitions, edges, blind spots)."""
     from lockgraph.pipeline import scan_json
     from lockgraph.render.json import dumps
     from lockgraph.render.text import scan_text
 
-    srcs = _sources(src, config, root)
+    srcs = _sources(src, config, root, arch)
     cache_dir = _cache_dir(cache, no_cache)
     results = _Results(cache_dir, srcs, "scan", fmt.value)
     results.replay()

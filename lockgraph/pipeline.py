@@ -8,7 +8,7 @@ name equals it modulo `#N`; otherwise it keeps its own node.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ class StaticScan:
     root: Path
     config: Config | None
     files: int
+    excluded: list[str] = field(default_factory=list)
 
 
 def kernel_root(paths: list[Path]) -> Path:
@@ -54,6 +55,7 @@ class Sources:
     root: Path
     config: Config | None
     files: SourceSet
+    excluded: list[str] = field(default_factory=list)   # tree directories not scanned
 
     def key(self, *parts: str) -> str:
         """A whole command's identity: these exact sources, .config, analyser and options.
@@ -71,26 +73,47 @@ class Sources:
         return h.hexdigest()
 
 
+def target_arch(cfg: Config | None, arch: str | None) -> str:
+    """--arch, else the architecture a .config selects, else x86 (the common target)."""
+    from lockgraph.ingest.source.scan import ARCH_SYMBOLS, DEFAULT_ARCH
+
+    if arch:
+        return arch
+    if cfg is not None:
+        chosen = [d for d, sym in ARCH_SYMBOLS.items() if cfg.value(f"CONFIG_{sym}") == "y"]
+        # CONFIG_X86 and CONFIG_X86_64 differ; ARM64 configs do not set CONFIG_ARM
+        if len(chosen) == 1:
+            return chosen[0]
+    return DEFAULT_ARCH
+
+
 def collect_sources(paths: list[Path], config: Path | None = None,
-                    root: Path | None = None) -> Sources:
+                    root: Path | None = None, arch: str | None = None) -> Sources:
     from lockgraph.ingest.source.config import load_config
-    from lockgraph.ingest.source.scan import source_set
+    from lockgraph.ingest.source.scan import excluded_dirs, source_set
 
     cfg = load_config(config) if config else None
     base = root or kernel_root(paths)
-    return Sources(base, cfg, source_set(paths, base))
+    tree = kernel_root(paths)
+    skip = excluded_dirs(tree, target_arch(cfg, arch)) if _is_tree(tree) else []
+    return Sources(base, cfg, source_set(paths, base, skip),
+                   sorted(str(d.relative_to(tree)) for d in skip))
+
+
+def _is_tree(p: Path) -> bool:
+    return (p / "Kconfig").is_file() and (p / "MAINTAINERS").is_file()
 
 
 def scan(paths: list[Path], config: Path | None = None, root: Path | None = None,
          jobs: int = 1, cache_dir: Path | None = None, progress=None, warn=None,
-         sources: Sources | None = None) -> StaticScan:
+         sources: Sources | None = None, arch: str | None = None) -> StaticScan:
     from lockgraph.ingest.source.scan import scan_paths
     from lockgraph.ingest.source.solve import solve
 
-    src = sources or collect_sources(paths, config, root)
+    src = sources or collect_sources(paths, config, root, arch)
     files = scan_paths(paths, src.root, src.config, jobs=jobs, progress=progress,
                        cache_dir=cache_dir, warn=warn, sources=src.files)
-    return StaticScan(solve(files), src.root, src.config, len(files))
+    return StaticScan(solve(files), src.root, src.config, len(files), src.excluded)
 
 
 def display(path: str, base: Path) -> str:
@@ -220,6 +243,7 @@ def scan_json(st: StaticScan) -> dict[str, Any]:
                    "count": len(v)} for k, v in sorted(S.unresolved.items())]
     return {"schema_version": 1, "files": st.files,
             "config": st.config.source if st.config else None,
+            "not_scanned": st.excluded,
             "functions": {"total": len(funcs), "parsed": len(funcs) - len(unknown) - flat,
                           "structure_not_needed": flat, "structure_unknown": len(unknown)},
             "structure_unknown": sorted(f"{display(f.file, st.root)}:{f.line}: {f.name}: {f.structure}"

@@ -223,11 +223,53 @@ def _trim(f: FuncFacts) -> None:
     f.locals = {k: v for k, v in f.locals.items() if k in used}
 
 
-def iter_sources(paths: Iterable[Path]) -> list[Path]:
+#: Directories of a kernel tree that are not kernel code for the target: host programs
+#: and userspace tools (tools/ even defines its own mutex_lock()).
+NOT_KERNEL = ("tools", "scripts", "usr", "Documentation")
+#: `arch/<dir>` for each architecture, named by the Kconfig symbol that selects it.
+ARCH_SYMBOLS = {"alpha": "ALPHA", "arc": "ARC", "arm": "ARM", "arm64": "ARM64", "csky": "CSKY",
+                "hexagon": "HEXAGON", "loongarch": "LOONGARCH", "m68k": "M68K",
+                "microblaze": "MICROBLAZE", "mips": "MIPS", "nios2": "NIOS2",
+                "openrisc": "OPENRISC", "parisc": "PARISC", "powerpc": "PPC", "riscv": "RISCV",
+                "s390": "S390", "sh": "SUPERH", "sparc": "SPARC", "um": "UML", "x86": "X86",
+                "xtensa": "XTENSA"}
+DEFAULT_ARCH = "x86"
+
+
+#: Inside an architecture's directory: separate programs linked on their own (the boot
+#: decompressor has its own panic() and memcpy(), the vDSO runs in user space).
+ARCH_NOT_KERNEL = ("boot", "purgatory", "realmode", "tools", "entry/vdso", "kernel/vdso", "vdso")
+
+
+def excluded_dirs(tree: Path, arch: str) -> list[Path]:
+    """What one build of `tree` for `arch` never compiles: other architectures and host code.
+
+    Without this, a call to flush_tlb_all() resolves to twenty architectures' definitions,
+    panic() to the boot decompressor's, mutex_lock() to tools/' shim — neither what runs nor
+    affordable to solve."""
+    out = [tree / d for d in NOT_KERNEL]
+    archdir = tree / "arch"
+    if archdir.is_dir():
+        for d in sorted(archdir.iterdir()):
+            if not d.is_dir():
+                continue
+            if arch != "all" and d.name != arch:
+                out.append(d)
+            else:
+                out += [d / sub for sub in ARCH_NOT_KERNEL]
+    return [d for d in out if d.is_dir()]
+
+
+def iter_sources(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> list[Path]:
+    """C sources under `paths`; a directory walk skips `exclude` unless it was asked for."""
     out: list[Path] = []
+    skip = [e.resolve() for e in exclude]
     for p in paths:
         if p.is_dir():
-            out.extend(q for q in sorted(p.rglob("*")) if q.suffix in SOURCE_SUFFIXES and q.is_file())
+            rp = p.resolve()
+            drop = tuple(str(e) + "/" for e in skip if not (e == rp or e in rp.parents))
+            out.extend(q for q in sorted(p.rglob("*")) if q.suffix in SOURCE_SUFFIXES
+                       and q.is_file() and not (drop and str(q.resolve()).startswith(drop)))
         elif p.is_file():
             out.append(p)
     return sorted(set(out))
@@ -280,10 +322,10 @@ class SourceSet:
         return h.hexdigest()
 
 
-def source_set(paths: list[Path], root: Path) -> SourceSet:
+def source_set(paths: list[Path], root: Path, exclude: Iterable[Path] = ()) -> SourceSet:
     from lockgraph.cache import digest
 
-    files = iter_sources(paths)
+    files = iter_sources(paths, exclude)
     guards = dict(kb.GUARDS)
     digests: dict[str, str] = {}
     sizes: dict[str, int] = {}
