@@ -7,7 +7,9 @@ name equals it modulo `#N`; otherwise it keeps its own node.
 
 from __future__ import annotations
 
+import os
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,10 +120,15 @@ def scan(paths: list[Path], config: Path | None = None, root: Path | None = None
 
 def display(path: str, base: Path) -> str:
     """Paths relative to the scanned root, or to the cwd for files outside it."""
+    if not path.startswith("/"):
+        return path  # facts already carry root-relative paths; no Path object needed
+    return _display_abs(path, base, os.getcwd())
+
+
+@lru_cache(maxsize=65536)
+def _display_abs(path: str, base: Path, cwd: str) -> str:
     p = Path(path)
-    if not p.is_absolute():
-        return path
-    for b in (base, Path.cwd()):
+    for b in (base, Path(cwd)):
         try:
             return str(p.relative_to(b))
         except ValueError:
