@@ -178,7 +178,7 @@ def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tup
             for cls, w in sorted(S.takes.get(fid, {}).items()):
                 if cls.startswith("@param") or cls == FS_RECLAIM or S.kinds.get(cls) in NO_EDGE_KINDS:
                     continue
-                steps = chain(fid, cls, S.funcs, S.takes)
+                steps = chain(S, fid, cls)
                 if not steps:
                     continue
                 last = steps[-1]

@@ -92,7 +92,7 @@ def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str
                 if kind in kb.NO_EDGE_KINDS:
                     continue
                 n = name(cls)
-                witnesses.setdefault(n, chain(fid, cls, S.funcs, S.takes))
+                witnesses.setdefault(n, chain(S, fid, cls))
                 kinds[n] = kind
             v.blind_spots.extend(S.reachable_blind(fid))
         v.blind_spots = sorted(set(v.blind_spots))

@@ -73,7 +73,6 @@ class StaticEdge:
 class Solved:
     files: list[FileFacts]
     funcs: dict[str, FuncFacts]
-    takes: dict[str, dict[str, Witness]]
     kinds: dict[str, str]                       # lock class -> kind (spin, mutex, ...)
     sleeps: dict[str, Witness]
     blind: dict[str, frozenset[str]]            # function id -> its own blind spots (not callees')
@@ -90,6 +89,115 @@ class Solved:
     targets: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     #: cache variable -> (order, function id, allocation) of its kmem_cache_alloc*() sites
     cache_allocs: dict[str, list[tuple[int, str, Alloc]]] = field(default_factory=dict)
+    #: Summaries: bit sets over `classes` of what a function may take (any / through a
+    #: non-try path), lock-parameter entries, and the caller locks a path drops first.
+    classes: "ClassIndex" = None  # type: ignore[assignment]
+    anyb: dict[str, int] = field(default_factory=dict)
+    hard: dict[str, int] = field(default_factory=dict)
+    pcls: dict[str, dict[str, Witness]] = field(default_factory=dict)
+    drops: dict[str, dict[int, frozenset[str]]] = field(default_factory=dict)
+    param_reclaim: dict[str, dict[int, Witness]] = field(default_factory=dict)
+    via_gfp: dict[tuple[str, int], tuple[int, str, int]] = field(default_factory=dict)
+    local_acqs: dict[str, list[tuple[str, Acq]]] = field(default_factory=dict)
+    resolver: "Resolver" = None  # type: ignore[assignment]
+    _chains: dict[tuple[str, str, bool], tuple[Step, ...]] = field(default_factory=dict)
+
+    @property
+    def takes(self) -> "_Takes":
+        """fid -> {class: Taken} — built per question, never stored for every function."""
+        return _Takes(self)
+
+    def chain(self, j: str, cls: str, hard_only: bool = False, limit: int = 40) -> tuple[Step, ...]:
+        """The shortest call chain from j to a function that takes `cls` itself.
+
+        Breadth-first over the callees whose summary holds the class (calls in source
+        order, so ties go to the earlier call); `hard_only` follows non-try paths, the
+        ones that make lockdep edges.  Memoised: an edge's evidence asks for the same
+        (callee, class) from every call site."""
+        key = (j, cls, hard_only)
+        got = self._chains.get(key)
+        if got is None:
+            got = self._chains[key] = self._bfs(j, cls, hard_only, limit)
+        return got
+
+    def _bfs(self, j: str, cls: str, hard_only: bool, limit: int) -> tuple[Step, ...]:
+        if cls.startswith("@param"):
+            w = self.pcls.get(j, {}).get(cls)
+            if w is None:
+                return ()
+            f = self.funcs[j]
+            return (Step(f.name, f.file, w.line),)
+        b = self.classes.ids.get(cls)
+        if b is None:
+            return ()
+        bit = 1 << b
+        summ = self.hard if hard_only else self.anyb
+        parent: dict[str, tuple[str, int] | None] = {j: None}
+        frontier = [j]
+        end: tuple[str, Step] | None = None
+        for _depth in range(limit):
+            nxt: list[str] = []
+            for cur in frontier:
+                f = self.funcs[cur]
+                line = self._local_line(cur, cls, hard_only)
+                if line:
+                    end = (cur, Step(f.name, f.file, line))
+                    break
+                g = self.via_gfp.get((cur, 0)) if b == 0 else None
+                for c, row in zip(f.calls, self.targets.get(cur, ())):
+                    if b == 0 and masked(c.scopes):
+                        continue
+                    for jj in row:
+                        if jj in parent:
+                            continue
+                        if summ.get(jj, 0) & bit:
+                            parent[jj] = (cur, c.line)
+                            nxt.append(jj)
+                        elif self.pcls.get(jj) and self._through_param(f, c, jj, cls, hard_only):
+                            end = (cur, Step(f.name, f.file, c.line))
+                            break
+                    if end:
+                        break
+                if end:
+                    break
+                if g and not nxt:
+                    end = (cur, Step(f.name, f.file, g[0]))
+                    break
+            if end or not nxt:
+                break
+            frontier = nxt
+        if end is None:
+            return ()
+        cur, last = end
+        out = [last]
+        while parent[cur] is not None:
+            up, line = parent[cur]
+            f = self.funcs[up]
+            out.append(Step(f.name, f.file, line))
+            cur = up
+        return tuple(reversed(out))
+
+    def _local_line(self, fid: str, cls: str, hard_only: bool) -> int:
+        if cls == FS_RECLAIM:
+            f = self.funcs[fid]
+            for al in f.allocs:
+                how, _ = gfp_reclaims(al.gfp, f)
+                if not masked(al.scopes) and how in ("yes", "unknown"):
+                    return al.line
+            return 0
+        for c, a in self.local_acqs.get(fid, ()):
+            if c == cls and not (hard_only and a.try_):
+                return a.line
+        return 0
+
+    def _through_param(self, f: FuncFacts, c, j: str, cls: str, hard_only: bool) -> bool:
+        for pc, w in self.pcls[j].items():
+            if hard_only and w.try_:
+                continue
+            n = int(pc[6:].split("/")[0])
+            if n < len(c.args) and cls in self.resolver.classes(LockExpr.parse(c.args[n]), f):
+                return True
+        return False
 
     def reachable_blind(self, fid: str) -> set[str]:
         """Blind spots of fid and of everything it may call.
@@ -139,6 +247,63 @@ def entry_contexts(S: "Solved", fid: str, depth: int = 6) -> dict[str, str]:
                     nxt.append(caller)
         frontier = nxt
     return out
+
+
+class ClassIndex:
+    """Lock class names <-> bit positions of the summaries."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = list(names)
+        self.ids = {n: k for k, n in enumerate(self.names)}
+
+    def id(self, name: str) -> int:
+        k = self.ids.get(name)
+        if k is None:
+            k = self.ids[name] = len(self.names)
+            self.names.append(name)
+        return k
+
+    @staticmethod
+    def bits(x: int) -> list[int]:
+        """Set bit positions of x, lowest first (str.find skips the zeros in C)."""
+        if not x:
+            return []
+        s = format(x, "b")[::-1]
+        out = []
+        k = s.find("1")
+        while k >= 0:
+            out.append(k)
+            k = s.find("1", k + 1)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    try_: bool       # only through trylocks: lockdep records no edge into it
+
+
+class _Takes:
+    def __init__(self, S: "Solved") -> None:
+        self.S = S
+
+    def get(self, fid: str, default=None):
+        S = self.S
+        if fid not in S.anyb:
+            return default
+        h = S.hard[fid]
+        out = {S.classes.names[b]: Taken(not h >> b & 1) for b in S.classes.bits(S.anyb[fid])}
+        for cls, w in S.pcls.get(fid, {}).items():
+            out[cls] = Taken(w.try_)
+        return out
+
+    def __getitem__(self, fid: str):
+        v = self.get(fid)
+        if v is None:
+            raise KeyError(fid)
+        return v
+
+    def __contains__(self, fid: str) -> bool:
+        return fid in self.S.anyb
 
 
 def fid(f: FuncFacts) -> str:
@@ -427,7 +592,6 @@ def solve(files: list[FileFacts]) -> Solved:
 
     kinds: dict[str, str] = {FS_RECLAIM: "map"}
     irq_classes: set[str] = set()
-    takes: dict[str, dict[str, Witness]] = {}
     param_reclaim: dict[str, dict[int, Witness]] = {}
     sleeps: dict[str, Witness] = {}
 
@@ -436,95 +600,139 @@ def solve(files: list[FileFacts]) -> Solved:
             return _EMPTY
         return frozenset(c for text in d for c in res.classes(LockExpr.parse(text), f))
 
-    def local(i: str) -> None:
-        f = funcs[i]
-        t: dict[str, Witness] = {}
-        pr: dict[int, Witness] = {}
+    # Lock classes become bit positions.  Classes taken by much-called functions get the low
+    # bits, so the many summaries that reach them stay short integers.
+    indeg: dict[str, int] = defaultdict(int)
+    for row in targets.values():
+        for t in row:
+            for j in t:
+                indeg[j] += 1
+    weight: dict[str, int] = defaultdict(int)
+    local_acqs: dict[str, list[tuple[str, Acq]]] = {}
+    for i, f in funcs.items():
+        got = []
         for a in f.acqs:
             for cls in res.classes(a.lock, f):
                 cls = cls + (f"/{a.subclass}" if a.subclass else "")
-                kinds.setdefault(cls, a.kind)
-                if cls not in t or (t[cls].try_ and not a.try_):
-                    t[cls] = Witness(a.line, None, _dropped(a.dropped, f), try_=a.try_, irq=a.irq)
-                if a.irq:
-                    irq_classes.add(cls)
+                got.append((cls, a))
+                weight[cls] += 1 + indeg.get(i, 0)
+        local_acqs[i] = got
+    U = ClassIndex([FS_RECLAIM] + sorted((c for c in weight if not c.startswith("@param")
+                                          and c != FS_RECLAIM), key=lambda c: (-weight[c], c)))
+    anyb: dict[str, int] = {}
+    hard: dict[str, int] = {}
+    pcls: dict[str, dict[str, Witness]] = {}
+    drops: dict[str, dict[int, frozenset[str]]] = {}
+
+    def local(i: str) -> None:
+        f = funcs[i]
+        a_bits = h_bits = 0
+        pc: dict[str, Witness] = {}
+        dr: dict[int, frozenset[str]] = {}
+        pr: dict[int, Witness] = {}
+        for cls, a in local_acqs[i]:
+            kinds.setdefault(cls, a.kind)
+            if a.irq:
+                irq_classes.add(cls)
+            if cls.startswith("@param"):
+                if cls not in pc or (pc[cls].try_ and not a.try_):
+                    pc[cls] = Witness(a.line, None, _dropped(a.dropped, f), try_=a.try_, irq=a.irq)
+                continue
+            b = 1 << U.id(cls)
+            if not a_bits & b and a.dropped:
+                d = _dropped(a.dropped, f)
+                if d:
+                    dr[U.id(cls)] = d
+            a_bits |= b
+            if not a.try_:
+                h_bits |= b
         for al in f.allocs:
             how, k = gfp_reclaims(al.gfp, f)
             if masked(al.scopes) or how == "no":
                 continue
             if how == "param":
                 pr.setdefault(k, Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()"))
-            else:
-                note = f"{al.api}({al.gfp or 'GFP_KERNEL'})" + (" — gfp not evaluable, assumed to reclaim" if how == "unknown" else "")
-                t.setdefault(FS_RECLAIM, Witness(al.line, None, _dropped(al.dropped, f), note))
-        takes[i] = t
+            elif not a_bits & 1:
+                a_bits |= 1
+                h_bits |= 1
+                d = _dropped(al.dropped, f)
+                if d:
+                    dr[0] = d
+        anyb[i], hard[i] = a_bits, h_bits
+        if pc:
+            pcls[i] = pc
+        if dr:
+            drops[i] = dr
         if pr:
             param_reclaim[i] = pr
         if f.sleeps:
             sleeps[i] = Witness(f.sleeps[0][1], None, note=f.sleeps[0][0] + "()")
 
-    def pull(i: str, f: FuncFacts, c, j: str, entries, log: list[str] | None) -> bool:
-        """Absorb callee j's entries through call c of i; True when i's summary grew.
-
-        Witnesses are shared per (call, callee, dropped, try, irq): a summary entry is then
-        one dict slot, not one object, which is what keeps the whole-tree solve in memory.
-        """
-        t = takes[i]
+    def pull(i: str, f: FuncFacts, c, j: str) -> bool:
+        """Absorb callee j's summary through call c of i; True when i's summary grew."""
+        m = ~1 if masked(c.scopes) else -1
+        before_a, before_h = anyb[i], hard[i]
+        new = anyb[j] & m & ~before_a
         drop = _dropped(c.dropped, f)
-        mask = masked(c.scopes)
-        memo: dict[tuple, Witness] = {}
-        changed = False
-        for cls, w in entries:
-            if mask and cls == FS_RECLAIM:
-                continue
-            key = (w.dropped, w.try_, w.irq)
-            nw = memo.get(key)
-            if nw is None:
-                nw = memo[key] = Witness(c.line, j, (drop | w.dropped) if w.dropped else drop,
-                                         try_=w.try_, irq=w.irq)
-            if cls.startswith("@param"):
+        dj = drops.get(j)
+        if new and (drop or dj):
+            dr = drops.setdefault(i, {})
+            if drop:
+                for b in U.bits(new):
+                    dr[b] = drop | (dj.get(b, _EMPTY) if dj else _EMPTY)
+            else:
+                for b, d in dj.items():
+                    if new >> b & 1:
+                        dr[b] = d
+        a_bits = before_a | (anyb[j] & m)
+        h_bits = before_h | (hard[j] & m)
+        pj = pcls.get(j)
+        if pj:
+            for cls, w in pj.items():
                 n = int(cls[6:].split("/")[0])
                 if n >= len(c.args):
                     continue
                 for real in res.classes(LockExpr.parse(c.args[n]), f):
                     if w.irq:
                         irq_classes.add(real)
-                    old = t.get(real)
-                    if old is None or (old.try_ and not w.try_):
-                        kinds.setdefault(real, kinds.get(cls, "spin"))
-                        t[real] = nw
-                        if log is not None:
-                            log.append(real)
-                        changed = True
-                continue
-            old = t.get(cls)
-            if old is None or (old.try_ and not w.try_):
-                t[cls] = nw
-                if log is not None:
-                    log.append(cls)
-                changed = True
+                    kinds.setdefault(real, kinds.get(cls, "spin"))
+                    if real.startswith("@param"):
+                        pc = pcls.setdefault(i, {})
+                        if real not in pc or (pc[real].try_ and not w.try_):
+                            pc[real] = Witness(c.line, j, drop | w.dropped, try_=w.try_, irq=w.irq)
+                        continue
+                    b = 1 << U.id(real)
+                    if not a_bits & b and (drop or w.dropped):
+                        drops.setdefault(i, {})[U.id(real)] = drop | w.dropped
+                    a_bits |= b
+                    if not w.try_:
+                        h_bits |= b
+        changed = a_bits != before_a or h_bits != before_h
+        anyb[i], hard[i] = a_bits, h_bits
         pj = param_reclaim.get(j)
         if pj:
             pr = param_reclaim.setdefault(i, {})
             for n, w in pj.items():
-                if mask or n >= len(c.args):
+                if m != -1 or n >= len(c.args):
                     continue
                 how, k2 = gfp_reclaims(c.args[n], f)
                 if how == "param":
                     if k2 not in pr:
                         pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n)
                         changed = True
-                elif how in ("yes", "unknown") and FS_RECLAIM not in t:
-                    t[FS_RECLAIM] = Witness(c.line, j, drop | w.dropped,
-                                            f"gfp {c.args[n]}" + (" (not evaluable)" if how == "unknown" else ""))
-                    if log is not None:
-                        log.append(FS_RECLAIM)
+                elif how in ("yes", "unknown") and not anyb[i] & 1:
+                    anyb[i] |= 1
+                    hard[i] |= 1
+                    via_gfp[(i, 0)] = (c.line, j, n)
+                    if drop or w.dropped:
+                        drops.setdefault(i, {})[0] = drop | w.dropped
                     changed = True
         if j in sleeps and i not in sleeps:
             sleeps[i] = Witness(c.line, j)
             changed = True
         return changed
 
+    via_gfp: dict[tuple[str, int], tuple[int, str, int]] = {}
     for i in funcs:
         local(i)
     for scc in _sccs(targets):
@@ -533,13 +741,10 @@ def solve(files: list[FileFacts]) -> Solved:
             f = funcs[i]
             for c, row in zip(f.calls, targets[i]):
                 for j in row:
-                    pull(i, f, c, j, takes[j].items(), None)
+                    pull(i, f, c, j)
             continue
-        # Inside a component, semi-naive: a caller re-absorbs only what its callee gained
-        # since it last looked (each member keeps an append-only log of its new classes).
+        # Inside a component: a worklist; a member is revisited only when a callee grew.
         inside = set(scc)
-        logs = {i: list(takes[i]) for i in scc}
-        seen: dict[tuple[str, str], int] = {}
         callers_in: dict[str, set[str]] = defaultdict(set)
         for i in scc:
             f = funcs[i]
@@ -548,7 +753,7 @@ def solve(files: list[FileFacts]) -> Solved:
                     if j in inside:
                         callers_in[j].add(i)
                     else:  # callees outside the component are final: absorbed once
-                        pull(i, f, c, j, takes[j].items(), logs[i])
+                        pull(i, f, c, j)
         queue = sorted(scc, reverse=True)
         queued = set(queue)
         while queue:
@@ -556,26 +761,28 @@ def solve(files: list[FileFacts]) -> Solved:
             queued.discard(i)
             f = funcs[i]
             grew = False
-            ends: dict[str, int] = {}
             for c, row in zip(f.calls, targets[i]):
                 for j in row:
-                    if j not in inside:
-                        continue
-                    end = ends.setdefault(j, len(logs[j]))
-                    tj = takes[j]
-                    new = [(cls, tj[cls]) for cls in logs[j][seen.get((i, j), 0):end]]
-                    if pull(i, f, c, j, new, logs[i]):
+                    if j in inside and pull(i, f, c, j):
                         grew = True
-            for j, end in ends.items():
-                seen[(i, j)] = end
             if grew:
                 for c in sorted(callers_in.get(i, ()), reverse=True):
                     if c not in queued:
                         queued.add(c)
                         queue.append(c)
 
+    S = Solved(files, funcs, kinds, sleeps, blind, {}, [], dict(unresolved), dict(by_name),
+               dict(member_targets), [], dict(caches), conds, irq_classes, {}, targets, {},
+               U, anyb, hard, pcls, drops, param_reclaim, via_gfp,
+               {i: v for i, v in local_acqs.items() if v}, res)
+    noedge = 0
+    for cls, k in kinds.items():
+        if k in kb.NO_EDGE_KINDS and cls in U.ids:
+            noedge |= 1 << U.ids[cls]
+    full: dict[str, int] = {}   # source class -> bits of its edges whose evidence is complete
+
     # static edges
-    edges: dict[tuple[str, str], StaticEdge] = {}
+    edges: dict[tuple[str, str], StaticEdge] = S.edges
     acquisitions: list[dict] = []
 
     def held_classes(f: FuncFacts, held: tuple[Held, ...]) -> list[tuple[str, Held]]:
@@ -611,6 +818,7 @@ def solve(files: list[FileFacts]) -> Solved:
             e.evidence.append((step, via))
             for s in (step, *via):
                 e.configs.update(conds.get((s.file, s.line), ()))
+        return len(e.evidence) >= MAX_EVIDENCE
 
     # edges that exist only when a gfp parameter allows reclaim: (function, param) -> edges
     param_flow: dict[tuple[str, int], set[tuple[str, int]]] = defaultdict(set)
@@ -682,16 +890,23 @@ def solve(files: list[FileFacts]) -> Solved:
             if not srcs:
                 continue
             here = Step(f.name, f.file, c.line)
+            m = ~noedge & (~1 if masked(c.scopes) else -1)
             for j in row:
-                for cls, w in takes[j].items():
-                    if cls.startswith("@param") or kinds.get(cls) in kb.NO_EDGE_KINDS or w.try_:
-                        continue
-                    if cls == FS_RECLAIM and masked(c.scopes):
-                        continue
-                    for s in srcs:
-                        if s in w.dropped:
+                bits = hard[j] & m
+                dj = drops.get(j)
+                for s in srcs:
+                    need = bits & ~full.get(s, 0)
+                    if dj:  # classes whose path drops s first: no edge from s (lockdep)
+                        for b, d in dj.items():
+                            if s in d:
+                                need &= ~(1 << b)
+                    for b in U.bits(need):
+                        cls = U.names[b]
+                        if cls == s:
+                            full[s] = full.get(s, 0) | (1 << b)
                             continue
-                        add(s, cls, here, lambda j=j, cls=cls: chain(j, cls, funcs, takes))
+                        if add(s, cls, here, lambda j=j, cls=cls: S.chain(j, cls, hard_only=True)):
+                            full[s] = full.get(s, 0) | (1 << b)
                 for n, w in param_reclaim.get(j, {}).items():
                     if masked(c.scopes) or n >= len(c.args):
                         continue
@@ -721,10 +936,11 @@ def solve(files: list[FileFacts]) -> Solved:
                 if var:
                     free_sites.append((var[-1], i, c.line,
                                        tuple(x for x, _ in held_classes(f, c.held))))
-    return Solved(files, funcs, takes, kinds, sleeps, blind, edges, acquisitions,
-                  dict(unresolved), dict(by_name), dict(member_targets), free_sites,
-                  dict(caches), conds, irq_classes, dict(callers), targets,
-                  dict(cache_allocs))
+    S.acquisitions = acquisitions
+    S.free_sites = free_sites
+    S.callers = dict(callers)
+    S.cache_allocs = dict(cache_allocs)
+    return S
 
 
 def _sccs(targets: dict[str, tuple[tuple[str, ...], ...]]) -> list[list[str]]:
@@ -780,21 +996,9 @@ def _sccs(targets: dict[str, tuple[tuple[str, ...], ...]]) -> list[list[str]]:
     return out
 
 
-def chain(j: str, cls: str, funcs: dict[str, FuncFacts], takes: dict[str, dict[str, Witness]],
-          limit: int = 40) -> tuple[Step, ...]:
+def chain(S: Solved, j: str, cls: str) -> tuple[Step, ...]:
     """The call chain from function j to where it takes `cls`."""
-    out: list[Step] = []
-    seen: set[str] = set()
-    cur: str | None = j
-    while cur is not None and cur not in seen and len(out) < limit:
-        seen.add(cur)
-        w = takes.get(cur, {}).get(cls)
-        if w is None:
-            break
-        f = funcs[cur]
-        out.append(Step(f.name, f.file, w.line))
-        cur = w.callee
-    return tuple(out)
+    return S.chain(j, cls)
 
 
 def param_chain(j: str, n: int, funcs: dict[str, FuncFacts],
