@@ -1,8 +1,12 @@
 """Whole-program solve: lockdep class names, call resolution, summaries, static edges.
 
-Summaries ("locks F may take, transitively", "F may enter reclaim", "F may sleep", with one
-witness each) are computed once per strongly connected component of the call graph in
-reverse topological order — linear in the program, not a global fixpoint.  Edges follow
+Summaries ("locks F may take, transitively", "F may enter reclaim", "F may sleep") are
+computed once per strongly connected component of the call graph in reverse topological
+order — linear in the program, not a global fixpoint.  A summary is a bit set over lock
+classes (fs_reclaim is bit 0), not a dict with a witness per class: on the whole tree most
+functions reach the same few thousand core-kernel classes, and per-class entries for every
+function do not fit in memory.  Witnesses are found when evidence is printed, as the
+shortest call chain through callees whose summary holds the class.  Edges follow
 lockdep's rule (kernel-semantics §1.0): from the newest held lock down to and including the
 first non-trylock, never into a trylock, never from or to check=0 maps (RCU).
 """
