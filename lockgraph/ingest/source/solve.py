@@ -627,10 +627,11 @@ def solve(files: list[FileFacts]) -> Solved:
     hard: dict[str, int] = {}
     pcls: dict[str, dict[str, Witness]] = {}
     drops: dict[str, dict[int, frozenset[str]]] = {}
+    clean: dict[str, int] = {}   # classes reached through some path that drops no caller lock
 
     def local(i: str) -> None:
         f = funcs[i]
-        a_bits = h_bits = 0
+        a_bits = h_bits = c_bits = 0
         pc: dict[str, Witness] = {}
         dr: dict[int, frozenset[str]] = {}
         pr: dict[int, Witness] = {}
@@ -643,10 +644,11 @@ def solve(files: list[FileFacts]) -> Solved:
                     pc[cls] = Witness(a.line, None, _dropped(a.dropped, f), try_=a.try_, irq=a.irq)
                 continue
             b = 1 << U.id(cls)
-            if not a_bits & b and a.dropped:
-                d = _dropped(a.dropped, f)
-                if d:
-                    dr[U.id(cls)] = d
+            d = _dropped(a.dropped, f)
+            if not d:
+                c_bits |= b
+            elif not (a_bits | c_bits) & b:
+                dr[U.id(cls)] = d
             a_bits |= b
             if not a.try_:
                 h_bits |= b
@@ -656,15 +658,18 @@ def solve(files: list[FileFacts]) -> Solved:
                 continue
             if how == "param":
                 pr.setdefault(k, Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()"))
-            elif not a_bits & 1:
+            else:
+                d = _dropped(al.dropped, f)
+                if not d:
+                    c_bits |= 1
+                elif not a_bits & 1:
+                    dr[0] = d
                 a_bits |= 1
                 h_bits |= 1
-                d = _dropped(al.dropped, f)
-                if d:
-                    dr[0] = d
-        anyb[i], hard[i] = a_bits, h_bits
+        anyb[i], hard[i], clean[i] = a_bits, h_bits, c_bits
         if pc:
             pcls[i] = pc
+        dr = {b: d for b, d in dr.items() if not c_bits >> b & 1}
         if dr:
             drops[i] = dr
         if pr:
@@ -675,19 +680,27 @@ def solve(files: list[FileFacts]) -> Solved:
     def pull(i: str, f: FuncFacts, c, j: str) -> bool:
         """Absorb callee j's summary through call c of i; True when i's summary grew."""
         m = ~1 if masked(c.scopes) else -1
-        before_a, before_h = anyb[i], hard[i]
-        new = anyb[j] & m & ~before_a
+        before_a, before_h, before_c = anyb[i], hard[i], clean[i]
         drop = _dropped(c.dropped, f)
         dj = drops.get(j)
-        if new and (drop or dj):
+        # A class reached only through paths that first drop a caller lock remembers which
+        # (first path found); one reached cleanly anywhere needs no entry.
+        c_bits = before_c if drop else before_c | (clean[j] & m)
+        dirty = (anyb[j] if drop else anyb[j] & ~clean[j]) & m & ~c_bits
+        if dirty:
             dr = drops.setdefault(i, {})
             if drop:
-                for b in U.bits(new):
-                    dr[b] = drop | (dj.get(b, _EMPTY) if dj else _EMPTY)
-            else:
+                for b in U.bits(dirty):
+                    if b not in dr:
+                        dr[b] = drop | (dj.get(b, _EMPTY) if dj else _EMPTY)
+            elif dj:
                 for b, d in dj.items():
-                    if new >> b & 1:
+                    if dirty >> b & 1 and b not in dr:
                         dr[b] = d
+        if c_bits != before_c and i in drops:
+            dr = drops[i]
+            for b in [b for b in dr if c_bits >> b & 1]:
+                del dr[b]
         a_bits = before_a | (anyb[j] & m)
         h_bits = before_h | (hard[j] & m)
         pj = pcls.get(j)
@@ -706,13 +719,15 @@ def solve(files: list[FileFacts]) -> Solved:
                             pc[real] = Witness(c.line, j, drop | w.dropped, try_=w.try_, irq=w.irq)
                         continue
                     b = 1 << U.id(real)
-                    if not a_bits & b and (drop or w.dropped):
+                    if not (drop or w.dropped):
+                        c_bits |= b
+                    elif not (a_bits | c_bits) & b:
                         drops.setdefault(i, {})[U.id(real)] = drop | w.dropped
                     a_bits |= b
                     if not w.try_:
                         h_bits |= b
-        changed = a_bits != before_a or h_bits != before_h
-        anyb[i], hard[i] = a_bits, h_bits
+        changed = a_bits != before_a or h_bits != before_h or c_bits != before_c
+        anyb[i], hard[i], clean[i] = a_bits, h_bits, c_bits
         pj = param_reclaim.get(j)
         if pj:
             pr = param_reclaim.setdefault(i, {})
@@ -724,13 +739,18 @@ def solve(files: list[FileFacts]) -> Solved:
                     if k2 not in pr:
                         pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n)
                         changed = True
-                elif how in ("yes", "unknown") and not anyb[i] & 1:
+                elif how in ("yes", "unknown"):
+                    was = (anyb[i] & 1, clean[i] & 1)
+                    if not (drop or w.dropped):
+                        clean[i] |= 1
+                        drops.get(i, {}).pop(0, None)
+                    elif not anyb[i] & 1:
+                        drops.setdefault(i, {})[0] = drop | w.dropped
+                    if not anyb[i] & 1:
+                        via_gfp[(i, 0)] = (c.line, j, n)
                     anyb[i] |= 1
                     hard[i] |= 1
-                    via_gfp[(i, 0)] = (c.line, j, n)
-                    if drop or w.dropped:
-                        drops.setdefault(i, {})[0] = drop | w.dropped
-                    changed = True
+                    changed = changed or was != (anyb[i] & 1, clean[i] & 1)
         if j in sleeps and i not in sleeps:
             sleeps[i] = Witness(c.line, j)
             changed = True
