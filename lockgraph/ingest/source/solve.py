@@ -104,27 +104,32 @@ class Solved:
     via_gfp: dict[tuple[str, int], tuple[int, str, int]] = field(default_factory=dict)
     local_acqs: dict[str, list[tuple[str, Acq]]] = field(default_factory=dict)
     resolver: "Resolver" = None  # type: ignore[assignment]
-    _chains: dict[tuple[str, str, bool], tuple[Step, ...]] = field(default_factory=dict)
+    _chains: dict[tuple[str, str, bool, str], tuple[Step, ...]] = field(default_factory=dict)
 
     @property
     def takes(self) -> "_Takes":
         """fid -> {class: Taken} — built per question, never stored for every function."""
         return _Takes(self)
 
-    def chain(self, j: str, cls: str, hard_only: bool = False, limit: int = 40) -> tuple[Step, ...]:
+    def chain(self, j: str, cls: str, hard_only: bool = False, limit: int = 40,
+              avoid: str = "") -> tuple[Step, ...]:
         """The shortest call chain from j to a function that takes `cls` itself.
 
         Breadth-first over the callees whose summary holds the class (calls in source
         order, so ties go to the earlier call); `hard_only` follows non-try paths, the
-        ones that make lockdep edges.  Memoised: an edge's evidence asks for the same
-        (callee, class) from every call site."""
-        key = (j, cls, hard_only)
+        ones that make lockdep edges; `avoid` is the held lock of the edge being shown,
+        so no path that drops it first is offered as its evidence.  Memoised: an edge's
+        evidence asks for the same (callee, class) from every call site."""
+        key = (j, cls, hard_only, avoid)
         got = self._chains.get(key)
         if got is None:
-            got = self._chains[key] = self._bfs(j, cls, hard_only, limit)
+            got = self._chains[key] = self._bfs(j, cls, hard_only, limit, avoid)
         return got
 
-    def _bfs(self, j: str, cls: str, hard_only: bool, limit: int) -> tuple[Step, ...]:
+    def _drops(self, f: FuncFacts, d: frozenset[str]) -> set[str]:
+        return {c for text in d for c in self.resolver.classes(LockExpr.parse(text), f)}
+
+    def _bfs(self, j: str, cls: str, hard_only: bool, limit: int, avoid: str) -> tuple[Step, ...]:
         if cls.startswith("@param"):
             w = self.pcls.get(j, {}).get(cls)
             if w is None:
@@ -143,7 +148,7 @@ class Solved:
             nxt: list[str] = []
             for cur in frontier:
                 f = self.funcs[cur]
-                line = self._local_line(cur, cls, hard_only)
+                line = self._local_line(cur, cls, hard_only, avoid)
                 if line:
                     end = (cur, Step(f.name, f.file, line))
                     break
@@ -151,8 +156,12 @@ class Solved:
                 for c, row in zip(f.calls, self.targets.get(cur, ())):
                     if b == 0 and masked(c.scopes):
                         continue
+                    if avoid and c.dropped and avoid in self._drops(f, c.dropped):
+                        continue
                     for jj in row:
                         if jj in parent:
+                            continue
+                        if avoid and avoid in self.drops.get(jj, {}).get(b, ()):
                             continue
                         if summ.get(jj, 0) & bit:
                             parent[jj] = (cur, c.line)
@@ -181,16 +190,18 @@ class Solved:
             cur = up
         return tuple(reversed(out))
 
-    def _local_line(self, fid: str, cls: str, hard_only: bool) -> int:
+    def _local_line(self, fid: str, cls: str, hard_only: bool, avoid: str = "") -> int:
+        f = self.funcs[fid]
         if cls == FS_RECLAIM:
-            f = self.funcs[fid]
             for al in f.allocs:
                 how, _ = gfp_reclaims(al.gfp, f)
-                if not masked(al.scopes) and how in ("yes", "unknown"):
+                if not masked(al.scopes) and how in ("yes", "unknown") and not (
+                        avoid and al.dropped and avoid in self._drops(f, al.dropped)):
                     return al.line
             return 0
         for c, a in self.local_acqs.get(fid, ()):
-            if c == cls and not (hard_only and a.try_):
+            if c == cls and not (hard_only and a.try_) and not (
+                    avoid and a.dropped and avoid in self._drops(f, a.dropped)):
                 return a.line
         return 0
 
@@ -929,7 +940,8 @@ def solve(files: list[FileFacts]) -> Solved:
                         if cls == s:
                             full[s] = full.get(s, 0) | (1 << b)
                             continue
-                        if add(s, cls, here, lambda j=j, cls=cls: S.chain(j, cls, hard_only=True)):
+                        if add(s, cls, here, lambda j=j, cls=cls, s=s: S.chain(
+                                j, cls, hard_only=True, avoid=s)):
                             full[s] = full.get(s, 0) | (1 << b)
                 for n, w in param_reclaim.get(j, {}).items():
                     if masked(c.scopes) or n >= len(c.args):

@@ -520,7 +520,10 @@ class Walker:
         held = list(st.held)
         for k in range(len(held) - 1, -1, -1):
             if held[k].lock.text == lk.text:
+                restored = held[k].restores
                 del held[k]
+                if restored:  # the caller's lock, re-taken and now dropped again
+                    return _State(tuple(held), st.scopes, st.dropped | {lk.text})
                 return st.with_held(tuple(held))
         self.f.released_unheld.append((lk, a[3]))
         self.dropped_ever.add(lk.text)
