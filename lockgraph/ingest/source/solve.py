@@ -683,10 +683,17 @@ def solve(files: list[FileFacts]) -> Solved:
         dr = {b: d for b, d in dr.items() if not c_bits >> b & 1}
         if dr:
             drops[i] = dr
+            dmask[i] = sum(1 << b for b in dr)
         if pr:
             param_reclaim[i] = pr
         if f.sleeps:
             sleeps[i] = Witness(f.sleeps[0][1], None, note=f.sleeps[0][0] + "()")
+
+    dmask: dict[str, int] = {}   # bits of each function's drop records
+
+    def set_drop(i: str, b: int, d: frozenset[str]) -> None:
+        drops.setdefault(i, {})[b] = d
+        dmask[i] = dmask.get(i, 0) | (1 << b)
 
     def pull(i: str, f: FuncFacts, c, j: str) -> bool:
         """Absorb callee j's summary through call c of i; True when i's summary grew."""
@@ -697,21 +704,18 @@ def solve(files: list[FileFacts]) -> Solved:
         # A class reached only through paths that first drop a caller lock remembers which
         # (first path found); one reached cleanly anywhere needs no entry.
         c_bits = before_c if drop else before_c | (clean[j] & m)
-        dirty = (anyb[j] if drop else anyb[j] & ~clean[j]) & m & ~c_bits
+        # only classes not yet recorded: in a large component the same callee is pulled
+        # again and again, and its records must not be walked each time
+        dirty = (anyb[j] if drop else dmask.get(j, 0)) & m & ~c_bits & ~dmask.get(i, 0)
         if dirty:
-            dr = drops.setdefault(i, {})
-            if drop:
-                for b in U.bits(dirty):
-                    if b not in dr:
-                        dr[b] = drop | (dj.get(b, _EMPTY) if dj else _EMPTY)
-            elif dj:
-                for b, d in dj.items():
-                    if dirty >> b & 1 and b not in dr:
-                        dr[b] = d
-        if c_bits != before_c and i in drops:
+            for b in U.bits(dirty):
+                set_drop(i, b, drop | dj[b] if dj and b in dj else drop)
+        gone = dmask.get(i, 0) & c_bits
+        if gone:
             dr = drops[i]
-            for b in [b for b in dr if c_bits >> b & 1]:
+            for b in U.bits(gone):
                 del dr[b]
+            dmask[i] &= ~gone
         a_bits = before_a | (anyb[j] & m)
         h_bits = before_h | (hard[j] & m)
         pj = pcls.get(j)
@@ -733,7 +737,7 @@ def solve(files: list[FileFacts]) -> Solved:
                     if not (drop or w.dropped):
                         c_bits |= b
                     elif not (a_bits | c_bits) & b:
-                        drops.setdefault(i, {})[U.id(real)] = drop | w.dropped
+                        set_drop(i, U.id(real), drop | w.dropped)
                     a_bits |= b
                     if not w.try_:
                         h_bits |= b
@@ -754,9 +758,11 @@ def solve(files: list[FileFacts]) -> Solved:
                     was = (anyb[i] & 1, clean[i] & 1)
                     if not (drop or w.dropped):
                         clean[i] |= 1
-                        drops.get(i, {}).pop(0, None)
+                        if dmask.get(i, 0) & 1:
+                            del drops[i][0]
+                            dmask[i] &= ~1
                     elif not anyb[i] & 1:
-                        drops.setdefault(i, {})[0] = drop | w.dropped
+                        set_drop(i, 0, drop | w.dropped)
                     if not anyb[i] & 1:
                         via_gfp[(i, 0)] = (c.line, j, n)
                     anyb[i] |= 1
