@@ -795,6 +795,11 @@ def solve(files: list[FileFacts]) -> Solved:
                         callers_in[j].add(i)
                     else:  # callees outside the component are final: absorbed once
                         pull(i, f, c, j)
+        # Versions: a dequeued member pulls again only from the callees that changed since
+        # it last looked, not from all of them (members of the kernel's big component
+        # have dozens of callees inside it).
+        version = dict.fromkeys(scc, 0)
+        seen: dict[tuple[str, str], int] = {}
         queue = sorted(scc, reverse=True)
         queued = set(queue)
         while queue:
@@ -802,11 +807,16 @@ def solve(files: list[FileFacts]) -> Solved:
             queued.discard(i)
             f = funcs[i]
             grew = False
+            fresh = {j: version[j] for row in targets[i] for j in row
+                     if j in inside and seen.get((i, j)) != version[j]}
             for c, row in zip(f.calls, targets[i]):
                 for j in row:
-                    if j in inside and pull(i, f, c, j):
+                    if j in fresh and pull(i, f, c, j):
                         grew = True
+            for j, v in fresh.items():
+                seen[(i, j)] = v
             if grew:
+                version[i] += 1
                 for c in sorted(callers_in.get(i, ()), reverse=True):
                     if c not in queued:
                         queued.add(c)
