@@ -30,6 +30,9 @@ MAX_UNTYPED_TARGETS = 4
 MAX_TYPED_TARGETS = 8
 #: Witnesses kept per static edge.
 MAX_EVIDENCE = 5
+#: Functions a witness search visits breadth-first (shortest chain) before it settles for
+#: the first call that leads to the class (bounded work for classes far down the graph).
+BFS_BUDGET = 200
 _NONE: tuple[str, ...] = ()
 _EMPTY: frozenset[str] = frozenset()
 _IDENT = re.compile(r"[A-Za-z_]\w*")
@@ -105,6 +108,9 @@ class Solved:
     local_acqs: dict[str, list[tuple[str, Acq]]] = field(default_factory=dict)
     resolver: "Resolver" = None  # type: ignore[assignment]
     _chains: dict[tuple[str, str, bool, str], tuple[Step, ...]] = field(default_factory=dict)
+    _dropmemo: dict[tuple, frozenset[str]] = field(default_factory=dict)
+    _hops: dict[tuple, tuple] = field(default_factory=dict)
+    own: dict[str, frozenset[int]] = field(default_factory=dict)   # classes taken in the body
 
     @property
     def takes(self) -> "_Takes":
@@ -126,8 +132,46 @@ class Solved:
             got = self._chains[key] = self._bfs(j, cls, hard_only, limit, avoid)
         return got
 
-    def _drops(self, f: FuncFacts, d: frozenset[str]) -> set[str]:
-        return {c for text in d for c in self.resolver.classes(LockExpr.parse(text), f)}
+    def _drops(self, f: FuncFacts, d: frozenset[str]) -> frozenset[str]:
+        key = (f.file, f.name, d)
+        got = self._dropmemo.get(key)
+        if got is None:
+            got = self._dropmemo[key] = frozenset(
+                c for text in d for c in self.resolver.classes(LockExpr.parse(text), f))
+        return got
+
+    def _steps_from(self, cur: str, cls: str, b: int, hard_only: bool, avoid: str):
+        """At function cur: (step, []) when cur itself takes the class, else (None, the
+        (line, callee) hops to callees whose summary holds it, in source order)."""
+        key = (cur, b, hard_only, avoid)
+        got = self._hops.get(key)
+        if got is None:
+            got = self._hops[key] = self._find_steps(cur, cls, b, hard_only, avoid)
+        return got
+
+    def _find_steps(self, cur: str, cls: str, b: int, hard_only: bool, avoid: str):
+        f = self.funcs[cur]
+        if b in self.own.get(cur, ()):
+            line = self._local_line(cur, cls, hard_only, avoid)
+            if line:
+                return Step(f.name, f.file, line), []
+        summ = self.hard if hard_only else self.anyb
+        hops = []
+        for c, row in zip(f.calls, self.targets.get(cur, ())):
+            if b == 0 and masked(c.scopes):
+                continue
+            if avoid and c.dropped and avoid in self._drops(f, c.dropped):
+                continue
+            for jj in row:
+                if avoid and avoid in self.drops.get(jj, {}).get(b, ()):
+                    continue
+                if summ.get(jj, 0) >> b & 1:
+                    hops.append((c.line, jj))
+                elif self.pcls.get(jj) and self._through_param(f, c, jj, cls, hard_only):
+                    return Step(f.name, f.file, c.line), []
+        if not hops and b == 0 and (cur, 0) in self.via_gfp:
+            return Step(f.name, f.file, self.via_gfp[(cur, 0)][0]), []
+        return None, hops
 
     def _bfs(self, j: str, cls: str, hard_only: bool, limit: int, avoid: str) -> tuple[Step, ...]:
         if cls.startswith("@param"):
@@ -139,45 +183,24 @@ class Solved:
         b = self.classes.ids.get(cls)
         if b is None:
             return ()
-        bit = 1 << b
-        summ = self.hard if hard_only else self.anyb
         parent: dict[str, tuple[str, int] | None] = {j: None}
         frontier = [j]
         end: tuple[str, Step] | None = None
         for _depth in range(limit):
             nxt: list[str] = []
             for cur in frontier:
-                f = self.funcs[cur]
-                line = self._local_line(cur, cls, hard_only, avoid)
-                if line:
-                    end = (cur, Step(f.name, f.file, line))
+                last, hops = self._steps_from(cur, cls, b, hard_only, avoid)
+                if last is not None:
+                    end = (cur, last)
                     break
-                g = self.via_gfp.get((cur, 0)) if b == 0 else None
-                for c, row in zip(f.calls, self.targets.get(cur, ())):
-                    if b == 0 and masked(c.scopes):
-                        continue
-                    if avoid and c.dropped and avoid in self._drops(f, c.dropped):
-                        continue
-                    for jj in row:
-                        if jj in parent:
-                            continue
-                        if avoid and avoid in self.drops.get(jj, {}).get(b, ()):
-                            continue
-                        if summ.get(jj, 0) & bit:
-                            parent[jj] = (cur, c.line)
-                            nxt.append(jj)
-                        elif self.pcls.get(jj) and self._through_param(f, c, jj, cls, hard_only):
-                            end = (cur, Step(f.name, f.file, c.line))
-                            break
-                    if end:
-                        break
-                if end:
-                    break
-                if g and not nxt:
-                    end = (cur, Step(f.name, f.file, g[0]))
-                    break
+                for line, jj in hops:
+                    if jj not in parent:
+                        parent[jj] = (cur, line)
+                        nxt.append(jj)
             if end or not nxt:
                 break
+            if len(parent) > BFS_BUDGET:  # far away: follow the first call that leads there
+                return self._greedy(j, cls, b, hard_only, limit, avoid)
             frontier = nxt
         if end is None:
             return ()
@@ -189,6 +212,25 @@ class Solved:
             out.append(Step(f.name, f.file, line))
             cur = up
         return tuple(reversed(out))
+
+    def _greedy(self, j: str, cls: str, b: int, hard_only: bool, limit: int,
+                avoid: str) -> tuple[Step, ...]:
+        out: list[Step] = []
+        seen: set[str] = set()
+        cur = j
+        while len(out) < limit:
+            seen.add(cur)
+            last, hops = self._steps_from(cur, cls, b, hard_only, avoid)
+            if last is not None:
+                out.append(last)
+                break
+            hop = next(((line, jj) for line, jj in hops if jj not in seen), None)
+            if hop is None:
+                break
+            f = self.funcs[cur]
+            out.append(Step(f.name, f.file, hop[0]))
+            cur = hop[1]
+        return tuple(out)
 
     def _local_line(self, fid: str, cls: str, hard_only: bool, avoid: str = "") -> int:
         f = self.funcs[fid]
@@ -638,6 +680,7 @@ def solve(files: list[FileFacts]) -> Solved:
     hard: dict[str, int] = {}
     pcls: dict[str, dict[str, Witness]] = {}
     drops: dict[str, dict[int, frozenset[str]]] = {}
+    own: dict[str, frozenset[int]] = {}
     clean: dict[str, int] = {}   # classes reached through some path that drops no caller lock
 
     def local(i: str) -> None:
@@ -678,6 +721,8 @@ def solve(files: list[FileFacts]) -> Solved:
                 a_bits |= 1
                 h_bits |= 1
         anyb[i], hard[i], clean[i] = a_bits, h_bits, c_bits
+        if a_bits:
+            own[i] = frozenset(U.bits(a_bits))
         if pc:
             pcls[i] = pc
         dr = {b: d for b, d in dr.items() if not c_bits >> b & 1}
@@ -826,6 +871,7 @@ def solve(files: list[FileFacts]) -> Solved:
                dict(member_targets), [], dict(caches), conds, irq_classes, {}, targets, {},
                U, anyb, hard, pcls, drops, param_reclaim, via_gfp,
                {i: v for i, v in local_acqs.items() if v}, res)
+    S.own = own
     noedge = 0
     for cls, k in kinds.items():
         if k in kb.NO_EDGE_KINDS and cls in U.ids:
