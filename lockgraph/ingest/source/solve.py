@@ -102,7 +102,7 @@ class Solved:
     anyb: dict[str, int] = field(default_factory=dict)
     hard: dict[str, int] = field(default_factory=dict)
     pcls: dict[str, dict[str, Witness]] = field(default_factory=dict)
-    drops: dict[str, dict[int, frozenset[str]]] = field(default_factory=dict)
+    drops: dict[str, dict[str, int]] = field(default_factory=dict)   # dropped lock -> classes
     param_reclaim: dict[str, dict[int, Witness]] = field(default_factory=dict)
     via_gfp: dict[tuple[str, int], tuple[int, str, int]] = field(default_factory=dict)
     local_acqs: dict[str, list[tuple[str, Acq]]] = field(default_factory=dict)
@@ -111,6 +111,7 @@ class Solved:
     _dropmemo: dict[tuple, frozenset[str]] = field(default_factory=dict)
     _hops: dict[tuple, tuple] = field(default_factory=dict)
     own: dict[str, frozenset[int]] = field(default_factory=dict)   # classes taken in the body
+    clean: dict[str, int] = field(default_factory=dict)   # classes reached with nothing dropped
 
     @property
     def takes(self) -> "_Takes":
@@ -163,7 +164,7 @@ class Solved:
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
             for jj in row:
-                if avoid and avoid in self.drops.get(jj, {}).get(b, ()):
+                if avoid and (self.drops.get(jj, {}).get(avoid, 0) & ~self.clean.get(jj, 0)) >> b & 1:
                     continue
                 if summ.get(jj, 0) >> b & 1:
                     hops.append((c.line, jj))
@@ -679,7 +680,7 @@ def solve(files: list[FileFacts]) -> Solved:
     anyb: dict[str, int] = {}
     hard: dict[str, int] = {}
     pcls: dict[str, dict[str, Witness]] = {}
-    drops: dict[str, dict[int, frozenset[str]]] = {}
+    drops: dict[str, dict[str, int]] = {}
     own: dict[str, frozenset[int]] = {}
     clean: dict[str, int] = {}   # classes reached through some path that drops no caller lock
 
@@ -687,7 +688,7 @@ def solve(files: list[FileFacts]) -> Solved:
         f = funcs[i]
         a_bits = h_bits = c_bits = 0
         pc: dict[str, Witness] = {}
-        dr: dict[int, frozenset[str]] = {}
+        dr: dict[str, int] = {}
         pr: dict[int, Witness] = {}
         for cls, a in local_acqs[i]:
             kinds.setdefault(cls, a.kind)
@@ -701,8 +702,8 @@ def solve(files: list[FileFacts]) -> Solved:
             d = _dropped(a.dropped, f)
             if not d:
                 c_bits |= b
-            elif not (a_bits | c_bits) & b:
-                dr[U.id(cls)] = d
+            for lk in d:
+                dr[lk] = dr.get(lk, 0) | b
             a_bits |= b
             if not a.try_:
                 h_bits |= b
@@ -716,8 +717,8 @@ def solve(files: list[FileFacts]) -> Solved:
                 d = _dropped(al.dropped, f)
                 if not d:
                     c_bits |= 1
-                elif not a_bits & 1:
-                    dr[0] = d
+                for lk in d:
+                    dr[lk] = dr.get(lk, 0) | 1
                 a_bits |= 1
                 h_bits |= 1
         anyb[i], hard[i], clean[i] = a_bits, h_bits, c_bits
@@ -725,20 +726,23 @@ def solve(files: list[FileFacts]) -> Solved:
             own[i] = frozenset(U.bits(a_bits))
         if pc:
             pcls[i] = pc
-        dr = {b: d for b, d in dr.items() if not c_bits >> b & 1}
         if dr:
             drops[i] = dr
-            dmask[i] = sum(1 << b for b in dr)
         if pr:
             param_reclaim[i] = pr
         if f.sleeps:
             sleeps[i] = Witness(f.sleeps[0][1], None, note=f.sleeps[0][0] + "()")
 
-    dmask: dict[str, int] = {}   # bits of each function's drop records
-
-    def set_drop(i: str, b: int, d: frozenset[str]) -> None:
-        drops.setdefault(i, {})[b] = d
-        dmask[i] = dmask.get(i, 0) | (1 << b)
+    def set_drop(i: str, bits: int, d: frozenset[str]) -> bool:
+        """Classes `bits` are reached in i through a path that first drops each lock of d."""
+        grew = False
+        dr = drops.setdefault(i, {})
+        for lk in d:
+            old = dr.get(lk, 0)
+            if old | bits != old:
+                dr[lk] = old | bits
+                grew = True
+        return grew
 
     def pull(i: str, f: FuncFacts, c, j: str) -> bool:
         """Absorb callee j's summary through call c of i; True when i's summary grew."""
@@ -746,21 +750,14 @@ def solve(files: list[FileFacts]) -> Solved:
         before_a, before_h, before_c = anyb[i], hard[i], clean[i]
         drop = _dropped(c.dropped, f)
         dj = drops.get(j)
-        # A class reached only through paths that first drop a caller lock remembers which
-        # (first path found); one reached cleanly anywhere needs no entry.
+        # Per dropped caller lock, the classes reached through a path that drops it first;
+        # a class also reached cleanly (no drop at all) is judged by `clean` at use.
         c_bits = before_c if drop else before_c | (clean[j] & m)
-        # only classes not yet recorded: in a large component the same callee is pulled
-        # again and again, and its records must not be walked each time
-        dirty = (anyb[j] if drop else dmask.get(j, 0)) & m & ~c_bits & ~dmask.get(i, 0)
-        if dirty:
-            for b in U.bits(dirty):
-                set_drop(i, b, drop | dj[b] if dj and b in dj else drop)
-        gone = dmask.get(i, 0) & c_bits
-        if gone:
-            dr = drops[i]
-            for b in U.bits(gone):
-                del dr[b]
-            dmask[i] &= ~gone
+        dgrew = set_drop(i, anyb[j] & m, drop) if drop else False
+        if dj:
+            for lk, bits in dj.items():
+                if set_drop(i, bits & m, frozenset((lk,))):
+                    dgrew = True
         a_bits = before_a | (anyb[j] & m)
         h_bits = before_h | (hard[j] & m)
         pj = pcls.get(j)
@@ -781,12 +778,12 @@ def solve(files: list[FileFacts]) -> Solved:
                     b = 1 << U.id(real)
                     if not (drop or w.dropped):
                         c_bits |= b
-                    elif not (a_bits | c_bits) & b:
-                        set_drop(i, U.id(real), drop | w.dropped)
+                    elif set_drop(i, b, drop | w.dropped):
+                        dgrew = True
                     a_bits |= b
                     if not w.try_:
                         h_bits |= b
-        changed = a_bits != before_a or h_bits != before_h or c_bits != before_c
+        changed = dgrew or a_bits != before_a or h_bits != before_h or c_bits != before_c
         anyb[i], hard[i], clean[i] = a_bits, h_bits, c_bits
         pj = param_reclaim.get(j)
         if pj:
@@ -803,11 +800,8 @@ def solve(files: list[FileFacts]) -> Solved:
                     was = (anyb[i] & 1, clean[i] & 1)
                     if not (drop or w.dropped):
                         clean[i] |= 1
-                        if dmask.get(i, 0) & 1:
-                            del drops[i][0]
-                            dmask[i] &= ~1
-                    elif not anyb[i] & 1:
-                        set_drop(i, 0, drop | w.dropped)
+                    elif set_drop(i, 1, drop | w.dropped):
+                        changed = True
                     if not anyb[i] & 1:
                         via_gfp[(i, 0)] = (c.line, j, n)
                     anyb[i] |= 1
@@ -872,6 +866,7 @@ def solve(files: list[FileFacts]) -> Solved:
                U, anyb, hard, pcls, drops, param_reclaim, via_gfp,
                {i: v for i, v in local_acqs.items() if v}, res)
     S.own = own
+    S.clean = clean
     noedge = 0
     for cls, k in kinds.items():
         if k in kb.NO_EDGE_KINDS and cls in U.ids:
@@ -993,10 +988,8 @@ def solve(files: list[FileFacts]) -> Solved:
                 dj = drops.get(j)
                 for s in srcs:
                     need = bits & ~full.get(s, 0)
-                    if dj:  # classes whose path drops s first: no edge from s (lockdep)
-                        for b, d in dj.items():
-                            if s in d:
-                                need &= ~(1 << b)
+                    if dj and s in dj:  # reached only through paths that drop s first
+                        need &= ~(dj[s] & ~clean[j])
                     for b in U.bits(need):
                         cls = U.names[b]
                         if cls == s:
