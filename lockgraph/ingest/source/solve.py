@@ -733,6 +733,24 @@ def solve(files: list[FileFacts]) -> Solved:
         if f.sleeps:
             sleeps[i] = Witness(f.sleeps[0][1], None, note=f.sleeps[0][0] + "()")
 
+    _held_memo: dict[int, frozenset[str]] = {}
+
+    def held_names(c, f: FuncFacts) -> frozenset[str]:
+        got = _held_memo.get(id(c))
+        if got is None:
+            got = _held_memo[id(c)] = frozenset(
+                x + (f"/{h.subclass}" if h.subclass else "")
+                for h in c.held for x in res.classes(h.lock, f))
+        return got
+
+    _singles: dict[str, frozenset[str]] = {}
+
+    def _single(lk: str) -> frozenset[str]:
+        got = _singles.get(lk)
+        if got is None:
+            got = _singles[lk] = frozenset((lk,))
+        return got
+
     def set_drop(i: str, bits: int, d: frozenset[str]) -> bool:
         """Classes `bits` are reached in i through a path that first drops each lock of d."""
         grew = False
@@ -755,8 +773,11 @@ def solve(files: list[FileFacts]) -> Solved:
         c_bits = before_c if drop else before_c | (clean[j] & m)
         dgrew = set_drop(i, anyb[j] & m, drop) if drop else False
         if dj:
+            held_here = held_names(c, f) if c.held else _EMPTY
             for lk, bits in dj.items():
-                if set_drop(i, bits & m, frozenset((lk,))):
+                # held at this very call: the record is used here, and i's callers cannot
+                # hold the lock i takes itself, so it goes no further up
+                if lk not in held_here and set_drop(i, bits & m, _single(lk)):
                     dgrew = True
         a_bits = before_a | (anyb[j] & m)
         h_bits = before_h | (hard[j] & m)
