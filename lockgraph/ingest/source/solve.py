@@ -28,6 +28,8 @@ FS_RECLAIM = "fs_reclaim"
 MAX_UNTYPED_TARGETS = 4
 #: The same bound when the object's struct type is known.
 MAX_TYPED_TARGETS = 8
+#: How far up the call graph a "this path drops caller lock L first" record travels.
+DROP_LEVELS = 3
 #: Witnesses kept per static edge.
 MAX_EVIDENCE = 5
 #: Functions a witness search visits breadth-first (shortest chain) before it settles for
@@ -680,7 +682,8 @@ def solve(files: list[FileFacts]) -> Solved:
     anyb: dict[str, int] = {}
     hard: dict[str, int] = {}
     pcls: dict[str, dict[str, Witness]] = {}
-    drops: dict[str, dict[str, int]] = {}
+    drop_levels: list[dict[str, dict[str, int]]] = [{} for _ in range(DROP_LEVELS)]
+    drops: dict[str, dict[str, int]] = drop_levels[0]
     own: dict[str, frozenset[int]] = {}
     clean: dict[str, int] = {}   # classes reached through some path that drops no caller lock
 
@@ -751,10 +754,11 @@ def solve(files: list[FileFacts]) -> Solved:
             got = _singles[lk] = frozenset((lk,))
         return got
 
-    def set_drop(i: str, bits: int, d: frozenset[str]) -> bool:
-        """Classes `bits` are reached in i through a path that first drops each lock of d."""
+    def set_drop(i: str, bits: int, d: frozenset[str], level: int = 0) -> bool:
+        """Classes `bits` are reached in i through a path that first drops each lock of d,
+        `level` calls below i (0: i drops it itself)."""
         grew = False
-        dr = drops.setdefault(i, {})
+        dr = drop_levels[level].setdefault(i, {})
         for lk in d:
             old = dr.get(lk, 0)
             if old | bits != old:
@@ -767,17 +771,21 @@ def solve(files: list[FileFacts]) -> Solved:
         m = ~1 if masked(c.scopes) else -1
         before_a, before_h, before_c = anyb[i], hard[i], clean[i]
         drop = _dropped(c.dropped, f)
-        dj = drops.get(j)
         # Per dropped caller lock, the classes reached through a path that drops it first;
-        # a class also reached cleanly (no drop at all) is judged by `clean` at use.
+        # a class also reached cleanly (no drop at all) is judged by `clean` at use.  A
+        # record travels up at most DROP_LEVELS - 1 calls (the lock a callee drops is its
+        # caller's, or a wrapper's caller's) and stops at a call that holds that lock.
         c_bits = before_c if drop else before_c | (clean[j] & m)
         dgrew = set_drop(i, anyb[j] & m, drop) if drop else False
-        if dj:
-            held_here = held_names(c, f) if c.held else _EMPTY
+        held_here = None
+        for level in range(DROP_LEVELS - 1):
+            dj = drop_levels[level].get(j)
+            if not dj:
+                continue
+            if held_here is None:
+                held_here = held_names(c, f) if c.held else _EMPTY
             for lk, bits in dj.items():
-                # held at this very call: the record is used here, and i's callers cannot
-                # hold the lock i takes itself, so it goes no further up
-                if lk not in held_here and set_drop(i, bits & m, _single(lk)):
+                if lk not in held_here and set_drop(i, bits & m, _single(lk), level + 1):
                     dgrew = True
         a_bits = before_a | (anyb[j] & m)
         h_bits = before_h | (hard[j] & m)
@@ -882,6 +890,7 @@ def solve(files: list[FileFacts]) -> Solved:
                         queued.add(c)
                         queue.append(c)
 
+    drops = _merge_levels(drop_levels)
     S = Solved(files, funcs, kinds, sleeps, blind, {}, [], dict(unresolved), dict(by_name),
                dict(member_targets), [], dict(caches), conds, irq_classes, {}, targets, {},
                U, anyb, hard, pcls, drops, param_reclaim, via_gfp,
@@ -1053,6 +1062,16 @@ def solve(files: list[FileFacts]) -> Solved:
     S.callers = dict(callers)
     S.cache_allocs = dict(cache_allocs)
     return S
+
+
+def _merge_levels(levels: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for level in levels:
+        for fid, per in level.items():
+            dst = out.setdefault(fid, {})
+            for lk, bits in per.items():
+                dst[lk] = dst.get(lk, 0) | bits
+    return out
 
 
 def _sccs(targets: dict[str, tuple[tuple[str, ...], ...]]) -> list[list[str]]:
