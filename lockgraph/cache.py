@@ -24,6 +24,9 @@ from lockgraph import __version__
 FACT_SCHEMA = 4
 #: Whole-command results kept (newest first); each can be tens of MB for a whole tree.
 RESULTS_KEPT = 8
+#: Analyser keys whose facts are kept (newest used first).  Every lockgraph upgrade, edit
+#: or .config is a new key; a whole tree is ~200 MB of facts per key.
+KEYS_KEPT = 4
 
 
 def default_dir() -> Path:
@@ -87,8 +90,12 @@ class FactCache:
                        " key TEXT NOT NULL, blob BLOB NOT NULL, PRIMARY KEY (path, digest, key))")
             db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
                        " blob BLOB NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
             db.execute("SELECT count(*) FROM facts WHERE key = ?", (self.key,)).fetchone()
             db.execute("SELECT count(*) FROM results").fetchone()
+            if self.key:  # registered at open, so a scan in flight is never pruned away
+                db.execute("INSERT OR REPLACE INTO keys VALUES (?, (SELECT coalesce(max(seq), 0) + 1"
+                           " FROM keys))", (self.key,))
             self.db = db
         except sqlite3.DatabaseError as exc:
             if retry:
@@ -187,16 +194,24 @@ class FactCache:
             self._fail(exc)
 
     def prune(self, live: dict[str, str]) -> None:
-        """Drop this key's rows for the scanned paths whose content has since changed."""
+        """Drop this key's rows for the scanned paths whose content has since changed, and
+        every row of keys older than the KEYS_KEPT most recently used."""
         if self.db is None:
             return
         try:
             rows = self.db.execute("SELECT path, digest FROM facts WHERE key = ?", (self.key,)).fetchall()
             stale = [r for r in rows if r[0] in live and live[r[0]] != r[1]]
-            if stale:
+            old = [r[0] for r in self.db.execute(
+                "SELECT key FROM keys ORDER BY seq DESC LIMIT -1 OFFSET ?", (KEYS_KEPT,))]
+            unknown = self.db.execute("SELECT count(*) FROM facts WHERE key NOT IN "
+                                      "(SELECT key FROM keys)").fetchone()[0]
+            if stale or old or unknown:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.executemany("DELETE FROM facts WHERE path = ? AND digest = ? AND key = ?",
                                     [(p, d, self.key) for p, d in stale])
+                self.db.executemany("DELETE FROM facts WHERE key = ?", [(k,) for k in old])
+                self.db.executemany("DELETE FROM keys WHERE key = ?", [(k,) for k in old])
+                self.db.execute("DELETE FROM facts WHERE key NOT IN (SELECT key FROM keys)")
                 self.db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             self._fail(exc)

@@ -188,3 +188,17 @@ def test_edited_analyser_code_misses_facts_and_results(tmp_path, monkeypatch):
     good, _ = scan_json("--cache", str(c))
     monkeypatch.setattr(cache_mod, "code_digest", lambda: "edited")
     _rescan_misses_everything(c, good, monkeypatch)
+
+
+def test_facts_of_old_analyser_keys_are_pruned(tmp_path, monkeypatch):
+    """Each upgrade or edit of lockgraph is a new key: only the newest KEYS_KEPT keep facts."""
+    import sqlite3
+
+    c = tmp_path / "c"
+    for n in range(cache_mod.KEYS_KEPT + 2):
+        monkeypatch.setattr(cache_mod, "code_digest", lambda n=n: f"version-{n}")
+        scan_paths([CASES], ROOT, None, cache_dir=c)
+    db = sqlite3.connect(c / "facts.sqlite")
+    kept = db.execute("SELECT count(DISTINCT key) FROM facts").fetchone()[0]
+    db.close()
+    assert kept == cache_mod.KEYS_KEPT
