@@ -151,9 +151,15 @@ class FactCache:
             return
         blobs = [(p, d, self.key, zlib.compress(pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL), 1))
                  for p, d, v in rows]
+        self._transaction(lambda db: db.executemany(
+            "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?)", blobs))
+
+    def _transaction(self, body) -> None:
+        """Run body(db) as one write transaction; a failure rolls back and rebuilds."""
+        assert self.db is not None
         try:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?)", blobs)
+            body(self.db)
             self.db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             try:
@@ -180,18 +186,13 @@ class FactCache:
         if self.db is None:
             return
         blob = zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-            seq = (self.db.execute("SELECT max(seq) FROM results").fetchone()[0] or 0) + 1
-            self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, seq, blob))
-            self.db.execute("DELETE FROM results WHERE seq <= ?", (seq - RESULTS_KEPT,))
-            self.db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self._fail(exc)
+
+        def body(db: sqlite3.Connection) -> None:
+            seq = (db.execute("SELECT max(seq) FROM results").fetchone()[0] or 0) + 1
+            db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, seq, blob))
+            db.execute("DELETE FROM results WHERE seq <= ?", (seq - RESULTS_KEPT,))
+
+        self._transaction(body)
 
     def prune(self, live: dict[str, str]) -> None:
         """Drop this key's rows for the scanned paths whose content has since changed, and
@@ -205,16 +206,19 @@ class FactCache:
                 "SELECT key FROM keys ORDER BY seq DESC LIMIT -1 OFFSET ?", (KEYS_KEPT,))]
             unknown = self.db.execute("SELECT count(*) FROM facts WHERE key NOT IN "
                                       "(SELECT key FROM keys)").fetchone()[0]
-            if stale or old or unknown:
-                self.db.execute("BEGIN IMMEDIATE")
-                self.db.executemany("DELETE FROM facts WHERE path = ? AND digest = ? AND key = ?",
-                                    [(p, d, self.key) for p, d in stale])
-                self.db.executemany("DELETE FROM facts WHERE key = ?", [(k,) for k in old])
-                self.db.executemany("DELETE FROM keys WHERE key = ?", [(k,) for k in old])
-                self.db.execute("DELETE FROM facts WHERE key NOT IN (SELECT key FROM keys)")
-                self.db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             self._fail(exc)
+            return
+
+        def body(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM facts WHERE path = ? AND digest = ? AND key = ?",
+                           [(p, d, self.key) for p, d in stale])
+            db.executemany("DELETE FROM facts WHERE key = ?", [(k,) for k in old])
+            db.executemany("DELETE FROM keys WHERE key = ?", [(k,) for k in old])
+            db.execute("DELETE FROM facts WHERE key NOT IN (SELECT key FROM keys)")
+
+        if stale or old or unknown:
+            self._transaction(body)
 
     def close(self) -> None:
         if self.db is not None:

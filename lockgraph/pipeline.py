@@ -167,7 +167,6 @@ def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tup
         list[Edge], dict[str, list[Context]]]:
     """Everything a reclaim root takes is taken under fs_reclaim (kernel-semantics §5)."""
     from lockgraph.ingest.source.kb import NO_EDGE_KINDS
-    from lockgraph.ingest.source.solve import chain
 
     edges: list[Edge] = []
     ctx: dict[str, list[Context]] = {}
@@ -178,7 +177,7 @@ def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tup
             for cls, w in sorted(S.takes.get(fid, {}).items()):
                 if cls.startswith("@param") or cls == FS_RECLAIM or S.kinds.get(cls) in NO_EDGE_KINDS:
                     continue
-                steps = chain(S, fid, cls)
+                steps = S.chain(fid, cls)
                 if not steps:
                     continue
                 last = steps[-1]

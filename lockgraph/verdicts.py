@@ -23,7 +23,7 @@ from lockgraph.checks import finding_id
 from lockgraph.graph import FS_RECLAIM, best_evidence, shortest_path_or_none
 from lockgraph.ingest.source import kb
 from lockgraph.ingest.source.roots import Root
-from lockgraph.ingest.source.solve import Solved, Step, chain, entry_contexts, gfp_reclaims
+from lockgraph.ingest.source.solve import Solved, Step, entry_contexts, gfp_reclaims
 from lockgraph.model import Evidence, Finding, Severity
 from lockgraph.rules import RULES
 
@@ -92,7 +92,7 @@ def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str
                 if kind in kb.NO_EDGE_KINDS:
                     continue
                 n = name(cls)
-                witnesses.setdefault(n, chain(S, fid, cls))
+                witnesses.setdefault(n, S.chain(fid, cls))
                 kinds[n] = kind
             v.blind_spots.extend(S.reachable_blind(fid))
         v.blind_spots = sorted(set(v.blind_spots))

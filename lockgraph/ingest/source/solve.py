@@ -106,7 +106,7 @@ class Solved:
     pcls: dict[str, dict[str, Witness]] = field(default_factory=dict)
     drops: dict[str, dict[str, int]] = field(default_factory=dict)   # dropped lock -> classes
     param_reclaim: dict[str, dict[int, Witness]] = field(default_factory=dict)
-    via_gfp: dict[tuple[str, int], tuple[int, str, int]] = field(default_factory=dict)
+    via_gfp: dict[str, int] = field(default_factory=dict)   # fs_reclaim through a gfp argument: call line
     local_acqs: dict[str, list[tuple[str, Acq]]] = field(default_factory=dict)
     resolver: "Resolver" = None  # type: ignore[assignment]
     _chains: dict[tuple[str, str, bool, str], tuple[Step, ...]] = field(default_factory=dict)
@@ -139,8 +139,7 @@ class Solved:
         key = (f.file, f.name, d)
         got = self._dropmemo.get(key)
         if got is None:
-            got = self._dropmemo[key] = frozenset(
-                c for text in d for c in self.resolver.classes(LockExpr.parse(text), f))
+            got = self._dropmemo[key] = dropped_classes(self.resolver, f, d)
         return got
 
     def _steps_from(self, cur: str, cls: str, b: int, hard_only: bool, avoid: str):
@@ -172,8 +171,8 @@ class Solved:
                     hops.append((c.line, jj))
                 elif self.pcls.get(jj) and self._through_param(f, c, jj, cls, hard_only):
                     return Step(f.name, f.file, c.line), []
-        if not hops and b == 0 and (cur, 0) in self.via_gfp:
-            return Step(f.name, f.file, self.via_gfp[(cur, 0)][0]), []
+        if not hops and b == 0 and cur in self.via_gfp:
+            return Step(f.name, f.file, self.via_gfp[cur]), []
         return None, hops
 
     def _bfs(self, j: str, cls: str, hard_only: bool, limit: int, avoid: str) -> tuple[Step, ...]:
@@ -364,6 +363,13 @@ class _Takes:
 
     def __contains__(self, fid: str) -> bool:
         return fid in self.S.anyb
+
+
+def dropped_classes(res: "Resolver", f: FuncFacts, d: frozenset[str]) -> frozenset[str]:
+    """Class names of the caller locks (as written in f) a path dropped."""
+    if not d:
+        return _EMPTY
+    return frozenset(c for text in d for c in res.classes(LockExpr.parse(text), f))
 
 
 def fid(f: FuncFacts) -> str:
@@ -650,15 +656,20 @@ def solve(files: list[FileFacts]) -> Solved:
         if local_blind:
             blind[i] = frozenset(local_blind)
 
+    def held_classes(f: FuncFacts, held: tuple[Held, ...]) -> list[tuple[str, Held]]:
+        out = []
+        for h in held:
+            for c in res.classes(h.lock, f):
+                out.append((c + (f"/{h.subclass}" if h.subclass else ""), h))
+        return out
+
     kinds: dict[str, str] = {FS_RECLAIM: "map"}
     irq_classes: set[str] = set()
     param_reclaim: dict[str, dict[int, Witness]] = {}
     sleeps: dict[str, Witness] = {}
 
     def _dropped(d: frozenset[str], f: FuncFacts) -> frozenset[str]:
-        if not d:
-            return _EMPTY
-        return frozenset(c for text in d for c in res.classes(LockExpr.parse(text), f))
+        return dropped_classes(res, f, d)
 
     # Lock classes become bit positions.  Classes taken by much-called functions get the low
     # bits, so the many summaries that reach them stay short integers.
@@ -741,9 +752,7 @@ def solve(files: list[FileFacts]) -> Solved:
     def held_names(c, f: FuncFacts) -> frozenset[str]:
         got = _held_memo.get(id(c))
         if got is None:
-            got = _held_memo[id(c)] = frozenset(
-                x + (f"/{h.subclass}" if h.subclass else "")
-                for h in c.held for x in res.classes(h.lock, f))
+            got = _held_memo[id(c)] = frozenset(x for x, _ in held_classes(f, c.held))
         return got
 
     _singles: dict[str, frozenset[str]] = {}
@@ -832,7 +841,7 @@ def solve(files: list[FileFacts]) -> Solved:
                     elif set_drop(i, 1, drop | w.dropped):
                         changed = True
                     if not anyb[i] & 1:
-                        via_gfp[(i, 0)] = (c.line, j, n)
+                        via_gfp[i] = c.line
                     anyb[i] |= 1
                     hard[i] |= 1
                     changed = changed or was != (anyb[i] & 1, clean[i] & 1)
@@ -841,7 +850,7 @@ def solve(files: list[FileFacts]) -> Solved:
             changed = True
         return changed
 
-    via_gfp: dict[tuple[str, int], tuple[int, str, int]] = {}
+    via_gfp: dict[str, int] = {}
     for i in funcs:
         local(i)
     for scc in _sccs(targets):
@@ -906,13 +915,6 @@ def solve(files: list[FileFacts]) -> Solved:
     # static edges
     edges: dict[tuple[str, str], StaticEdge] = S.edges
     acquisitions: list[dict] = []
-
-    def held_classes(f: FuncFacts, held: tuple[Held, ...]) -> list[tuple[str, Held]]:
-        out = []
-        for h in held:
-            for c in res.classes(h.lock, f):
-                out.append((c + (f"/{h.subclass}" if h.subclass else ""), h))
-        return out
 
     def sources(f: FuncFacts, held: tuple[Held, ...]) -> list[str]:
         out = []
@@ -1125,11 +1127,6 @@ def _sccs(targets: dict[str, tuple[tuple[str, ...], ...]]) -> list[list[str]]:
                 comp.sort()
                 out.append(comp)
     return out
-
-
-def chain(S: Solved, j: str, cls: str) -> tuple[Step, ...]:
-    """The call chain from function j to where it takes `cls`."""
-    return S.chain(j, cls)
 
 
 def param_chain(j: str, n: int, funcs: dict[str, FuncFacts],
