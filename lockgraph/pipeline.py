@@ -150,17 +150,38 @@ def name_mapper(runtime_nodes: set[str]):
     return name
 
 
-def static_edges(S: Solved, name, base: Path) -> list[Edge]:
-    out = []
-    for (a, b), e in sorted(S.edges.items()):
-        for step, via in e.evidence:
-            stack = tuple(s.label(display(s.file, base)) for s in (step, *via))
-            cfg = sorted(e.configs)
-            if cfg:
-                stack = stack + ("configs: " + ", ".join(cfg),)
-            out.append(Edge(name(a), name(b), True, "static", display(step.file, base),
-                            step.line, -1, stack))
-    return out
+class StaticEvidence:
+    """An Edge of the static scan whose stack is searched on first read.
+
+    It quacks like model.Edge: the graph holds one per witness of every static edge (the
+    whole tree has millions), and only the evidence a finding shows needs its call chain."""
+
+    __slots__ = ("src", "dst", "file", "line", "_edge", "_k", "_base", "_stack")
+    certain = True
+    source = "static"
+    report = -1
+
+    def __init__(self, src: str, dst: str, edge, k: int, base: Path) -> None:
+        step = edge.raw[k][0]
+        self.src, self.dst, self.file, self.line = src, dst, display(step.file, base), step.line
+        self._edge, self._k, self._base, self._stack = edge, k, base, None
+
+    @property
+    def stack(self) -> tuple[str, ...]:
+        if self._stack is None:
+            step, via = self._edge.evidence[self._k]
+            stack = tuple(s.label(display(s.file, self._base)) for s in (step, *via))
+            cfg = sorted(self._edge.configs)
+            self._stack = stack + (("configs: " + ", ".join(cfg),) if cfg else ())
+        return self._stack
+
+    def to_json(self) -> dict[str, Any]:
+        return Edge.to_json(self)  # type: ignore[arg-type]
+
+
+def static_edges(S: Solved, name, base: Path) -> list[StaticEvidence]:
+    return [StaticEvidence(name(a), name(b), e, k, base)
+            for (a, b), e in sorted(S.edges.items()) for k in range(len(e.raw))]
 
 
 def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tuple[
@@ -186,7 +207,7 @@ def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tup
                 ev = Evidence(display(last.file, base), last.line,
                               f"'{n}' taken under reclaim root {r.function}()", stack)
                 ctx.setdefault(n, []).append(Context(r.function, ev))
-                if not w.try_:
+                if w.edge:
                     edges.append(Edge(FS_RECLAIM, n, True, "reclaim-root",
                                       display(last.file, base), last.line, -1, stack))
     return edges, ctx

@@ -83,7 +83,7 @@ def _edge_tokens(a: str, b: str, ev: dict | Edge | None, runtime: bool = False) 
     head: Inline = (Code(a), " → ", Code(b))
     if ev is None:
         return head
-    if isinstance(ev, Edge):
+    if not isinstance(ev, dict):  # an Edge, or static evidence whose stack is built on read
         ev = {"file": ev.file, "line": ev.line, "stack": ev.stack}
     stack = tuple(ev.get("stack", ()))
     if runtime:  # lockdep stacks are innermost first: the acquiring function is the first

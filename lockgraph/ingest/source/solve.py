@@ -8,7 +8,10 @@ functions reach the same few thousand core-kernel classes, and per-class entries
 function do not fit in memory.  Witnesses are found when evidence is printed, as the
 shortest call chain through callees whose summary holds the class.  Edges follow
 lockdep's rule (kernel-semantics §1.0): from the newest held lock down to and including the
-first non-trylock, never into a trylock, never from or to check=0 maps (RCU).
+first non-trylock, never into a trylock, never from or to check=0 maps (RCU).  The rule
+holds through calls too: a caller's lock gets an edge only to the classes a callee takes
+at its top level (`top`: with none of its own non-try locks held) — what the callee takes
+under its own lock B is B's edge, not the caller's.
 """
 
 from __future__ import annotations
@@ -68,14 +71,44 @@ class Witness:
     via_param: int = -1         # for gfp-parameter witnesses: the callee's parameter
     try_: bool = False          # reached through a trylock (lockdep adds no edge into it)
     irq: bool = False           # the acquisition disables interrupts
+    deep: bool = False          # under a non-try lock of the function's own: no caller edge
 
 
 @dataclass(slots=True)
 class StaticEdge:
+    """src -> dst with up to MAX_EVIDENCE witnesses.
+
+    A witness through a call is kept as (call site, callee id) and its call chain is
+    searched only when somebody reads `evidence`: the whole tree has millions of static
+    edges and a check shows the chains of a few hundred."""
+
     src: str
     dst: str
-    evidence: list[tuple[Step, tuple[Step, ...]]] = field(default_factory=list)
-    configs: set[str] = field(default_factory=set)
+    raw: list[tuple[Step, tuple[Step, ...] | str]] = field(default_factory=list)
+    owner: "Solved | None" = None
+
+    @property
+    def evidence(self) -> list[tuple[Step, tuple[Step, ...]]]:
+        raw = self.raw
+        for k, (step, via) in enumerate(raw):
+            if isinstance(via, str):
+                raw[k] = (step, self.owner.chain(via, self.dst, edge=True, avoid=self.src))
+        return raw  # type: ignore[return-value]
+
+    @property
+    def configs(self) -> set[str]:
+        """CONFIG conditions of the witnesses shown, so a reader can check each one."""
+        conds = self.owner.conds if self.owner else {}
+        out: set[str] = set()
+        for step, via in self.evidence:
+            for s in (step, *via):
+                out.update(conds.get((s.file, s.line), ()))
+        return out
+
+    @property
+    def sites(self) -> list[Step]:
+        """Where each witness starts — known without searching any chain."""
+        return [step for step, _ in self.raw]
 
 
 @dataclass(slots=True)
@@ -98,11 +131,12 @@ class Solved:
     targets: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     #: cache variable -> (order, function id, allocation) of its kmem_cache_alloc*() sites
     cache_allocs: dict[str, list[tuple[int, str, Alloc]]] = field(default_factory=dict)
-    #: Summaries: bit sets over `classes` of what a function may take (any / through a
-    #: non-try path), lock-parameter entries, and the caller locks a path drops first.
+    #: Summaries: bit sets over `classes` of what a function may take (any / at its top
+    #: level through non-try acquisitions: a caller's held lock gets edges to these),
+    #: lock-parameter entries, and the caller locks a path drops first.
     classes: "ClassIndex" = None  # type: ignore[assignment]
     anyb: dict[str, int] = field(default_factory=dict)
-    hard: dict[str, int] = field(default_factory=dict)
+    top: dict[str, int] = field(default_factory=dict)
     pcls: dict[str, dict[str, Witness]] = field(default_factory=dict)
     drops: dict[str, dict[str, int]] = field(default_factory=dict)   # dropped lock -> classes
     param_reclaim: dict[str, dict[int, Witness]] = field(default_factory=dict)
@@ -120,19 +154,19 @@ class Solved:
         """fid -> {class: Taken} — built per question, never stored for every function."""
         return _Takes(self)
 
-    def chain(self, j: str, cls: str, hard_only: bool = False, limit: int = 40,
+    def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
               avoid: str = "") -> tuple[Step, ...]:
         """The shortest call chain from j to a function that takes `cls` itself.
 
         Breadth-first over the callees whose summary holds the class (calls in source
-        order, so ties go to the earlier call); `hard_only` follows non-try paths, the
-        ones that make lockdep edges; `avoid` is the held lock of the edge being shown,
+        order, so ties go to the earlier call); `edge` follows only the paths that make a
+        lockdep edge from a caller's lock (top-level calls, non-try acquisitions); `avoid` is the held lock of the edge being shown,
         so no path that drops it first is offered as its evidence.  Memoised: an edge's
         evidence asks for the same (callee, class) from every call site."""
-        key = (j, cls, hard_only, avoid)
+        key = (j, cls, edge, avoid)
         got = self._chains.get(key)
         if got is None:
-            got = self._chains[key] = self._bfs(j, cls, hard_only, limit, avoid)
+            got = self._chains[key] = self._bfs(j, cls, edge, limit, avoid)
         return got
 
     def _drops(self, f: FuncFacts, d: frozenset[str]) -> frozenset[str]:
@@ -142,25 +176,25 @@ class Solved:
             got = self._dropmemo[key] = dropped_classes(self.resolver, f, d)
         return got
 
-    def _steps_from(self, cur: str, cls: str, b: int, hard_only: bool, avoid: str):
+    def _steps_from(self, cur: str, cls: str, b: int, edge: bool, avoid: str):
         """At function cur: (step, []) when cur itself takes the class, else (None, the
         (line, callee) hops to callees whose summary holds it, in source order)."""
-        key = (cur, b, hard_only, avoid)
+        key = (cur, b, edge, avoid)
         got = self._hops.get(key)
         if got is None:
-            got = self._hops[key] = self._find_steps(cur, cls, b, hard_only, avoid)
+            got = self._hops[key] = self._find_steps(cur, cls, b, edge, avoid)
         return got
 
-    def _find_steps(self, cur: str, cls: str, b: int, hard_only: bool, avoid: str):
+    def _find_steps(self, cur: str, cls: str, b: int, edge: bool, avoid: str):
         f = self.funcs[cur]
         if b in self.own.get(cur, ()):
-            line = self._local_line(cur, cls, hard_only, avoid)
+            line = self._local_line(cur, cls, edge, avoid)
             if line:
                 return Step(f.name, f.file, line), []
-        summ = self.hard if hard_only else self.anyb
+        summ = self.top if edge else self.anyb
         hops = []
         for c, row in zip(f.calls, self.targets.get(cur, ())):
-            if b == 0 and masked(c.scopes):
+            if b == 0 and masked(c.scopes) or edge and not at_top(c.held):
                 continue
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
@@ -169,13 +203,13 @@ class Solved:
                     continue
                 if summ.get(jj, 0) >> b & 1:
                     hops.append((c.line, jj))
-                elif self.pcls.get(jj) and self._through_param(f, c, jj, cls, hard_only):
+                elif self.pcls.get(jj) and self._through_param(f, c, jj, cls, edge):
                     return Step(f.name, f.file, c.line), []
         if not hops and b == 0 and cur in self.via_gfp:
             return Step(f.name, f.file, self.via_gfp[cur]), []
         return None, hops
 
-    def _bfs(self, j: str, cls: str, hard_only: bool, limit: int, avoid: str) -> tuple[Step, ...]:
+    def _bfs(self, j: str, cls: str, edge: bool, limit: int, avoid: str) -> tuple[Step, ...]:
         if cls.startswith("@param"):
             w = self.pcls.get(j, {}).get(cls)
             if w is None:
@@ -191,7 +225,7 @@ class Solved:
         for _depth in range(limit):
             nxt: list[str] = []
             for cur in frontier:
-                last, hops = self._steps_from(cur, cls, b, hard_only, avoid)
+                last, hops = self._steps_from(cur, cls, b, edge, avoid)
                 if last is not None:
                     end = (cur, last)
                     break
@@ -202,7 +236,7 @@ class Solved:
             if end or not nxt:
                 break
             if len(parent) > BFS_BUDGET:  # far away: follow the first call that leads there
-                return self._greedy(j, cls, b, hard_only, limit, avoid)
+                return self._greedy(j, cls, b, edge, limit, avoid)
             frontier = nxt
         if end is None:
             return ()
@@ -215,14 +249,14 @@ class Solved:
             cur = up
         return tuple(reversed(out))
 
-    def _greedy(self, j: str, cls: str, b: int, hard_only: bool, limit: int,
+    def _greedy(self, j: str, cls: str, b: int, edge: bool, limit: int,
                 avoid: str) -> tuple[Step, ...]:
         out: list[Step] = []
         seen: set[str] = set()
         cur = j
         while len(out) < limit:
             seen.add(cur)
-            last, hops = self._steps_from(cur, cls, b, hard_only, avoid)
+            last, hops = self._steps_from(cur, cls, b, edge, avoid)
             if last is not None:
                 out.append(last)
                 break
@@ -234,24 +268,25 @@ class Solved:
             cur = hop[1]
         return tuple(out)
 
-    def _local_line(self, fid: str, cls: str, hard_only: bool, avoid: str = "") -> int:
+    def _local_line(self, fid: str, cls: str, edge: bool, avoid: str = "") -> int:
         f = self.funcs[fid]
         if cls == FS_RECLAIM:
             for al in f.allocs:
                 how, _ = gfp_reclaims(al.gfp, f)
                 if not masked(al.scopes) and how in ("yes", "unknown") and not (
+                        edge and not at_top(al.held)) and not (
                         avoid and al.dropped and avoid in self._drops(f, al.dropped)):
                     return al.line
             return 0
         for c, a in self.local_acqs.get(fid, ()):
-            if c == cls and not (hard_only and a.try_) and not (
+            if c == cls and not (edge and (a.try_ or not at_top(a.held))) and not (
                     avoid and a.dropped and avoid in self._drops(f, a.dropped)):
                 return a.line
         return 0
 
-    def _through_param(self, f: FuncFacts, c, j: str, cls: str, hard_only: bool) -> bool:
+    def _through_param(self, f: FuncFacts, c, j: str, cls: str, edge: bool) -> bool:
         for pc, w in self.pcls[j].items():
-            if hard_only and w.try_:
+            if edge and (w.try_ or w.deep):
                 continue
             n = int(pc[6:].split("/")[0])
             if n < len(c.args) and cls in self.resolver.classes(LockExpr.parse(c.args[n]), f):
@@ -338,7 +373,7 @@ class ClassIndex:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    try_: bool       # only through trylocks: lockdep records no edge into it
+    edge: bool       # a caller's held lock gets a lockdep edge to it (see Solved.top)
 
 
 class _Takes:
@@ -349,10 +384,10 @@ class _Takes:
         S = self.S
         if fid not in S.anyb:
             return default
-        h = S.hard[fid]
-        out = {S.classes.names[b]: Taken(not h >> b & 1) for b in S.classes.bits(S.anyb[fid])}
+        t = S.top[fid]
+        out = {S.classes.names[b]: Taken(bool(t >> b & 1)) for b in S.classes.bits(S.anyb[fid])}
         for cls, w in S.pcls.get(fid, {}).items():
-            out[cls] = Taken(w.try_)
+            out[cls] = Taken(not (w.try_ or w.deep))
         return out
 
     def __getitem__(self, fid: str):
@@ -363,6 +398,16 @@ class _Takes:
 
     def __contains__(self, fid: str) -> bool:
         return fid in self.S.anyb
+
+
+def at_top(held: tuple[Held, ...]) -> bool:
+    """No non-try lock of the function's own is surely held here (lockdep's edge walk from
+    the newest held lock stops at the first non-try one; a lock held on one path only
+    counts as not held, which keeps the caller's edges)."""
+    for h in held:
+        if not h.try_ and not h.cond and h.kind not in kb.NO_EDGE_KINDS:
+            return False
+    return True
 
 
 def dropped_classes(res: "Resolver", f: FuncFacts, d: frozenset[str]) -> frozenset[str]:
@@ -691,7 +736,7 @@ def solve(files: list[FileFacts]) -> Solved:
     U = ClassIndex([FS_RECLAIM] + sorted((c for c in weight if not c.startswith("@param")
                                           and c != FS_RECLAIM), key=lambda c: (-weight[c], c)))
     anyb: dict[str, int] = {}
-    hard: dict[str, int] = {}
+    top: dict[str, int] = {}
     pcls: dict[str, dict[str, Witness]] = {}
     drop_levels: list[dict[str, dict[str, int]]] = [{} for _ in range(DROP_LEVELS)]
     drops: dict[str, dict[str, int]] = drop_levels[0]
@@ -700,7 +745,7 @@ def solve(files: list[FileFacts]) -> Solved:
 
     def local(i: str) -> None:
         f = funcs[i]
-        a_bits = h_bits = c_bits = 0
+        a_bits = t_bits = c_bits = 0
         pc: dict[str, Witness] = {}
         dr: dict[str, int] = {}
         pr: dict[int, Witness] = {}
@@ -709,8 +754,10 @@ def solve(files: list[FileFacts]) -> Solved:
             if a.irq:
                 irq_classes.add(cls)
             if cls.startswith("@param"):
-                if cls not in pc or (pc[cls].try_ and not a.try_):
-                    pc[cls] = Witness(a.line, None, _dropped(a.dropped, f), try_=a.try_, irq=a.irq)
+                deep = not at_top(a.held)
+                if cls not in pc or (pc[cls].try_ or pc[cls].deep) and not (a.try_ or deep):
+                    pc[cls] = Witness(a.line, None, _dropped(a.dropped, f), try_=a.try_,
+                                      irq=a.irq, deep=deep)
                 continue
             b = 1 << U.id(cls)
             d = _dropped(a.dropped, f)
@@ -719,14 +766,15 @@ def solve(files: list[FileFacts]) -> Solved:
             for lk in d:
                 dr[lk] = dr.get(lk, 0) | b
             a_bits |= b
-            if not a.try_:
-                h_bits |= b
+            if not a.try_ and at_top(a.held):
+                t_bits |= b
         for al in f.allocs:
             how, k = gfp_reclaims(al.gfp, f)
             if masked(al.scopes) or how == "no":
                 continue
             if how == "param":
-                pr.setdefault(k, Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()"))
+                pr.setdefault(k, Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()",
+                                         deep=not at_top(al.held)))
             else:
                 d = _dropped(al.dropped, f)
                 if not d:
@@ -734,8 +782,9 @@ def solve(files: list[FileFacts]) -> Solved:
                 for lk in d:
                     dr[lk] = dr.get(lk, 0) | 1
                 a_bits |= 1
-                h_bits |= 1
-        anyb[i], hard[i], clean[i] = a_bits, h_bits, c_bits
+                if at_top(al.held):
+                    t_bits |= 1
+        anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
         if a_bits:
             own[i] = frozenset(U.bits(a_bits))
         if pc:
@@ -778,7 +827,8 @@ def solve(files: list[FileFacts]) -> Solved:
     def pull(i: str, f: FuncFacts, c, j: str) -> bool:
         """Absorb callee j's summary through call c of i; True when i's summary grew."""
         m = ~1 if masked(c.scopes) else -1
-        before_a, before_h, before_c = anyb[i], hard[i], clean[i]
+        before_a, before_t, before_c = anyb[i], top[i], clean[i]
+        ctop = at_top(c.held)
         drop = _dropped(c.dropped, f)
         # Per dropped caller lock, the classes reached through a path that drops it first;
         # a class also reached cleanly (no drop at all) is judged by `clean` at use.  A
@@ -797,7 +847,7 @@ def solve(files: list[FileFacts]) -> Solved:
                 if lk not in held_here and set_drop(i, bits & m, _single(lk), level + 1):
                     dgrew = True
         a_bits = before_a | (anyb[j] & m)
-        h_bits = before_h | (hard[j] & m)
+        t_bits = before_t | (top[j] & m) if ctop else before_t
         pj = pcls.get(j)
         if pj:
             for cls, w in pj.items():
@@ -810,8 +860,10 @@ def solve(files: list[FileFacts]) -> Solved:
                     kinds.setdefault(real, kinds.get(cls, "spin"))
                     if real.startswith("@param"):
                         pc = pcls.setdefault(i, {})
-                        if real not in pc or (pc[real].try_ and not w.try_):
-                            pc[real] = Witness(c.line, j, drop | w.dropped, try_=w.try_, irq=w.irq)
+                        deep = w.deep or not ctop
+                        if real not in pc or (pc[real].try_ or pc[real].deep) and not (w.try_ or deep):
+                            pc[real] = Witness(c.line, j, drop | w.dropped, try_=w.try_,
+                                               irq=w.irq, deep=deep)
                         continue
                     b = 1 << U.id(real)
                     if not (drop or w.dropped):
@@ -819,10 +871,10 @@ def solve(files: list[FileFacts]) -> Solved:
                     elif set_drop(i, b, drop | w.dropped):
                         dgrew = True
                     a_bits |= b
-                    if not w.try_:
-                        h_bits |= b
-        changed = dgrew or a_bits != before_a or h_bits != before_h or c_bits != before_c
-        anyb[i], hard[i], clean[i] = a_bits, h_bits, c_bits
+                    if ctop and not (w.try_ or w.deep):
+                        t_bits |= b
+        changed = dgrew or a_bits != before_a or t_bits != before_t or c_bits != before_c
+        anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
         pj = param_reclaim.get(j)
         if pj:
             pr = param_reclaim.setdefault(i, {})
@@ -832,10 +884,11 @@ def solve(files: list[FileFacts]) -> Solved:
                 how, k2 = gfp_reclaims(c.args[n], f)
                 if how == "param":
                     if k2 not in pr:
-                        pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n)
+                        pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n,
+                                         deep=w.deep or not ctop)
                         changed = True
                 elif how in ("yes", "unknown"):
-                    was = (anyb[i] & 1, clean[i] & 1)
+                    was = (anyb[i] & 1, top[i] & 1, clean[i] & 1)
                     if not (drop or w.dropped):
                         clean[i] |= 1
                     elif set_drop(i, 1, drop | w.dropped):
@@ -843,8 +896,9 @@ def solve(files: list[FileFacts]) -> Solved:
                     if not anyb[i] & 1:
                         via_gfp[i] = c.line
                     anyb[i] |= 1
-                    hard[i] |= 1
-                    changed = changed or was != (anyb[i] & 1, clean[i] & 1)
+                    if ctop and not w.deep:
+                        top[i] |= 1
+                    changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1)
         if j in sleeps and i not in sleeps:
             sleeps[i] = Witness(c.line, j)
             changed = True
@@ -902,7 +956,7 @@ def solve(files: list[FileFacts]) -> Solved:
     drops = _merge_levels(drop_levels)
     S = Solved(files, funcs, kinds, sleeps, blind, {}, [], dict(unresolved), dict(by_name),
                dict(member_targets), [], dict(caches), conds, irq_classes, {}, targets, {},
-               U, anyb, hard, pcls, drops, param_reclaim, via_gfp,
+               U, anyb, top, pcls, drops, param_reclaim, via_gfp,
                {i: v for i, v in local_acqs.items() if v}, res)
     S.own = own
     S.clean = clean
@@ -926,23 +980,17 @@ def solve(files: list[FileFacts]) -> Solved:
                 break
         return out
 
-    def add(src: str, dst: str, step: Step, via) -> None:
-        """Record an edge; `via` may be a thunk, built only while evidence is still kept.
-
-        An edge keeps its first MAX_EVIDENCE witnesses, and its CONFIG conditions are those
-        of the witnesses it shows, so a reader can check every condition it lists."""
+    def add(src: str, dst: str, step: Step, via: tuple[Step, ...] | str) -> bool:
+        """Record an edge's witness (`via` a callee id: chain searched when read); True
+        once the edge keeps MAX_EVIDENCE of them."""
         if src == dst:
-            return
+            return False
         e = edges.get((src, dst))
         if e is None:
-            e = edges[(src, dst)] = StaticEdge(src, dst)
-        if len(e.evidence) < MAX_EVIDENCE:
-            if callable(via):
-                via = via()
-            e.evidence.append((step, via))
-            for s in (step, *via):
-                e.configs.update(conds.get((s.file, s.line), ()))
-        return len(e.evidence) >= MAX_EVIDENCE
+            e = edges[(src, dst)] = StaticEdge(src, dst, [], S)
+        if len(e.raw) < MAX_EVIDENCE:
+            e.raw.append((step, via))
+        return len(e.raw) >= MAX_EVIDENCE
 
     # edges that exist only when a gfp parameter allows reclaim: (function, param) -> edges
     param_flow: dict[tuple[str, int], set[tuple[str, int]]] = defaultdict(set)
@@ -1016,7 +1064,7 @@ def solve(files: list[FileFacts]) -> Solved:
             here = Step(f.name, f.file, c.line)
             m = ~noedge & (~1 if masked(c.scopes) else -1)
             for j in row:
-                bits = hard[j] & m
+                bits = top[j] & m
                 dj = drops.get(j)
                 for s in srcs:
                     need = bits & ~full.get(s, 0)
@@ -1027,8 +1075,7 @@ def solve(files: list[FileFacts]) -> Solved:
                         if cls == s:
                             full[s] = full.get(s, 0) | (1 << b)
                             continue
-                        if add(s, cls, here, lambda j=j, cls=cls, s=s: S.chain(
-                                j, cls, hard_only=True, avoid=s)):
+                        if add(s, cls, here, j):
                             full[s] = full.get(s, 0) | (1 << b)
                 for n, w in param_reclaim.get(j, {}).items():
                     if masked(c.scopes) or n >= len(c.args):
@@ -1040,6 +1087,8 @@ def solve(files: list[FileFacts]) -> Solved:
                             continue
                         via = via + (reclaiming[(i, k2)],)
                     elif how not in ("yes", "unknown"):
+                        continue
+                    if w.deep:  # the allocation runs under the callee's own lock
                         continue
                     for s in srcs:
                         if s not in w.dropped:
