@@ -27,6 +27,12 @@ RESULTS_KEPT = 8
 #: Analyser keys whose facts are kept (newest used first).  Every lockgraph upgrade, edit
 #: or .config is a new key; a whole tree is ~200 MB of facts per key.
 KEYS_KEPT = 4
+#: Source trees whose file signatures are kept (most recently scanned first).
+TREES_KEPT = 8
+#: A file is trusted by its stat signature only when it had not changed for this long
+#: before it was hashed (git's "racily clean" rule: a write within the same timestamp
+#: tick would leave the signature unchanged).
+SETTLED_NS = 2_000_000_000
 
 
 def default_dir() -> Path:
@@ -91,6 +97,10 @@ class FactCache:
             db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
                        " blob BLOB NOT NULL)")
             db.execute("CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS stats (tree TEXT NOT NULL, path TEXT NOT NULL,"
+                       " sig TEXT NOT NULL, digest TEXT NOT NULL, guards TEXT NOT NULL,"
+                       " PRIMARY KEY (tree, path))")
+            db.execute("CREATE TABLE IF NOT EXISTS trees (tree TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
             db.execute("SELECT count(*) FROM facts WHERE key = ?", (self.key,)).fetchone()
             db.execute("SELECT count(*) FROM results").fetchone()
             if self.key:  # registered at open, so a scan in flight is never pruned away
@@ -191,6 +201,34 @@ class FactCache:
             seq = (db.execute("SELECT max(seq) FROM results").fetchone()[0] or 0) + 1
             db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, seq, blob))
             db.execute("DELETE FROM results WHERE seq <= ?", (seq - RESULTS_KEPT,))
+
+        self._transaction(body)
+
+    def signatures(self, tree: str) -> dict[str, tuple[str, str, str]]:
+        """path -> (stat signature, content digest, guards JSON) recorded for a tree."""
+        if self.db is None:
+            return {}
+        try:
+            return {p: (sig, d, g) for p, sig, d, g in self.db.execute(
+                "SELECT path, sig, digest, guards FROM stats WHERE tree = ?", (tree,))}
+        except sqlite3.DatabaseError as exc:
+            self._fail(exc)
+            return {}
+
+    def put_signatures(self, tree: str, rows: list[tuple[str, str, str, str]]) -> None:
+        """Record (path, signature, digest, guards JSON) rows; keep TREES_KEPT trees."""
+        if self.db is None:
+            return
+
+        def body(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO trees VALUES (?, (SELECT coalesce(max(seq), 0) + 1"
+                       " FROM trees))", (tree,))
+            db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?, ?, ?, ?)",
+                           [(tree, *r) for r in rows])
+            old = [r[0] for r in db.execute(
+                "SELECT tree FROM trees ORDER BY seq DESC LIMIT -1 OFFSET ?", (TREES_KEPT,))]
+            db.executemany("DELETE FROM stats WHERE tree = ?", [(t,) for t in old])
+            db.executemany("DELETE FROM trees WHERE tree = ?", [(t,) for t in old])
 
         self._transaction(body)
 

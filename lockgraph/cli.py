@@ -105,7 +105,7 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar")
 
 
 def _sources(src: List[Path], config: Optional[Path], root: Optional[Path],
-             arch: Optional[str] = None):
+             arch: Optional[str] = None, cache_dir: Optional[Path] = None):
     """Validate and hash the source paths (what both caches key on)."""
     from lockgraph.ingest.source.scan import ARCH_SYMBOLS
     from lockgraph.pipeline import collect_sources
@@ -121,7 +121,7 @@ def _sources(src: List[Path], config: Optional[Path], root: Optional[Path],
         _err(f"lockgraph: error: unknown --arch {arch!r} (one of: all, "
              + ", ".join(sorted(ARCH_SYMBOLS)) + ")")
         raise typer.Exit(ExitCode.USAGE)
-    srcs = collect_sources(list(src), config, root, arch)
+    srcs = collect_sources(list(src), config, root, arch, cache_dir, _err)
     if not srcs.files.files:
         _err(f"{', '.join(_shown(p) for p in src)}: error: no C sources (.c, .h) found")
         raise typer.Exit(ExitCode.USAGE)
@@ -234,8 +234,8 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
         names = ", ".join(shown)
         _err(f"{names}: error: no lockdep output found; nothing to check")
         raise typer.Exit(ExitCode.USAGE)
-    srcs = _sources(src, config, root, arch) if src else None
     cache_dir = _cache_dir(cache, no_cache)
+    srcs = _sources(src, config, root, arch, cache_dir) if src else None
     # files written and baseline notes are effects a replayed result would not repeat
     effects = any(x is not None for x in (svg, png, baseline, write_baseline))
     results = _Results(None if effects else cache_dir, srcs, "check", fmt.value, "\x1f".join(dtor),
@@ -305,8 +305,8 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
     from lockgraph.render.json import dumps
     from lockgraph.render.text import scan_text
 
-    srcs = _sources(src, config, root, arch)
     cache_dir = _cache_dir(cache, no_cache)
+    srcs = _sources(src, config, root, arch, cache_dir)
     results = _Results(cache_dir, srcs, "scan", fmt.value)
     results.replay()
     data = scan_json(_scan_sources(src, srcs, jobs, cache_dir, quiet))

@@ -90,7 +90,8 @@ def target_arch(cfg: Config | None, arch: str | None) -> str:
 
 
 def collect_sources(paths: list[Path], config: Path | None = None,
-                    root: Path | None = None, arch: str | None = None) -> Sources:
+                    root: Path | None = None, arch: str | None = None,
+                    cache_dir: Path | None = None, warn=None) -> Sources:
     from lockgraph.ingest.source.config import load_config
     from lockgraph.ingest.source.scan import excluded_dirs, source_set
 
@@ -98,7 +99,7 @@ def collect_sources(paths: list[Path], config: Path | None = None,
     base = root or kernel_root(paths)
     tree = kernel_root(paths)
     skip = excluded_dirs(tree, target_arch(cfg, arch)) if _is_tree(tree) else []
-    return Sources(base, cfg, source_set(paths, base, skip),
+    return Sources(base, cfg, source_set(paths, base, skip, cache_dir, warn),
                    sorted(str(d.relative_to(tree)) for d in skip))
 
 

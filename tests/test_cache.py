@@ -202,3 +202,69 @@ def test_facts_of_old_analyser_keys_are_pruned(tmp_path, monkeypatch):
     kept = db.execute("SELECT count(DISTINCT key) FROM facts").fetchone()[0]
     db.close()
     assert kept == cache_mod.KEYS_KEPT
+
+
+def _settle(tree, age=3600):
+    """Back-date every file, as an untouched checkout is (the stat cache trusts only files
+    that had not changed for a while before they were hashed)."""
+    past = time.time() - age
+    for p in tree.rglob("*"):
+        os.utime(p, (past, past))
+
+
+def test_settled_files_are_not_read_again(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from lockgraph.ingest.source.scan import source_set
+
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
+    _settle(tree)
+    first = source_set([tree], tree, cache_dir=tmp_path / "c")
+    reads = []
+    orig = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or orig(self))
+    again = source_set([tree], tree, cache_dir=tmp_path / "c")
+    assert reads == [] and again.digests == first.digests and again.sizes == first.sizes
+    assert again.key() == first.key()
+
+
+@pytest.mark.parametrize("how", ["edit", "same-mtime", "fresh"])
+def test_a_changed_file_is_hashed_again(tmp_path, monkeypatch, how):
+    """A new mtime, or (content rewritten with the old mtime put back) a new ctime, or a
+    file written too recently to trust its signature: the content is read and hashed."""
+    from lockgraph.ingest.source.scan import source_set
+
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
+    _settle(tree)
+    p = tree / "proven.c"
+    if how == "fresh":
+        os.utime(p, None)  # written just now: not recorded
+    first = source_set([tree], tree, cache_dir=tmp_path / "c")
+    st = p.stat()
+    time.sleep(0.05)  # past the kernel's coarse timestamp tick: the rewrite gets a new ctime
+    p.write_text(p.read_text() + "\n/* edited */\n")
+    if how != "edit":
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = source_set([tree], tree, cache_dir=tmp_path / "c")
+    nocache = source_set([tree], tree)
+    assert after.digests == nocache.digests
+    assert after.digests["proven.c"] != first.digests["proven.c"]
+
+
+def test_stat_cache_keeps_only_recent_trees(tmp_path):
+    import sqlite3
+
+    from lockgraph.ingest.source.scan import source_set
+
+    for n in range(cache_mod.TREES_KEPT + 2):
+        tree = tmp_path / f"tree{n}"
+        shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
+        _settle(tree)
+        source_set([tree], tree, cache_dir=tmp_path / "c")
+    db = sqlite3.connect(tmp_path / "c" / "facts.sqlite")
+    trees = {t for (t,) in db.execute("SELECT DISTINCT tree FROM stats")}
+    db.close()
+    assert trees == {str((tmp_path / f"tree{n}").resolve())
+                     for n in range(2, cache_mod.TREES_KEPT + 2)}

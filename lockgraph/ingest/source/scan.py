@@ -320,22 +320,50 @@ class SourceSet:
         return h.hexdigest()
 
 
-def source_set(paths: list[Path], root: Path, exclude: Iterable[Path] = ()) -> SourceSet:
-    from lockgraph.cache import digest
+def source_set(paths: list[Path], root: Path, exclude: Iterable[Path] = (),
+               cache_dir: Path | None = None, warn=None) -> SourceSet:
+    """Hash every source once.  With a cache directory, a file whose stat signature (device,
+    inode, size, mtime, ctime) is as recorded is not read again: a warm run over an
+    unchanged whole tree stats 47k files instead of reading 1.2 GB."""
+    import json
+    import os
+    import time
+
+    from lockgraph.cache import SETTLED_NS, FactCache, digest
 
     files = iter_sources(paths, exclude)
     guards = dict(kb.GUARDS)
     digests: dict[str, str] = {}
     sizes: dict[str, int] = {}
     rels: dict[str, str] = {}
+    cache = FactCache(cache_dir, "", warn) if cache_dir is not None else None
+    tree = str(root.resolve())
+    known = cache.signatures(tree) if cache else {}
+    fresh: list[tuple[str, str, str, str]] = []
+    now = time.time_ns()
     for p in files:
-        data = p.read_bytes()
         rel = _rel(p, root)
         rels[str(p)] = rel
-        digests[rel] = digest(data)
-        sizes[str(p)] = len(data)
-        if b"DEFINE_GUARD" in data or b"DEFINE_LOCK_GUARD" in data:
-            guards.update(declared_guards(data.decode("utf-8", errors="replace")))
+        st = os.stat(p)
+        sig = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        row = known.get(rel)
+        if row is not None and row[0] == sig:
+            dig, declared = row[1], (json.loads(row[2]) if row[2] else {})
+            size = st.st_size
+        else:
+            data = p.read_bytes()
+            dig, size = digest(data), len(data)
+            declared = {}
+            if b"DEFINE_GUARD" in data or b"DEFINE_LOCK_GUARD" in data:
+                declared = declared_guards(data.decode("utf-8", errors="replace"))
+            if cache and st.st_mtime_ns < now - SETTLED_NS:
+                fresh.append((rel, sig, dig, json.dumps(declared, sort_keys=True) if declared else ""))
+        digests[rel] = dig
+        sizes[str(p)] = size
+        guards.update(declared)
+    if cache is not None:
+        cache.put_signatures(tree, fresh)
+        cache.close()
     return SourceSet(files, rels, digests, sizes, guards)
 
 
