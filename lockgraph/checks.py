@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lockgraph.graph import (FS_RECLAIM, best_evidence, build_graph, canonical_cycle,
-                             cycle_edges, cycles, out_edges_sorted, shortest_path_or_none)
+                             cycle_edges, cycles, out_edges_sorted, reachable,
+                             shortest_path_or_none)
 from lockgraph.model import Evidence, Finding, Report, Severity
 from lockgraph.roots import Context, mark_contexts
 from lockgraph.rules import RULES
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 #: Contexts shown per finding; the rest are counted, not printed.
 MAX_CONTEXTS = 2
+#: Outgoing edges of one lock given with evidence (findings, strict-leaf violations); the
+#: rest are counted.  A whole-tree static graph gives core locks hundreds of them.
+MAX_EDGES_SHOWN = 20
 
 
 @dataclass(slots=True)
@@ -158,7 +162,7 @@ def _dtor_leaf(G: nx.DiGraph, dtor: dict[str, list[Context]]) -> Iterable[Findin
                f" but is not a leaf: '{lock}' -> '{first}'{more}")
         if to_reclaim:
             msg += "; it reaches fs_reclaim: " + " --> ".join(to_reclaim)
-        ev = _contexts(dtor[lock]) + [_edge_evidence(G, a, b) for a, b in outs]
+        ev = _contexts(dtor[lock]) + [_edge_evidence(G, a, b) for a, b in outs[:MAX_EDGES_SHOWN]]
         if to_reclaim and len(to_reclaim) > 2:
             ev += [_edge_evidence(G, a, b) for a, b in zip(to_reclaim[1:], to_reclaim[2:])]
         path = (roots[0], *(to_reclaim or (lock, first)))
@@ -170,10 +174,11 @@ def check_reclaim(G: nx.DiGraph, reclaim: dict[str, list[Context]]) -> list[Find
 
 
 def _reclaim(G: nx.DiGraph, reclaim: dict[str, list[Context]]) -> Iterable[Finding]:
+    back = reachable(G, [FS_RECLAIM], reverse=True)
     for lock in sorted(reclaim):
         if lock not in G or lock == FS_RECLAIM:
             continue
-        path = shortest_path_or_none(G, lock, FS_RECLAIM)
+        path = shortest_path_or_none(G, lock, FS_RECLAIM) if lock in back else None
         ctx = _contexts(reclaim[lock])
         if path:
             msg = (f"'{lock}' is taken in reclaim context and reaches fs_reclaim again: "
@@ -185,7 +190,7 @@ def _reclaim(G: nx.DiGraph, reclaim: dict[str, list[Context]]) -> Iterable[Findi
         if outs:
             msg = (f"'{lock}' is taken in reclaim context and is not a leaf "
                    f"('{lock}' -> '{outs[0][1]}'), but closes no cycle through fs_reclaim")
-            ev = ctx + [_edge_evidence(G, a, b) for a, b in outs]
+            ev = ctx + [_edge_evidence(G, a, b) for a, b in outs[:MAX_EDGES_SHOWN]]
             yield _finding("LG104", lock, msg, ev, (lock, outs[0][1]))
 
 

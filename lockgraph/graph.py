@@ -95,6 +95,21 @@ def shortest_path_or_none(G: nx.DiGraph, a: str, b: str) -> list[str] | None:
         return None
 
 
+def reachable(G: nx.DiGraph, sources, reverse: bool = False) -> set[str]:
+    """Nodes reachable from any of `sources` (or that reach one, `reverse`), sources
+    included: one traversal, where a shortest-path search per pair on a whole-tree graph
+    (millions of edges) would be one traversal each."""
+    nxt = G.predecessors if reverse else G.successors
+    seen = {s for s in sources if s in G}
+    work = list(seen)
+    while work:
+        for m in nxt(work.pop()):
+            if m not in seen:
+                seen.add(m)
+                work.append(m)
+    return seen
+
+
 def canonical_cycle(cycle: list[str]) -> tuple[str, ...]:
     """Rotate a cycle to start at its smallest name, so every report of it has one id.
 

@@ -180,9 +180,48 @@ class StaticEvidence:
         return Edge.to_json(self)  # type: ignore[arg-type]
 
 
-def static_edges(S: Solved, name, base: Path) -> list[StaticEvidence]:
-    return [StaticEvidence(name(a), name(b), e, k, base)
-            for (a, b), e in sorted(S.edges.items()) for k in range(len(e.raw))]
+class LazyEvidence:
+    """The evidence list of a static edge in the graph: its StaticEvidence objects are made
+    when the list is first read (a whole-tree graph has millions of edges, a check reads
+    the evidence of a few hundred)."""
+
+    __slots__ = ("_edge", "_a", "_b", "_base", "_items")
+
+    def __init__(self, edge, a: str, b: str, base: Path) -> None:
+        self._edge, self._a, self._b, self._base, self._items = edge, a, b, base, None
+
+    def _load(self) -> list:
+        if self._items is None:
+            self._items = [StaticEvidence(self._a, self._b, self._edge, k, self._base)
+                           for k in range(len(self._edge.raw))]
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._edge.raw) if self._items is None else len(self._items)
+
+    def __iter__(self):
+        return iter(self._load())
+
+    def __getitem__(self, k):
+        return self._load()[k]
+
+    def append(self, e) -> None:
+        self._load().append(e)
+
+
+def add_static_edges(G, S: Solved, name, base: Path) -> None:
+    """Every static edge into G: onto a runtime edge its witnesses are appended, a new edge
+    gets a LazyEvidence list (same order and content as adding them one by one)."""
+    fresh = []
+    for (a, b), e in sorted(S.edges.items()):
+        na, nb = name(a), name(b)
+        if G.has_edge(na, nb):
+            data = G[na][nb]
+            data["evidence"].extend(StaticEvidence(na, nb, e, k, base) for k in range(len(e.raw)))
+            data["certain"] = True
+        else:
+            fresh.append((na, nb, {"evidence": LazyEvidence(e, na, nb, base), "certain": True}))
+    G.add_edges_from(fresh)
 
 
 def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tuple[
@@ -228,8 +267,7 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
         S = st.solved
         name = name_mapper(set(G.nodes))
         seen: set[tuple] = set()
-        for e in static_edges(S, name, st.root):
-            add_edge(G, e, seen)
+        add_static_edges(G, S, name, st.root)
         roots = find_roots(S, dtors)
         redges, rctx = reclaim_root_contexts(S, roots, name, st.root)
         for e in redges:

@@ -19,8 +19,8 @@ from typing import Any
 
 import networkx as nx
 
-from lockgraph.checks import finding_id
-from lockgraph.graph import FS_RECLAIM, best_evidence, shortest_path_or_none
+from lockgraph.checks import MAX_EDGES_SHOWN, finding_id
+from lockgraph.graph import FS_RECLAIM, best_evidence, reachable, shortest_path_or_none
 from lockgraph.ingest.source import kb
 from lockgraph.ingest.source.roots import Root
 from lockgraph.ingest.source.solve import Solved, Step, entry_contexts, gfp_reclaims
@@ -110,11 +110,13 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
           irq_safe: set[str], name, findings: list[Finding]) -> None:
     blind = bool(v.blind_spots)
     violations = []
+    omitted = 0
     for lock in sorted(witnesses):
         outs = sorted(b for b in G.successors(lock) if b != lock) if lock in G else []
         if lock == FS_RECLAIM:
             outs = outs or ["(reclaim)"]
-        for b in outs:
+        omitted += max(0, len(outs) - MAX_EDGES_SHOWN)
+        for b in outs[:MAX_EDGES_SHOWN]:
             violations.append({"lock": lock, "to": b,
                                "edge": _edge_ev(G, lock, b).to_json() if G.has_edge(lock, b) else None,
                                "witness": _steps(witnesses[lock])})
@@ -123,7 +125,7 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
             ev = [Evidence(wit[-1].file if wit else "", wit[-1].line if wit else 0,
                            f"'{lock}' taken by {r.function}()" + (f" via {wit[1].function}()" if len(wit) > 1 else ""),
                            _stack(wit))]
-            ev += [_edge_ev(G, lock, b) for b in outs if G.has_edge(lock, b)]
+            ev += [_edge_ev(G, lock, b) for b in outs[:MAX_EDGES_SHOWN] if G.has_edge(lock, b)]
             msg = (f"'{lock}' is taken in slab destructor {r.function}() but is not a leaf: "
                    + ", ".join(f"'{lock}' -> '{b}'" for b in outs[:3])
                    + (f" (and {len(outs) - 3} more)" if len(outs) > 3 else ""))
@@ -132,6 +134,8 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
                                     (r.function, lock, outs[0]), finding_id("LG101", r.function, lock)))
     if violations:
         v.strict_leaf = {"verdict": "violated", "violations": violations}
+        if omitted:
+            v.strict_leaf["violations_omitted"] = omitted
     else:
         v.strict_leaf = {"verdict": "unproven" if blind else "proven", "violations": []}
 
@@ -143,11 +147,7 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
     merged_kinds: dict[str, str] = {}  # kinds by merged (runtime) name, first class wins
     for cls, k in S.kinds.items():
         merged_kinds.setdefault(name(cls), k)
-    downstream: set[str] = set()
-    for lock in witnesses:
-        if lock in G:
-            downstream |= nx.descendants(G, lock)
-        downstream.add(lock)
+    downstream = reachable(G, witnesses) | set(witnesses)
     sleeping = sorted(n for n in downstream
                       if n == FS_RECLAIM or (S.kinds.get(n) or merged_kinds.get(n, "")) not in SPINNING)
     if sleeping:
@@ -174,10 +174,11 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
                     contexts.setdefault(name(h), f"{where}, which frees {cache}")
     cycles = []
     for c, why in sorted(contexts.items()):
+        back = reachable(G, [c], reverse=True)
         for d in sorted(witnesses):
             if d == c:
                 continue
-            path = shortest_path_or_none(G, d, c) if d in G and c in G else None
+            path = shortest_path_or_none(G, d, c) if d in back else None
             if path:
                 cycles.append((c, d, path, why))
     if cycles:

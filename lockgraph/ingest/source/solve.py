@@ -38,6 +38,8 @@ MAX_EVIDENCE = 5
 #: Functions a witness search visits breadth-first (shortest chain) before it settles for
 #: the first call that leads to the class (bounded work for classes far down the graph).
 BFS_BUDGET = 200
+#: Entries of the per-function witness-search memo before it is emptied.
+MEMO_BOUND = 1_000_000
 _NONE: tuple[str, ...] = ()
 _EMPTY: frozenset[str] = frozenset()
 _IDENT = re.compile(r"[A-Za-z_]\w*")
@@ -182,6 +184,8 @@ class Solved:
         key = (cur, b, edge, avoid)
         got = self._hops.get(key)
         if got is None:
+            if len(self._hops) >= MEMO_BOUND:  # bounded memory on whole-tree questions
+                self._hops.clear()
             got = self._hops[key] = self._find_steps(cur, cls, b, edge, avoid)
         return got
 
