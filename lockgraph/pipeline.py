@@ -66,10 +66,11 @@ class Sources:
         replays the stored result instead of loading every file's facts and re-solving."""
         import hashlib
 
+        from lockgraph.cache import code_digest
         from lockgraph.ingest.source.scan import fact_key
 
         h = hashlib.sha1()
-        for p in (fact_key(self.config, self.files.guards), self.files.key(), str(self.root),
+        for p in (fact_key(self.config, self.files.guards), code_digest(), self.files.key(), str(self.root),
                   self.config.source if self.config else "", *parts):
             h.update(p.encode() + b"\0")
         return h.hexdigest()

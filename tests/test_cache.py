@@ -186,8 +186,38 @@ def test_edited_analyser_code_misses_facts_and_results(tmp_path, monkeypatch):
     """A checkout edited without a version bump must not replay the old code's answers."""
     c = tmp_path / "c"
     good, _ = scan_json("--cache", str(c))
-    monkeypatch.setattr(cache_mod, "code_digest", lambda: "edited")
+    monkeypatch.setattr(cache_mod, "code_digest", lambda part="all": "edited")
     _rescan_misses_everything(c, good, monkeypatch)
+
+
+def test_edited_solver_keeps_facts_but_not_results(tmp_path, monkeypatch):
+    """The solver and renderers decide results only: editing them re-solves from the cached
+    facts (no file parsed again) and never replays the old result."""
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
+    cold = _check(tree, tmp_path / "c")
+    facts = cache_mod.code_digest("facts")
+    monkeypatch.setattr(cache_mod, "code_digest",
+                        lambda part="all": facts if part == "facts" else "solver-edited")
+    from lockgraph.ingest.source import scan as scan_mod
+    from lockgraph.ingest.source import solve as solve_mod
+
+    solved = []
+    monkeypatch.setattr(scan_mod, "scan_file", lambda *a: pytest.fail("a file was parsed again"))
+    orig = solve_mod.solve
+    monkeypatch.setattr(solve_mod, "solve", lambda files: solved.append(1) or orig(files))
+    assert _check(tree, tmp_path / "c") == cold
+    assert solved == [1]
+
+
+def test_facts_digest_covers_the_scanner_not_the_solver():
+    facts, whole = cache_mod.code_digest("facts"), cache_mod.code_digest()
+    assert facts != whole
+    pkg = cache_mod.Path(cache_mod.__file__).resolve().parent
+    scanner = {f.relative_to(pkg).as_posix() for f in (pkg / "ingest" / "source").glob("*.py")}
+    assert "ingest/source/walk.py" in scanner and "ingest/source/solve.py" in scanner
+    assert all(s.startswith(cache_mod.FACT_CODE) for s in scanner)
+    assert "ingest/source/solve.py".startswith(cache_mod.NOT_FACT_CODE)
 
 
 def test_facts_of_old_analyser_keys_are_pruned(tmp_path, monkeypatch):
@@ -196,7 +226,7 @@ def test_facts_of_old_analyser_keys_are_pruned(tmp_path, monkeypatch):
 
     c = tmp_path / "c"
     for n in range(cache_mod.KEYS_KEPT + 2):
-        monkeypatch.setattr(cache_mod, "code_digest", lambda n=n: f"version-{n}")
+        monkeypatch.setattr(cache_mod, "code_digest", lambda part="all", n=n: f"version-{n}")
         scan_paths([CASES], ROOT, None, cache_dir=c)
     db = sqlite3.connect(c / "facts.sqlite")
     kept = db.execute("SELECT count(DISTINCT key) FROM facts").fetchone()[0]
