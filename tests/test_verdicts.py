@@ -72,3 +72,31 @@ def test_dtor_option_on_source_names_a_root():
     code, out = check("proven", "--dtor", "no_such_fn")
     r = root(out, "no_such_fn")
     assert r["defined"] is False and r["strict_leaf"]["verdict"] == "unproven"
+
+
+def test_only_slab_cache_dtors_and_ctors_are_roots(tmp_path):
+    """`.dtor =` in other structs (nouveau's subdev tables, ...) is not a slab destructor;
+    a struct of another type passed to kmem_cache_create() still is."""
+    (tmp_path / "x.c").write_text("""\
+static DEFINE_SPINLOCK(a_lock);
+static void fb_dtor(void *p) { spin_lock(&a_lock); spin_unlock(&a_lock); }
+static void slab_dtor(void *p) { spin_lock(&a_lock); spin_unlock(&a_lock); }
+static void passed_dtor(void *p) { spin_lock(&a_lock); spin_unlock(&a_lock); }
+static const struct nvkm_fb_func gf100_fb = {
+	.dtor = fb_dtor,
+};
+static struct kmem_cache *c1, *c2;
+static void init(void)
+{
+	struct kmem_cache_args args = { .dtor = slab_dtor, };
+	struct my_slab_args other = { .dtor = passed_dtor, };
+
+	c1 = kmem_cache_create("c1", 64, &args, 0);
+	c2 = kmem_cache_create("c2", 64, &other, 0);
+}
+""")
+    res = runner.invoke(app, ["check", "--src", str(tmp_path / "x.c"), "--root", str(tmp_path),
+                              "--format", "json", "--no-cache"])
+    out = json.loads(res.stdout)
+    assert sorted(r["function"] for r in out["roots"] if r["kind"] == "dtor") == [
+        "passed_dtor", "slab_dtor"]

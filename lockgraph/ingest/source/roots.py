@@ -14,6 +14,11 @@ from lockgraph.ingest.source.solve import Solved
 #: Reclaim entry points that run with fs_reclaim held (kernel-semantics §5).
 RECLAIM_ENTRIES = ("kswapd", "balance_pgdat", "__perform_reclaim", "__node_reclaim",
                    "shrink_all_memory")
+#: The struct whose `.ctor`/`.dtor` members are slab constructor/destructor (the RFC's
+#: `.dtor`; 6.12's `.ctor`).  A `.dtor` of any other struct (nouveau's subdev functions,
+#: bpf kptr fields, ...) is some other destructor: it becomes a root only when its struct
+#: is passed to kmem_cache_create() (Solved.caches).
+SLAB_ARGS = "kmem_cache_args"
 #: Members whose function pointer is a shrinker callback.
 SHRINKER_MEMBERS = ("scan_objects", "count_objects")
 
@@ -42,7 +47,8 @@ def find_roots(S: Solved, dtors: tuple[str, ...] = ()) -> list[Root]:
     for ff in S.files:
         for d in ff.desig:
             v = d.value.lstrip("&").strip()
-            if d.member in ("dtor", "ctor") and v.isidentifier() and v != "NULL":
+            if d.member in ("dtor", "ctor") and v.isidentifier() and v != "NULL" \
+                    and d.type.replace("struct ", "").strip() == SLAB_ARGS:
                 where = f".{d.member} = {v} in {d.var or 'an initialiser'} ({ff.path}:{d.line})"
                 caches = [c for c, m in S.caches.items() if m.get(d.member) == v]
                 add(v, d.member, where)
