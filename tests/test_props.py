@@ -214,3 +214,19 @@ def test_every_edge_of_a_cut_off_log_is_named_and_located(name, keep):
     text = corpus_text(name)
     cut = text[: int(len(text) * keep)]
     check_invariants(parse_text(cut, name), name, cut)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.dictionaries(st.text(), _JSON, max_size=5))
+def test_fast_indented_json_is_byte_identical_to_json_dumps(value):
+    import json
+
+    from lockgraph.render.json import dumps
+
+    assert dumps(value) == json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
