@@ -598,9 +598,12 @@ def gfp_reclaims(text: str, f: FuncFacts, depth: int = 0) -> tuple[str, int]:
     return ("yes" if ok else "no"), -1
 
 
+_MASKING = frozenset({"nofs", "noio", "noreclaim"})
+
+
 def masked(scopes: frozenset[str]) -> bool:
     """A memalloc scope that removes __GFP_FS (or all reclaim) is active."""
-    return bool(scopes & {"nofs", "noio", "noreclaim"})
+    return not _MASKING.isdisjoint(scopes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -828,11 +831,29 @@ def solve(files: list[FileFacts]) -> Solved:
                 grew = True
         return grew
 
+    looked_up = drop_levels[:DROP_LEVELS - 1]
+
     def pull(i: str, f: FuncFacts, c, j: str) -> bool:
         """Absorb callee j's summary through call c of i; True when i's summary grew."""
         m = ~1 if masked(c.scopes) else -1
         before_a, before_t, before_c = anyb[i], top[i], clean[i]
         ctop = at_top(c.held)
+        fast = not c.dropped and j not in pcls and j not in param_reclaim
+        if fast:
+            for lv in looked_up:
+                if lv.get(j):
+                    fast = False
+                    break
+        if fast:
+            # the common call: nothing dropped, no lock or gfp parameter — three unions
+            a_bits, c_bits = before_a | (anyb[j] & m), before_c | (clean[j] & m)
+            t_bits = before_t | (top[j] & m) if ctop else before_t
+            changed = a_bits != before_a or t_bits != before_t or c_bits != before_c
+            anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
+            if j in sleeps and i not in sleeps:
+                sleeps[i] = Witness(c.line, j)
+                changed = True
+            return changed
         drop = _dropped(c.dropped, f)
         # Per dropped caller lock, the classes reached through a path that drops it first;
         # a class also reached cleanly (no drop at all) is judged by `clean` at use.  A
@@ -935,6 +956,8 @@ def solve(files: list[FileFacts]) -> Solved:
         # have dozens of callees inside it).
         version = dict.fromkeys(scc, 0)
         seen: dict[tuple[str, str], int] = {}
+        inner = {i: [(c, j) for c, row in zip(funcs[i].calls, targets[i]) for j in row if j in inside]
+                 for i in scc}
         queue = sorted(scc, reverse=True)
         queued = set(queue)
         while queue:
@@ -942,12 +965,11 @@ def solve(files: list[FileFacts]) -> Solved:
             queued.discard(i)
             f = funcs[i]
             grew = False
-            fresh = {j: version[j] for row in targets[i] for j in row
-                     if j in inside and seen.get((i, j)) != version[j]}
-            for c, row in zip(f.calls, targets[i]):
-                for j in row:
-                    if j in fresh and pull(i, f, c, j):
-                        grew = True
+            pairs = inner[i]
+            fresh = {j: version[j] for _, j in pairs if seen.get((i, j)) != version[j]}
+            for c, j in pairs:
+                if j in fresh and pull(i, f, c, j):
+                    grew = True
             for j, v in fresh.items():
                 seen[(i, j)] = v
             if grew:
