@@ -170,10 +170,10 @@ class StaticEvidence:
 
     @property
     def stack(self) -> tuple[str, ...]:
-        if self._stack is None:
-            step, via = self._edge.evidence[self._k]
+        if self._stack is None:  # this witness's chain only: the others may never be read
+            step, via = self._edge.witness(self._k)
             stack = tuple(s.label(display(s.file, self._base)) for s in (step, *via))
-            cfg = sorted(self._edge.configs)
+            cfg = sorted(self._edge.configs_of(self._k))
             self._stack = stack + (("configs: " + ", ".join(cfg),) if cfg else ())
         return self._stack
 

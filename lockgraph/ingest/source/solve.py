@@ -89,22 +89,33 @@ class StaticEdge:
     raw: list[tuple[Step, tuple[Step, ...] | str]] = field(default_factory=list)
     owner: "Solved | None" = None
 
+    def witness(self, k: int) -> tuple[Step, tuple[Step, ...]]:
+        """Witness k with its call chain (searched now if it was not yet)."""
+        step, via = self.raw[k]
+        if isinstance(via, str):
+            via = self.owner.chain(via, self.dst, edge=True, avoid=self.src)
+            self.raw[k] = (step, via)
+        return step, via
+
     @property
     def evidence(self) -> list[tuple[Step, tuple[Step, ...]]]:
-        raw = self.raw
-        for k, (step, via) in enumerate(raw):
-            if isinstance(via, str):
-                raw[k] = (step, self.owner.chain(via, self.dst, edge=True, avoid=self.src))
-        return raw  # type: ignore[return-value]
+        return [self.witness(k) for k in range(len(self.raw))]
+
+    def configs_of(self, k: int) -> set[str]:
+        """CONFIG conditions of the lines witness k passes through."""
+        conds = self.owner.conds if self.owner else {}
+        step, via = self.witness(k)
+        out: set[str] = set()
+        for s in (step, *via):
+            out.update(conds.get((s.file, s.line), ()))
+        return out
 
     @property
     def configs(self) -> set[str]:
-        """CONFIG conditions of the witnesses shown, so a reader can check each one."""
-        conds = self.owner.conds if self.owner else {}
+        """CONFIG conditions of all witnesses kept, so a reader can check each one."""
         out: set[str] = set()
-        for step, via in self.evidence:
-            for s in (step, *via):
-                out.update(conds.get((s.file, s.line), ()))
+        for k in range(len(self.raw)):
+            out |= self.configs_of(k)
         return out
 
     @property
@@ -196,18 +207,22 @@ class Solved:
             if line:
                 return Step(f.name, f.file, line), []
         summ = self.top if edge else self.anyb
+        bit = 1 << b
+        drops, clean, pcls = self.drops, self.clean, self.pcls
         hops = []
         for c, row in zip(f.calls, self.targets.get(cur, ())):
-            if b == 0 and masked(c.scopes) or edge and not at_top(c.held):
+            if not row or b == 0 and masked(c.scopes) or edge and not at_top(c.held):
                 continue
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
             for jj in row:
-                if avoid and (self.drops.get(jj, {}).get(avoid, 0) & ~self.clean.get(jj, 0)) >> b & 1:
-                    continue
-                if summ.get(jj, 0) >> b & 1:
+                if avoid:
+                    dj = drops.get(jj)
+                    if dj and dj.get(avoid, 0) & bit and not clean.get(jj, 0) & bit:
+                        continue
+                if summ.get(jj, 0) & bit:
                     hops.append((c.line, jj))
-                elif self.pcls.get(jj) and self._through_param(f, c, jj, cls, edge):
+                elif jj in pcls and self._through_param(f, c, jj, cls, edge):
                     return Step(f.name, f.file, c.line), []
         if not hops and b == 0 and cur in self.via_gfp:
             return Step(f.name, f.file, self.via_gfp[cur]), []
