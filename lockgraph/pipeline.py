@@ -193,12 +193,11 @@ class LazyEvidence:
 
     def _load(self) -> list:
         if self._items is None:
-            self._items = [StaticEvidence(self._a, self._b, self._edge, k, self._base)
-                           for k in range(len(self._edge.raw))]
+            self._items = _witnesses(self._edge, self._a, self._b, self._base)
         return self._items
 
     def __len__(self) -> int:
-        return len(self._edge.raw) if self._items is None else len(self._items)
+        return len(self._load())
 
     def __iter__(self):
         return iter(self._load())
@@ -210,19 +209,33 @@ class LazyEvidence:
         self._load().append(e)
 
 
+def _witnesses(edge, a: str, b: str, base: Path) -> list[StaticEvidence]:
+    """One StaticEvidence per call site: a call reaching the lock through two targets (an
+    ops table) is one place in the code, whatever the chains behind it."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for k, (step, _) in enumerate(edge.raw):
+        if (step.file, step.line) not in seen:
+            seen.add((step.file, step.line))
+            out.append(StaticEvidence(a, b, edge, k, base))
+    return out
+
+
 def add_static_edges(G, S: Solved, name, base: Path) -> None:
     """Every static edge into G: onto a runtime edge its witnesses are appended, a new edge
-    gets a LazyEvidence list (same order and content as adding them one by one)."""
-    fresh = []
+    gets a LazyEvidence list (the same evidence as adding them one by one)."""
+    fresh: dict[tuple[str, str], dict] = {}
     for (a, b), e in sorted(S.edges.items()):
         na, nb = name(a), name(b)
-        if G.has_edge(na, nb):
-            data = G[na][nb]
-            data["evidence"].extend(StaticEvidence(na, nb, e, k, base) for k in range(len(e.raw)))
+        data = G[na][nb] if G.has_edge(na, nb) else fresh.get((na, nb))
+        if data is not None:  # a runtime edge (or, defensively, a second class of one name)
+            if isinstance(data["evidence"], LazyEvidence):
+                data["evidence"] = list(data["evidence"])
+            data["evidence"].extend(_witnesses(e, na, nb, base))
             data["certain"] = True
         else:
-            fresh.append((na, nb, {"evidence": LazyEvidence(e, na, nb, base), "certain": True}))
-    G.add_edges_from(fresh)
+            fresh[(na, nb)] = {"evidence": LazyEvidence(e, na, nb, base), "certain": True}
+    G.add_edges_from((a, b, d) for (a, b), d in fresh.items())
 
 
 def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tuple[

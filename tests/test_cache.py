@@ -294,7 +294,26 @@ def test_stat_cache_keeps_only_recent_trees(tmp_path):
         _settle(tree)
         source_set([tree], tree, cache_dir=tmp_path / "c")
     db = sqlite3.connect(tmp_path / "c" / "facts.sqlite")
-    trees = {t for (t,) in db.execute("SELECT DISTINCT tree FROM stats")}
+    trees = {t.split("\0")[0] for (t,) in db.execute("SELECT DISTINCT tree FROM stats")}
     db.close()
     assert trees == {str((tmp_path / f"tree{n}").resolve())
                      for n in range(2, cache_mod.TREES_KEPT + 2)}
+
+
+def test_stat_signatures_are_per_scanner_version(tmp_path, monkeypatch):
+    """A file's recorded guard table came from the scanner's code: another scanner reads
+    the files again instead of trusting it."""
+    from pathlib import Path
+
+    from lockgraph.ingest.source.scan import source_set
+
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
+    _settle(tree)
+    source_set([tree], tree, cache_dir=tmp_path / "c")
+    monkeypatch.setattr(cache_mod, "code_digest", lambda part="all": f"other-{part}")
+    reads = []
+    orig = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or orig(self))
+    source_set([tree], tree, cache_dir=tmp_path / "c")
+    assert len(reads) == len(list(tree.glob("*.c")))

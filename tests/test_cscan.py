@@ -71,3 +71,42 @@ def test_wide_indirect_calls_are_blind_spots_not_edges():
     S = solve(scan_paths([case], case.parent, None))
     assert any("indirect call" in b and "cb()" in b for b in S.reachable_blind("interproc.c:fan"))
     assert ("ops_mutex", "&d->lock") in S.edges  # a typed, narrow table is still followed
+
+
+def test_one_call_site_is_one_piece_of_evidence(tmp_path):
+    """A call through an ops table reaching the lock via two targets is one place."""
+    from lockgraph import pipeline
+
+    (tmp_path / "ops.c").write_text("""\
+static DEFINE_SPINLOCK(a_lock);
+static DEFINE_SPINLOCK(c_lock);
+struct runner { void (*run)(void); };
+static void h1(void) { spin_lock(&c_lock); spin_unlock(&c_lock); }
+static void h2(void) { spin_lock(&c_lock); spin_unlock(&c_lock); }
+static const struct runner r1 = { .run = h1 };
+static const struct runner r2 = { .run = h2 };
+static void go(struct runner *o)
+{
+	spin_lock(&a_lock);
+	o->run();
+	spin_unlock(&a_lock);
+}
+""")
+    S = solve(scan_paths([tmp_path], tmp_path, None))
+    assert len(S.edges[("a_lock", "c_lock")].raw) == 2        # two chains kept for `scan`
+    st = pipeline.StaticScan(S, tmp_path, None, 1)
+    res = pipeline.run([], (), st)
+    ev = res.graph["a_lock"]["c_lock"]["evidence"]
+    assert len(ev) == 1 and (ev[0].file, ev[0].line) == ("ops.c", 11)
+    assert ev[0].stack[0] == "go (ops.c:11)"
+
+
+def test_walking_dot_and_a_file_in_it_lists_the_file_once(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from lockgraph.ingest.source.scan import iter_sources
+
+    (tmp_path / "mm").mkdir()
+    (tmp_path / "mm" / "a.c").write_text("int x;\n")
+    monkeypatch.chdir(tmp_path)
+    assert iter_sources([Path("."), Path("mm/a.c")]) == [Path("mm/a.c")]

@@ -280,7 +280,7 @@ def iter_sources(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> list[Pa
                 for n in names:
                     full = os.path.join(d, n)
                     if n.endswith(SOURCE_SUFFIXES) and os.path.isfile(full):
-                        out.add(full)
+                        out.add(full[2:] if full.startswith("./") else full)  # as Path("./x") prints
         elif p.is_file():
             out.add(str(p))
     # Path order (component-wise), not string order: "a/x" before "a-b/x"
@@ -291,8 +291,12 @@ def _read(p: Path) -> str:
     return p.read_bytes().decode("utf-8", errors="replace")
 
 
-@lru_cache(maxsize=65536)
 def _real_dir(d: str) -> str:
+    return _realpath(os.path.abspath(d))  # keyed absolute: a chdir must not change answers
+
+
+@lru_cache(maxsize=65536)
+def _realpath(d: str) -> str:
     return os.path.realpath(d)
 
 
@@ -346,7 +350,7 @@ def source_set(paths: list[Path], root: Path, exclude: Iterable[Path] = (),
     import json
     import time
 
-    from lockgraph.cache import SETTLED_NS, FactCache, digest
+    from lockgraph.cache import SETTLED_NS, FactCache, code_digest, digest
 
     files = iter_sources(paths, exclude)
     guards = dict(kb.GUARDS)
@@ -354,7 +358,8 @@ def source_set(paths: list[Path], root: Path, exclude: Iterable[Path] = (),
     sizes: dict[str, int] = {}
     rels: dict[str, str] = {}
     cache = FactCache(cache_dir, "", warn) if cache_dir is not None else None
-    tree = str(root.resolve())
+    # the guard table a file declares depends on the scanner's code, not only on the file
+    tree = f"{root.resolve()}\0{code_digest('facts')}"
     known = cache.signatures(tree) if cache else {}
     fresh: list[tuple[str, str, str, str]] = []
     now = time.time_ns()

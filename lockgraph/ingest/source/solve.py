@@ -211,7 +211,7 @@ class Solved:
         drops, clean, pcls = self.drops, self.clean, self.pcls
         hops = []
         for c, row in zip(f.calls, self.targets.get(cur, ())):
-            if not row or b == 0 and masked(c.scopes) or edge and not at_top(c.held):
+            if not row or b == 0 and masked(c.scopes) or edge and not at_top(c.held, f):
                 continue
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
@@ -293,12 +293,12 @@ class Solved:
             for al in f.allocs:
                 how, _ = gfp_reclaims(al.gfp, f)
                 if not masked(al.scopes) and how in ("yes", "unknown") and not (
-                        edge and not at_top(al.held)) and not (
+                        edge and not at_top(al.held, f)) and not (
                         avoid and al.dropped and avoid in self._drops(f, al.dropped)):
                     return al.line
             return 0
         for c, a in self.local_acqs.get(fid, ()):
-            if c == cls and not (edge and (a.try_ or not at_top(a.held))) and not (
+            if c == cls and not (edge and (a.try_ or not at_top(a.held, f))) and not (
                     avoid and a.dropped and avoid in self._drops(f, a.dropped)):
                 return a.line
         return 0
@@ -419,12 +419,18 @@ class _Takes:
         return fid in self.S.anyb
 
 
-def at_top(held: tuple[Held, ...]) -> bool:
-    """No non-try lock of the function's own is surely held here (lockdep's edge walk from
-    the newest held lock stops at the first non-try one; a lock held on one path only
-    counts as not held, which keeps the caller's edges)."""
+def at_top(held: tuple[Held, ...], f: FuncFacts) -> bool:
+    """No non-try lock of f's own is surely held here (lockdep's edge walk from the newest
+    held lock stops at the first non-try one; a lock held on one path only counts as not
+    held, which keeps the caller's edges).  A lock f received as a parameter does not
+    count either: its class is the caller's argument, and no edge from it is made here, so
+    stopping at it would leave what f takes under it with no incoming edge at all."""
     for h in held:
         if not h.try_ and not h.cond and h.kind not in kb.NO_EDGE_KINDS:
+            lk = h.lock
+            if not lk.path and not lk.percpu and not lk.fixed and any(
+                    n == lk.root for _, n in f.params):
+                continue
             return False
     return True
 
@@ -776,7 +782,7 @@ def solve(files: list[FileFacts]) -> Solved:
             if a.irq:
                 irq_classes.add(cls)
             if cls.startswith("@param"):
-                deep = not at_top(a.held)
+                deep = not at_top(a.held, f)
                 if cls not in pc or (pc[cls].try_ or pc[cls].deep) and not (a.try_ or deep):
                     pc[cls] = Witness(a.line, None, _dropped(a.dropped, f), try_=a.try_,
                                       irq=a.irq, deep=deep)
@@ -788,15 +794,16 @@ def solve(files: list[FileFacts]) -> Solved:
             for lk in d:
                 dr[lk] = dr.get(lk, 0) | b
             a_bits |= b
-            if not a.try_ and at_top(a.held):
+            if not a.try_ and at_top(a.held, f):
                 t_bits |= b
         for al in f.allocs:
             how, k = gfp_reclaims(al.gfp, f)
             if masked(al.scopes) or how == "no":
                 continue
             if how == "param":
-                pr.setdefault(k, Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()",
-                                         deep=not at_top(al.held)))
+                deep = not at_top(al.held, f)
+                if k not in pr or pr[k].deep and not deep:  # a top-level one makes edges
+                    pr[k] = Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()", deep=deep)
             else:
                 d = _dropped(al.dropped, f)
                 if not d:
@@ -804,7 +811,7 @@ def solve(files: list[FileFacts]) -> Solved:
                 for lk in d:
                     dr[lk] = dr.get(lk, 0) | 1
                 a_bits |= 1
-                if at_top(al.held):
+                if at_top(al.held, f):
                     t_bits |= 1
         anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
         if a_bits:
@@ -852,7 +859,7 @@ def solve(files: list[FileFacts]) -> Solved:
         """Absorb callee j's summary through call c of i; True when i's summary grew."""
         m = ~1 if masked(c.scopes) else -1
         before_a, before_t, before_c = anyb[i], top[i], clean[i]
-        ctop = at_top(c.held)
+        ctop = at_top(c.held, f)
         fast = not c.dropped and j not in pcls and j not in param_reclaim
         if fast:
             for lv in looked_up:
@@ -904,6 +911,7 @@ def solve(files: list[FileFacts]) -> Solved:
                         if real not in pc or (pc[real].try_ or pc[real].deep) and not (w.try_ or deep):
                             pc[real] = Witness(c.line, j, drop | w.dropped, try_=w.try_,
                                                irq=w.irq, deep=deep)
+                            dgrew = True  # a caller in the component must look again
                         continue
                     b = 1 << U.id(real)
                     if not (drop or w.dropped):
@@ -923,9 +931,9 @@ def solve(files: list[FileFacts]) -> Solved:
                     continue
                 how, k2 = gfp_reclaims(c.args[n], f)
                 if how == "param":
-                    if k2 not in pr:
-                        pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n,
-                                         deep=w.deep or not ctop)
+                    deep = w.deep or not ctop
+                    if k2 not in pr or pr[k2].deep and not deep:
+                        pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n, deep=deep)
                         changed = True
                 elif how in ("yes", "unknown"):
                     was = (anyb[i] & 1, top[i] & 1, clean[i] & 1)
