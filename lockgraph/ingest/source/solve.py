@@ -160,7 +160,7 @@ class Solved:
     _dropmemo: dict[tuple, frozenset[str]] = field(default_factory=dict)
     _hops: dict[tuple, tuple] = field(default_factory=dict)
     own: dict[str, frozenset[int]] = field(default_factory=dict)   # classes taken in the body
-    clean: dict[str, int] = field(default_factory=dict)   # classes reached with nothing dropped
+    clean: dict[str, int] = field(default_factory=dict)   # top classes reached with nothing dropped
 
     @property
     def takes(self) -> "_Takes":
@@ -769,7 +769,9 @@ def solve(files: list[FileFacts]) -> Solved:
     drop_levels: list[dict[str, dict[str, int]]] = [{} for _ in range(DROP_LEVELS)]
     drops: dict[str, dict[str, int]] = drop_levels[0]
     own: dict[str, frozenset[int]] = {}
-    clean: dict[str, int] = {}   # classes reached through some path that drops no caller lock
+    # top-level classes reached through some path that drops no caller lock (a class reached
+    # cleanly only under the callee's own lock makes no edge from the caller's lock either)
+    clean: dict[str, int] = {}
 
     def local(i: str) -> None:
         f = funcs[i]
@@ -789,13 +791,13 @@ def solve(files: list[FileFacts]) -> Solved:
                 continue
             b = 1 << U.id(cls)
             d = _dropped(a.dropped, f)
-            if not d:
-                c_bits |= b
             for lk in d:
                 dr[lk] = dr.get(lk, 0) | b
             a_bits |= b
             if not a.try_ and at_top(a.held, f):
                 t_bits |= b
+                if not d:
+                    c_bits |= b
         for al in f.allocs:
             how, k = gfp_reclaims(al.gfp, f)
             if masked(al.scopes) or how == "no":
@@ -806,13 +808,13 @@ def solve(files: list[FileFacts]) -> Solved:
                     pr[k] = Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()", deep=deep)
             else:
                 d = _dropped(al.dropped, f)
-                if not d:
-                    c_bits |= 1
                 for lk in d:
                     dr[lk] = dr.get(lk, 0) | 1
                 a_bits |= 1
                 if at_top(al.held, f):
                     t_bits |= 1
+                    if not d:
+                        c_bits |= 1
         anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
         if a_bits:
             own[i] = frozenset(U.bits(a_bits))
@@ -868,8 +870,9 @@ def solve(files: list[FileFacts]) -> Solved:
                     break
         if fast:
             # the common call: nothing dropped, no lock or gfp parameter — three unions
-            a_bits, c_bits = before_a | (anyb[j] & m), before_c | (clean[j] & m)
-            t_bits = before_t | (top[j] & m) if ctop else before_t
+            a_bits = before_a | (anyb[j] & m)
+            t_bits, c_bits = (before_t | (top[j] & m), before_c | (clean[j] & m)) if ctop \
+                else (before_t, before_c)
             changed = a_bits != before_a or t_bits != before_t or c_bits != before_c
             anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
             if j in sleeps and i not in sleeps:
@@ -881,7 +884,7 @@ def solve(files: list[FileFacts]) -> Solved:
         # a class also reached cleanly (no drop at all) is judged by `clean` at use.  A
         # record travels up at most DROP_LEVELS - 1 calls (the lock a callee drops is its
         # caller's, or a wrapper's caller's) and stops at a call that holds that lock.
-        c_bits = before_c if drop else before_c | (clean[j] & m)
+        c_bits = before_c if drop or not ctop else before_c | (clean[j] & m)
         dgrew = set_drop(i, anyb[j] & m, drop) if drop else False
         held_here = None
         for level in range(DROP_LEVELS - 1):
@@ -914,13 +917,14 @@ def solve(files: list[FileFacts]) -> Solved:
                             dgrew = True  # a caller in the component must look again
                         continue
                     b = 1 << U.id(real)
-                    if not (drop or w.dropped):
-                        c_bits |= b
-                    elif set_drop(i, b, drop | w.dropped):
-                        dgrew = True
+                    if drop or w.dropped:
+                        if set_drop(i, b, drop | w.dropped):
+                            dgrew = True
                     a_bits |= b
                     if ctop and not (w.try_ or w.deep):
                         t_bits |= b
+                        if not (drop or w.dropped):
+                            c_bits |= b
         changed = dgrew or a_bits != before_a or t_bits != before_t or c_bits != before_c
         anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
         pj = param_reclaim.get(j)
@@ -937,15 +941,16 @@ def solve(files: list[FileFacts]) -> Solved:
                         changed = True
                 elif how in ("yes", "unknown"):
                     was = (anyb[i] & 1, top[i] & 1, clean[i] & 1)
-                    if not (drop or w.dropped):
-                        clean[i] |= 1
-                    elif set_drop(i, 1, drop | w.dropped):
+                    if (drop or w.dropped) and set_drop(i, 1, drop | w.dropped):
                         changed = True
-                    if not anyb[i] & 1:
-                        via_gfp[i] = c.line
+                    edge = ctop and not w.deep
+                    if not anyb[i] & 1 or edge and not top[i] & 1:
+                        via_gfp[i] = c.line  # where a witness search for fs_reclaim ends
                     anyb[i] |= 1
-                    if ctop and not w.deep:
+                    if edge:
                         top[i] |= 1
+                        if not (drop or w.dropped):
+                            clean[i] |= 1
                     changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1)
         if j in sleeps and i not in sleeps:
             sleeps[i] = Witness(c.line, j)
