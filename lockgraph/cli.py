@@ -238,8 +238,10 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
     srcs = _sources(src, config, root, arch, cache_dir) if src else None
     # files written and baseline notes are effects a replayed result would not repeat
     effects = any(x is not None for x in (svg, png, baseline, write_baseline))
-    results = _Results(None if effects else cache_dir, srcs, "check", fmt.value, "\x1f".join(dtor),
-                       *(f"{n}={_file_digest(p)}" for n, p in zip(shown, logs)))
+    keyed = srcs is not None and cache_dir is not None and not effects
+    # logs are hashed only for a result that can be stored (a log-only check is not cached)
+    results = _Results(cache_dir if keyed else None, srcs, "check", fmt.value, "\x1f".join(dtor),
+                       *(f"{n}={_file_digest(p)}" for n, p in zip(shown, logs) if keyed))
     results.replay()
     st = _scan_sources(src, srcs, jobs, cache_dir, quiet) if src else None
     res = run(reports, tuple(dtor), st)

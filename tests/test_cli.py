@@ -195,3 +195,12 @@ def test_parse_json_primary_view_matches_corpus_shape():
     assert (p["kind"], p["task"], p["new_lock"], p["held_lock"]) == (
         exp["kind"], exp["task"], exp["new_lock"], exp["held_lock"])
     assert p["edges"] == exp["edges"]
+
+
+def test_a_log_only_check_reads_each_log_once(monkeypatch):
+    """Logs are hashed only for a result that can be cached, i.e. when sources are scanned."""
+    import lockgraph.cli as cli
+
+    monkeypatch.setattr(cli, "_file_digest", lambda p: pytest.fail(f"{p} read again to hash it"))
+    res = runner.invoke(app, ["check", str(LOGS / "seed-rfc-dtor-kswapd.log"), "--format", "json"])
+    assert res.exit_code == 1 and json.loads(res.stdout)["findings"]
