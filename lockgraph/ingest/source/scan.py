@@ -303,10 +303,8 @@ def _realpath(d: str) -> str:
 def _rel(p: Path, root: Path) -> str:
     """p relative to root, both with symlinked directories resolved; else p as given."""
     full = os.path.join(_real_dir(os.path.dirname(os.path.abspath(p))), p.name)
-    base = _real_dir(str(root))
-    if full.startswith(base.rstrip("/") + "/"):
-        return full[len(base.rstrip("/")) + 1:]
-    return str(p)
+    base = _real_dir(str(root)).rstrip("/") + "/"
+    return full[len(base):] if full.startswith(base) else str(p)
 
 
 def _init_worker(guards: dict[str, str]) -> None:

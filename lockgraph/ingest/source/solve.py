@@ -75,6 +75,21 @@ class Witness:
     irq: bool = False           # the acquisition disables interrupts
     deep: bool = False          # under a non-try lock of the function's own: no caller edge
 
+    @property
+    def edge(self) -> bool:
+        """A caller's held lock gets a lockdep edge through this witness."""
+        return not (self.try_ or self.deep)
+
+
+def prefer(table: dict, key, w: Witness) -> bool:
+    """Keep w for key unless a witness is kept already; one that makes edges replaces one
+    that does not.  True when the table changed."""
+    old = table.get(key)
+    if old is None or not old.edge and w.edge:
+        table[key] = w
+        return True
+    return False
+
 
 @dataclass(slots=True)
 class StaticEdge:
@@ -117,11 +132,6 @@ class StaticEdge:
         for k in range(len(self.raw)):
             out |= self.configs_of(k)
         return out
-
-    @property
-    def sites(self) -> list[Step]:
-        """Where each witness starts — known without searching any chain."""
-        return [step for step, _ in self.raw]
 
 
 @dataclass(slots=True)
@@ -173,8 +183,9 @@ class Solved:
 
         Breadth-first over the callees whose summary holds the class (calls in source
         order, so ties go to the earlier call); `edge` follows only the paths that make a
-        lockdep edge from a caller's lock (top-level calls, non-try acquisitions); `avoid` is the held lock of the edge being shown,
-        so no path that drops it first is offered as its evidence.  Memoised: an edge's
+        lockdep edge from a caller's lock (top-level calls, non-try acquisitions); `avoid`
+        is the held lock of the edge being shown, so no path that drops it first is offered
+        as its evidence.  Memoised: an edge's
         evidence asks for the same (callee, class) from every call site."""
         key = (j, cls, edge, avoid)
         got = self._chains.get(key)
@@ -305,7 +316,7 @@ class Solved:
 
     def _through_param(self, f: FuncFacts, c, j: str, cls: str, edge: bool) -> bool:
         for pc, w in self.pcls[j].items():
-            if edge and (w.try_ or w.deep):
+            if edge and not w.edge:
                 continue
             n = int(pc[6:].split("/")[0])
             if n < len(c.args) and cls in self.resolver.classes(LockExpr.parse(c.args[n]), f):
@@ -406,7 +417,7 @@ class _Takes:
         t = S.top[fid]
         out = {S.classes.names[b]: Taken(bool(t >> b & 1)) for b in S.classes.bits(S.anyb[fid])}
         for cls, w in S.pcls.get(fid, {}).items():
-            out[cls] = Taken(not (w.try_ or w.deep))
+            out[cls] = Taken(w.edge)
         return out
 
     def __getitem__(self, fid: str):
@@ -784,10 +795,8 @@ def solve(files: list[FileFacts]) -> Solved:
             if a.irq:
                 irq_classes.add(cls)
             if cls.startswith("@param"):
-                deep = not at_top(a.held, f)
-                if cls not in pc or (pc[cls].try_ or pc[cls].deep) and not (a.try_ or deep):
-                    pc[cls] = Witness(a.line, None, _dropped(a.dropped, f), try_=a.try_,
-                                      irq=a.irq, deep=deep)
+                prefer(pc, cls, Witness(a.line, None, _dropped(a.dropped, f), try_=a.try_,
+                                        irq=a.irq, deep=not at_top(a.held, f)))
                 continue
             b = 1 << U.id(cls)
             d = _dropped(a.dropped, f)
@@ -803,9 +812,8 @@ def solve(files: list[FileFacts]) -> Solved:
             if masked(al.scopes) or how == "no":
                 continue
             if how == "param":
-                deep = not at_top(al.held, f)
-                if k not in pr or pr[k].deep and not deep:  # a top-level one makes edges
-                    pr[k] = Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()", deep=deep)
+                prefer(pr, k, Witness(al.line, None, _dropped(al.dropped, f), f"{al.api}()",
+                                      deep=not at_top(al.held, f)))
             else:
                 d = _dropped(al.dropped, f)
                 for lk in d:
@@ -855,36 +863,23 @@ def solve(files: list[FileFacts]) -> Solved:
                 grew = True
         return grew
 
-    looked_up = drop_levels[:DROP_LEVELS - 1]
-
     def pull(i: str, f: FuncFacts, c, j: str) -> bool:
         """Absorb callee j's summary through call c of i; True when i's summary grew."""
         m = ~1 if masked(c.scopes) else -1
         before_a, before_t, before_c = anyb[i], top[i], clean[i]
         ctop = at_top(c.held, f)
-        fast = not c.dropped and j not in pcls and j not in param_reclaim
-        if fast:
-            for lv in looked_up:
-                if lv.get(j):
-                    fast = False
-                    break
-        if fast:
-            # the common call: nothing dropped, no lock or gfp parameter — three unions
-            a_bits = before_a | (anyb[j] & m)
-            t_bits, c_bits = (before_t | (top[j] & m), before_c | (clean[j] & m)) if ctop \
-                else (before_t, before_c)
-            changed = a_bits != before_a or t_bits != before_t or c_bits != before_c
-            anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
-            if j in sleeps and i not in sleeps:
-                sleeps[i] = Witness(c.line, j)
-                changed = True
-            return changed
-        drop = _dropped(c.dropped, f)
+        drop = _dropped(c.dropped, f) if c.dropped else _EMPTY
+        # the common call (nothing dropped, no lock or gfp parameter) is these three unions
+        a_bits = before_a | (anyb[j] & m)
+        t_bits, c_bits = before_t, before_c
+        if ctop:
+            t_bits |= top[j] & m
+            if not drop:
+                c_bits |= clean[j] & m
         # Per dropped caller lock, the classes reached through a path that drops it first;
         # a class also reached cleanly (no drop at all) is judged by `clean` at use.  A
         # record travels up at most DROP_LEVELS - 1 calls (the lock a callee drops is its
         # caller's, or a wrapper's caller's) and stops at a call that holds that lock.
-        c_bits = before_c if drop or not ctop else before_c | (clean[j] & m)
         dgrew = set_drop(i, anyb[j] & m, drop) if drop else False
         held_here = None
         for level in range(DROP_LEVELS - 1):
@@ -896,8 +891,6 @@ def solve(files: list[FileFacts]) -> Solved:
             for lk, bits in dj.items():
                 if lk not in held_here and set_drop(i, bits & m, _single(lk), level + 1):
                     dgrew = True
-        a_bits = before_a | (anyb[j] & m)
-        t_bits = before_t | (top[j] & m) if ctop else before_t
         pj = pcls.get(j)
         if pj:
             for cls, w in pj.items():
@@ -909,11 +902,9 @@ def solve(files: list[FileFacts]) -> Solved:
                         irq_classes.add(real)
                     kinds.setdefault(real, kinds.get(cls, "spin"))
                     if real.startswith("@param"):
-                        pc = pcls.setdefault(i, {})
-                        deep = w.deep or not ctop
-                        if real not in pc or (pc[real].try_ or pc[real].deep) and not (w.try_ or deep):
-                            pc[real] = Witness(c.line, j, drop | w.dropped, try_=w.try_,
-                                               irq=w.irq, deep=deep)
+                        if prefer(pcls.setdefault(i, {}), real,
+                                  Witness(c.line, j, drop | w.dropped, try_=w.try_, irq=w.irq,
+                                          deep=w.deep or not ctop)):
                             dgrew = True  # a caller in the component must look again
                         continue
                     b = 1 << U.id(real)
@@ -921,7 +912,7 @@ def solve(files: list[FileFacts]) -> Solved:
                         if set_drop(i, b, drop | w.dropped):
                             dgrew = True
                     a_bits |= b
-                    if ctop and not (w.try_ or w.deep):
+                    if ctop and w.edge:
                         t_bits |= b
                         if not (drop or w.dropped):
                             c_bits |= b
@@ -935,15 +926,14 @@ def solve(files: list[FileFacts]) -> Solved:
                     continue
                 how, k2 = gfp_reclaims(c.args[n], f)
                 if how == "param":
-                    deep = w.deep or not ctop
-                    if k2 not in pr or pr[k2].deep and not deep:
-                        pr[k2] = Witness(c.line, j, drop | w.dropped, via_param=n, deep=deep)
+                    if prefer(pr, k2, Witness(c.line, j, drop | w.dropped, via_param=n,
+                                              deep=w.deep or not ctop)):
                         changed = True
                 elif how in ("yes", "unknown"):
                     was = (anyb[i] & 1, top[i] & 1, clean[i] & 1)
                     if (drop or w.dropped) and set_drop(i, 1, drop | w.dropped):
                         changed = True
-                    edge = ctop and not w.deep
+                    edge = ctop and w.edge
                     if not anyb[i] & 1 or edge and not top[i] & 1:
                         via_gfp[i] = c.line  # where a witness search for fs_reclaim ends
                     anyb[i] |= 1
@@ -1074,7 +1064,7 @@ def solve(files: list[FileFacts]) -> Solved:
         for c, row in zip(f.calls, targets[i]):
             if not row:
                 continue
-            held = frozenset(x for x, _ in held_classes(f, c.held)) if c.held else _EMPTY
+            held = held_names(c, f) if c.held else _EMPTY
             for j in row:
                 callers[j].append((i, held, c.line))
 
@@ -1132,7 +1122,8 @@ def solve(files: list[FileFacts]) -> Solved:
                         if add(s, cls, here, j):
                             full[s] = full.get(s, 0) | (1 << b)
                 for n, w in param_reclaim.get(j, {}).items():
-                    if masked(c.scopes) or n >= len(c.args):
+                    # not w.edge: the allocation runs under the callee's own lock
+                    if not w.edge or masked(c.scopes) or n >= len(c.args):
                         continue
                     how, k2 = gfp_reclaims(c.args[n], f)
                     via = param_chain(j, n, funcs, param_reclaim)
@@ -1141,8 +1132,6 @@ def solve(files: list[FileFacts]) -> Solved:
                             continue
                         via = via + (reclaiming[(i, k2)],)
                     elif how not in ("yes", "unknown"):
-                        continue
-                    if w.deep:  # the allocation runs under the callee's own lock
                         continue
                     for s in srcs:
                         if s not in w.dropped:
