@@ -17,7 +17,7 @@ from lockgraph.graph import (FS_RECLAIM, best_evidence, build_graph, canonical_c
                              cycle_edges, cycles, out_edges_sorted, reachable,
                              shortest_path_or_none)
 from lockgraph.model import Evidence, Finding, Report, Severity
-from lockgraph.roots import Context, mark_contexts
+from lockgraph.contexts import Context, mark_contexts
 from lockgraph.rules import RULES
 
 if TYPE_CHECKING:

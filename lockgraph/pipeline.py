@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from lockgraph.checks import CheckResult, check_cycles, check_dtor_leaf, check_reclaim
 from lockgraph.graph import FS_RECLAIM, add_edge, build_graph
 from lockgraph.model import Edge, Evidence, Report, Severity
-from lockgraph.roots import Context, mark_contexts
+from lockgraph.contexts import Context, mark_contexts
 
 if TYPE_CHECKING:  # the static half is imported only when a source tree is scanned
-    from lockgraph.ingest.source.config import Config
-    from lockgraph.ingest.source.scan import SourceSet
-    from lockgraph.ingest.source.roots import Root
-    from lockgraph.ingest.source.solve import Solved
+    from lockgraph.static.facts.config import Config
+    from lockgraph.static.facts.scan import SourceSet
+    from lockgraph.static.slab_roots import Root
+    from lockgraph.static.solve import Solved
     from lockgraph.verdicts import RootVerdict
 
 _VERSION = re.compile(r"#\d+")
@@ -67,7 +67,7 @@ class Sources:
         import hashlib
 
         from lockgraph.cache import code_digest
-        from lockgraph.ingest.source.scan import fact_key
+        from lockgraph.static.facts.scan import fact_key
 
         h = hashlib.sha1()
         for p in (fact_key(self.config, self.files.guards), code_digest(), self.files.key(), str(self.root),
@@ -78,7 +78,7 @@ class Sources:
 
 def target_arch(cfg: Config | None, arch: str | None) -> str:
     """--arch, else the architecture a .config selects, else x86 (the common target)."""
-    from lockgraph.ingest.source.scan import ARCH_SYMBOLS, DEFAULT_ARCH
+    from lockgraph.static.facts.scan import ARCH_SYMBOLS, DEFAULT_ARCH
 
     if arch:
         return arch
@@ -93,8 +93,8 @@ def target_arch(cfg: Config | None, arch: str | None) -> str:
 def collect_sources(paths: list[Path], config: Path | None = None,
                     root: Path | None = None, arch: str | None = None,
                     cache_dir: Path | None = None, warn=None) -> Sources:
-    from lockgraph.ingest.source.config import load_config
-    from lockgraph.ingest.source.scan import excluded_dirs, source_set
+    from lockgraph.static.facts.config import load_config
+    from lockgraph.static.facts.scan import excluded_dirs, source_set
 
     cfg = load_config(config) if config else None
     base = root or kernel_root(paths)
@@ -111,8 +111,8 @@ def _is_tree(p: Path) -> bool:
 def scan(paths: list[Path], config: Path | None = None, root: Path | None = None,
          jobs: int = 1, cache_dir: Path | None = None, progress=None, warn=None,
          sources: Sources | None = None, arch: str | None = None) -> StaticScan:
-    from lockgraph.ingest.source.scan import scan_paths
-    from lockgraph.ingest.source.solve import solve
+    from lockgraph.static.facts.scan import scan_paths
+    from lockgraph.static.solve import solve
 
     src = sources or collect_sources(paths, config, root, arch)
     files = scan_paths(paths, src.root, src.config, jobs=jobs, progress=progress,
@@ -241,7 +241,7 @@ def add_static_edges(G, S: Solved, name, base: Path) -> None:
 def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tuple[
         list[Edge], dict[str, list[Context]]]:
     """Everything a reclaim root takes is taken under fs_reclaim (kernel-semantics §5)."""
-    from lockgraph.ingest.source.kb import NO_EDGE_KINDS
+    from lockgraph.static.facts.kb import NO_EDGE_KINDS
 
     edges: list[Edge] = []
     ctx: dict[str, list[Context]] = {}
@@ -275,7 +275,7 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
     findings = []
     blind = ["runtime evidence only: code paths that did not run are not covered"] if reports else []
     if st is not None:
-        from lockgraph.ingest.source.roots import find_roots
+        from lockgraph.static.slab_roots import find_roots
         from lockgraph.verdicts import judge
 
         S = st.solved

@@ -333,7 +333,7 @@ def _scan_and_judge(root: Path, rels: list[str], config: Path | None, dtors: tup
     The scanner records guard classes in a module table (kb.GUARDS); it is restored after
     each side, so a guard the base declares cannot leak into the head's scan.
     """
-    from lockgraph.ingest.source import kb
+    from lockgraph.static.facts import kb
     from lockgraph.pipeline import run, scan
 
     saved = dict(kb.GUARDS)
@@ -486,7 +486,7 @@ def _range_sides(tree: Path, spec: str, shown_tree: str, scan_rels: list[str], w
 def _patch_sides(tree: Path, series: list[str], shown_series: list[str], shown_tree: str,
                  scan_rels: list[str], work: Path, judge):
     """Base is the user's tree as it is on disk; head is a private copy with the patches."""
-    from lockgraph.ingest.source.scan import iter_sources
+    from lockgraph.static.facts.scan import iter_sources
 
     for s, shown in zip(series, shown_series):
         if not Path(s).is_file():

@@ -21,9 +21,9 @@ import networkx as nx
 
 from lockgraph.checks import MAX_EDGES_SHOWN, finding_id
 from lockgraph.graph import FS_RECLAIM, best_evidence, reachable, shortest_path_or_none
-from lockgraph.ingest.source import kb
-from lockgraph.ingest.source.roots import Root
-from lockgraph.ingest.source.solve import Solved, Step, entry_contexts, gfp_reclaims
+from lockgraph.static.facts import kb
+from lockgraph.static.slab_roots import Root
+from lockgraph.static.solve import Solved, Step, entry_contexts, gfp_reclaims
 from lockgraph.model import Evidence, Finding, Severity
 from lockgraph.rules import RULES
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from lockgraph import cache as cache_mod
 from lockgraph.cli import app
-from lockgraph.ingest.source.scan import scan_paths
+from lockgraph.static.facts.scan import scan_paths
 
 from conftest import FIXTURES, ROOT
 
@@ -145,7 +145,7 @@ def test_unchanged_tree_replays_the_result_without_solving(tmp_path, monkeypatch
     tree = tmp_path / "tree"
     shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
     cold = _check(tree, tmp_path / "c")
-    from lockgraph.ingest.source import solve as solve_mod
+    from lockgraph.static import solve as solve_mod
 
     def no_solve(files):
         raise AssertionError("an unchanged tree must not be re-solved")
@@ -199,8 +199,8 @@ def test_edited_solver_keeps_facts_but_not_results(tmp_path, monkeypatch):
     facts = cache_mod.code_digest("facts")
     monkeypatch.setattr(cache_mod, "code_digest",
                         lambda part="all": facts if part == "facts" else "solver-edited")
-    from lockgraph.ingest.source import scan as scan_mod
-    from lockgraph.ingest.source import solve as solve_mod
+    from lockgraph.static.facts import scan as scan_mod
+    from lockgraph.static import solve as solve_mod
 
     solved = []
     monkeypatch.setattr(scan_mod, "scan_file", lambda *a: pytest.fail("a file was parsed again"))
@@ -214,10 +214,11 @@ def test_facts_digest_covers_the_scanner_not_the_solver():
     facts, whole = cache_mod.code_digest("facts"), cache_mod.code_digest()
     assert facts != whole
     pkg = cache_mod.Path(cache_mod.__file__).resolve().parent
-    scanner = {f.relative_to(pkg).as_posix() for f in (pkg / "ingest" / "source").glob("*.py")}
-    assert "ingest/source/walk.py" in scanner and "ingest/source/solve.py" in scanner
-    assert all(s.startswith(cache_mod.FACT_CODE) for s in scanner)
-    assert "ingest/source/solve.py".startswith(cache_mod.NOT_FACT_CODE)
+    static = {f.relative_to(pkg).as_posix() for f in (pkg / "static").rglob("*.py")}
+    assert "static/facts/walk.py" in static and "static/solve.py" in static
+    scanner = {s for s in static if s.startswith(cache_mod.FACT_CODE)}
+    assert "static/facts/walk.py" in scanner
+    assert not {"static/solve.py", "static/slab_roots.py"} & scanner
 
 
 def test_facts_of_old_analyser_keys_are_pruned(tmp_path, monkeypatch):
@@ -245,7 +246,7 @@ def _settle(tree, age=3600):
 def test_settled_files_are_not_read_again(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from lockgraph.ingest.source.scan import source_set
+    from lockgraph.static.facts.scan import source_set
 
     tree = tmp_path / "tree"
     shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
@@ -263,7 +264,7 @@ def test_settled_files_are_not_read_again(tmp_path, monkeypatch):
 def test_a_changed_file_is_hashed_again(tmp_path, monkeypatch, how):
     """A new mtime, or (content rewritten with the old mtime put back) a new ctime, or a
     file written too recently to trust its signature: the content is read and hashed."""
-    from lockgraph.ingest.source.scan import source_set
+    from lockgraph.static.facts.scan import source_set
 
     tree = tmp_path / "tree"
     shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
@@ -286,7 +287,7 @@ def test_a_changed_file_is_hashed_again(tmp_path, monkeypatch, how):
 def test_stat_cache_keeps_only_recent_trees(tmp_path):
     import sqlite3
 
-    from lockgraph.ingest.source.scan import source_set
+    from lockgraph.static.facts.scan import source_set
 
     for n in range(cache_mod.TREES_KEPT + 2):
         tree = tmp_path / f"tree{n}"
@@ -305,7 +306,7 @@ def test_stat_signatures_are_per_scanner_version(tmp_path, monkeypatch):
     the files again instead of trusting it."""
     from pathlib import Path
 
-    from lockgraph.ingest.source.scan import source_set
+    from lockgraph.static.facts.scan import source_set
 
     tree = tmp_path / "tree"
     shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)

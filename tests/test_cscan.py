@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from lockgraph.ingest.source.cparse import classify, parse_body, tokenize
-from lockgraph.ingest.source.scan import scan_paths
-from lockgraph.ingest.source.solve import solve
+from lockgraph.static.facts.cparse import classify, parse_body, tokenize
+from lockgraph.static.facts.scan import scan_paths
+from lockgraph.static.solve import solve
 
 from conftest import FIXTURES
 
@@ -104,7 +104,7 @@ static void go(struct runner *o)
 def test_walking_dot_and_a_file_in_it_lists_the_file_once(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from lockgraph.ingest.source.scan import iter_sources
+    from lockgraph.static.facts.scan import iter_sources
 
     (tmp_path / "mm").mkdir()
     (tmp_path / "mm" / "a.c").write_text("int x;\n")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lockgraph.ingest.source.scan import scan_paths
-from lockgraph.ingest.source.solve import solve
+from lockgraph.static.facts.scan import scan_paths
+from lockgraph.static.solve import solve
 
 pytestmark = pytest.mark.kernel
 

@@ -16,7 +16,7 @@ from lockgraph.graph import build_graph
 from lockgraph.model import Edge, Evidence, Report
 from lockgraph.render.checklist import checklist_markdown, checklist_text
 from lockgraph.render.dot import check_dot
-from lockgraph.roots import Context
+from lockgraph.contexts import Context
 
 from conftest import CORPUS, FIXTURES, ROOT
 from test_cli import rel, run

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from lockgraph.ingest.source.cparse import atom_text, split_args, split_top
-from lockgraph.ingest.source.kb import (ALLOCS, CALL_ALIASES, GUARDS, INIT_PRIMS, PRIMITIVES,
+from lockgraph.static.facts.cparse import atom_text, split_args, split_top
+from lockgraph.static.facts.kb import (ALLOCS, CALL_ALIASES, GUARDS, INIT_PRIMS, PRIMITIVES,
                                         SCOPES, SLEEPING_CALLS, Prim, base_name)
 
 _LOCKEXPR = re.compile(r"^&?\s*\(?\s*\*?(?P<root>[A-Za-z_]\w*)\s*\)?(?P<path>(?:\s*(?:->|\.)\s*\w+|\s*\[[^\]]*\])*)$")

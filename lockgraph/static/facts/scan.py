@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from lockgraph.ingest.source import kb
-from lockgraph.ingest.source.config import Config
-from lockgraph.ingest.source.cparse import BodyParseError, flat_atoms, parse_body
-from lockgraph.ingest.source.prepass import FileText, prepare
-from lockgraph.ingest.source.walk import FuncFacts, local_types, parse_params, walk_function
+from lockgraph.static.facts import kb
+from lockgraph.static.facts.config import Config
+from lockgraph.static.facts.cparse import BodyParseError, flat_atoms, parse_body
+from lockgraph.static.facts.prepass import FileText, prepare
+from lockgraph.static.facts.walk import FuncFacts, local_types, parse_params, walk_function
 
 _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
 _PERCPU_DEF = re.compile(r"\bDEFINE_PER_CPU(?:_ALIGNED|_SHARED_ALIGNED)?\s*\(\s*((?:struct\s+)?\w+)\s*,\s*(\w+)\s*\)")

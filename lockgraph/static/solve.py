@@ -20,10 +20,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from lockgraph.ingest.source import kb
-from lockgraph.ingest.source.cparse import split_top
-from lockgraph.ingest.source.scan import FileFacts
-from lockgraph.ingest.source.walk import Acq, Alloc, FuncFacts, Held, LockExpr
+from lockgraph.static.facts import kb
+from lockgraph.static.facts.cparse import split_top
+from lockgraph.static.facts.scan import FileFacts
+from lockgraph.static.facts.walk import Acq, Alloc, FuncFacts, Held, LockExpr
 
 FS_RECLAIM = "fs_reclaim"
 #: An indirect call resolved by member name only (object type unknown) is followed when at

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lockgraph.ingest.source.solve import Solved
+from lockgraph.static.solve import Solved
 
 #: Reclaim entry points that run with fs_reclaim held (kernel-semantics §5).
 RECLAIM_ENTRIES = ("kswapd", "balance_pgdat", "__perform_reclaim", "__node_reclaim",
