@@ -1,24 +1,26 @@
 """Checks over the merged graph: each yields findings that carry their own evidence.
 
+Every check registers for the rule ids it produces (`@check`); `pipeline.run` runs them
+all over one `CheckInput`, so a new rule is a row in `rules.py` plus one function here.
+Findings are worded and identified by their rule (`rules.make`), never here.
+
 A runtime-only run never proves anything: it judges what ran.  The verdict says so and
 names that blind spot, so a clean run cannot be mistaken for a proof.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from lockgraph.graph import (FS_RECLAIM, best_evidence, build_graph, canonical_cycle,
-                             cycle_edges, cycles, out_edges_sorted, reachable,
-                             shortest_path_or_none)
+from lockgraph.contexts import Context
+from lockgraph.graph import (FS_RECLAIM, best_evidence, canonical_cycle, cycle_edges, cycles,
+                             out_edges_sorted, reachable, shortest_path_or_none)
+from lockgraph.ingest.logs.extract import trim_stack  # moves to model after h-logs merge
 from lockgraph.model import Evidence, Finding, Report, Severity
-from lockgraph.contexts import Context, mark_contexts
-from lockgraph.rules import RULES
+from lockgraph.rules import RULES, exact_id, make, stable_name
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -28,6 +30,22 @@ MAX_CONTEXTS = 2
 #: Outgoing edges of one lock given with evidence (findings, strict-leaf violations); the
 #: rest are counted.  A whole-tree static graph gives core locks hundreds of them.
 MAX_EDGES_SHOWN = 20
+#: Pseudo-locks: lockdep maps that mark a context, not a lock anyone "takes".
+PSEUDO_LOCKS = frozenset({FS_RECLAIM})
+
+
+@dataclass(slots=True)
+class CheckInput:
+    """Everything a check may read: the merged graph and what was learnt building it."""
+
+    graph: nx.DiGraph
+    reports: list[Report]
+    dtor_locks: dict[str, list[Context]]
+    reclaim_locks: dict[str, list[Context]]
+    roots: list = field(default_factory=list)        # verdicts.RootVerdict, with --src
+    solved: Any = None                               # static.solve.Solved, with --src
+    name: Callable[[str], str] = str                 # static class -> merged graph node
+    blind_spots: list[str] = field(default_factory=list)   # checks add theirs
 
 
 @dataclass(slots=True)
@@ -48,8 +66,7 @@ class CheckResult:
         if any(f.severity is Severity.ERROR for f in self.findings):
             return "violated"
         if self.static and self.roots and not self.blind_spots and all(
-                r.strict_leaf.get("verdict", "proven") == "proven" and not r.blind_spots
-                for r in self.roots):
+                r.strict_leaf.verdict == "proven" and not r.blind_spots for r in self.roots):
             return "proven"
         return "unproven"
 
@@ -63,38 +80,29 @@ class CheckResult:
         return rows
 
 
-_VERSION = re.compile(r"#\d+")
+Check = Callable[[CheckInput], Iterable[Finding]]
+#: (rule ids, check) in registration order; every rule of rules.RULES has exactly one.
+CHECKS: list[tuple[tuple[str, ...], Check]] = []
 
 
-def finding_id(rule: str, *parts: str) -> str:
-    """Stable id of a finding: survives line moves, differs when its lock or path does.
-
-    Lock names enter the id without lockdep's `#N` suffix (`stable_name`), so the report of
-    another boot, where the same class registered under another number, keeps the id.
-    """
-    stable = (stable_name(p) for p in parts)
-    h = hashlib.sha1("\x1f".join((rule, *stable)).encode()).hexdigest()[:12]
-    return f"{rule}-{h}"
+def check(*rule_ids: str) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        assert all(r in RULES for r in rule_ids), rule_ids
+        CHECKS.append((rule_ids, fn))
+        return fn
+    return register
 
 
-def exact_id(rule: str, *parts: str) -> str:
-    """The id with `#N` kept: only for findings whose stable ids would collide in one run."""
-    h = hashlib.sha1("\x1f".join((rule, *parts)).encode()).hexdigest()[:12]
-    return f"{rule}-{h}"
-
-
-def stable_name(lock: str) -> str:
-    """A lock class name without lockdep's `#N` registration suffix — for ids only.
-
-    Within one boot `#N` tells apart distinct classes that share a name (two
-    `&type->s_umount_key` of two file system types), so the graph keeps it: they are two
-    nodes.  But N is the order of registration, which differs from boot to boot, so an id
-    that kept it would turn one cycle into a new finding every boot (syzkaller #5558).
-
-    >>> stable_name("&q->q_usage_counter(io)#55")
-    '&q->q_usage_counter(io)'
-    """
-    return _VERSION.sub("", lock)
+def run_checks(inp: CheckInput) -> list[Finding]:
+    """Every registered check, one root cause per finding, in report order."""
+    found: list[Finding] = []
+    for rule_ids, fn in CHECKS:
+        for f in fn(inp):
+            assert f.rule in rule_ids, (fn.__name__, f.rule)
+            found.append(f)
+    found = group_root_causes(merge_same_id(distinct_ids(found)))
+    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
+    return sorted(found, key=lambda f: (order[f.severity], f.rule, f.lock, f.path, f.id))
 
 
 def cycle_key(c: tuple[str, ...]) -> tuple[str, ...]:
@@ -111,17 +119,69 @@ def distinct_ids(findings: list[Finding]) -> list[Finding]:
     """Findings whose `#N`-free ids collide in one run fall back to the exact id.
 
     Two classes with one name (`X#1`, `X#2`) are two findings here: a shared id would make
-    one of them disappear when findings are keyed by id.
-    """
-    n = Counter(f.id for f in findings)
-    return [f if n[f.id] == 1 else replace(f, id=exact_id(f.rule, f.lock, *f.path))
+    one of them disappear when findings are keyed by id.  The same finding seen twice (a
+    destructor judged from its log and from its source) keeps one id and is merged."""
+    groups: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
+    for f in findings:
+        groups.setdefault(f.id, set()).add((f.lock, f.path))
+    return [f if len(groups[f.id]) == 1 else replace(f, id=exact_id(f.rule, f.lock, *f.path))
             for f in findings]
+
+
+def merge_same_id(findings: list[Finding]) -> list[Finding]:
+    """One finding per id, its evidence the union in first-seen order."""
+    by_id: dict[str, Finding] = {}
+    for f in findings:
+        old = by_id.get(f.id)
+        if old is None:
+            by_id[f.id] = f
+        else:
+            ev = old.evidence + tuple(e for e in f.evidence if e not in old.evidence)
+            by_id[f.id] = replace(old, evidence=ev, detail=old.detail or f.detail)
+    return list(by_id.values())
+
+
+def group_root_causes(findings: list[Finding]) -> list[Finding]:
+    """One root cause, one finding.  A destructor's non-leaf lock whose edge closes a context
+    cycle is that cycle (LG105): its non-leaf edges become the cycle's evidence.  A
+    destructor entering reclaim, when one of its cycles already runs through fs_reclaim,
+    is that cycle's cause and joins its evidence too.  A lock cycle that is exactly a
+    context cycle is stated by that LG105; a reclaim re-entry (LG102) that is exactly a
+    lock cycle is stated by the cycle (LG103), with the reclaim context as evidence."""
+    primary: dict[str, dict[str, Finding]] = {}
+    by_nodes: dict[str, dict[frozenset[str], Finding]] = {"LG105": {}, "LG103": {}}
+    for f in findings:
+        if f.rule == "LG105":
+            primary.setdefault(f.root, {})[f.lock] = f
+        if f.rule in by_nodes:
+            by_nodes[f.rule].setdefault(frozenset(f.path), f)
+    extra: dict[str, list[Evidence]] = {}
+    out: list[Finding] = []
+    for f in findings:
+        mine = primary.get(f.root, {}) if f.rule == "LG101" else {}
+        into = mine.get(f.lock)
+        if into is None and f.rule == "LG101" and f.lock == FS_RECLAIM:
+            into = next((g for _, g in sorted(mine.items()) if FS_RECLAIM in g.path), None)
+        if into is None and f.rule == "LG103":
+            into = by_nodes["LG105"].get(frozenset(f.path))
+        if into is None and f.rule == "LG102":
+            cyc = by_nodes["LG103"].get(frozenset(f.path))
+            into = None if cyc is None or by_nodes["LG105"].get(frozenset(cyc.path)) else cyc
+        if into is not None:
+            extra.setdefault(into.id, []).extend(f.evidence)
+        else:
+            out.append(f)
+    return [replace(f, evidence=f.evidence + tuple(e for e in dict.fromkeys(extra[f.id])
+                                                   if e not in f.evidence))
+            if f.id in extra else f for f in out]
 
 
 def _edge_evidence(G: nx.DiGraph, a: str, b: str) -> Evidence:
     e = best_evidence(G, a, b)
     n = len(G[a][b]["evidence"])
     more = f"; seen {n} times" if n > 1 else ""
+    if e.source == "static":
+        return Evidence(e.file, e.line, f"'{a}' -> '{b}' (static analysis{more})", e.stack)
     kind = "certain" if e.certain else "inferred from a held-lock listing"
     return Evidence(e.file, e.line, f"'{a}' -> '{b}' ({e.source}, {kind}{more})", e.stack)
 
@@ -135,89 +195,229 @@ def _contexts(ctxs: list[Context]) -> list[Evidence]:
     return shown
 
 
-def _finding(rule_id: str, lock: str, message: str, evidence: list[Evidence],
-             path: tuple[str, ...], severity: Severity | None = None) -> Finding:
-    rule = RULES[rule_id]
-    return Finding(rule_id, rule.slug, severity or rule.severity, lock, message,
-                   tuple(evidence), path, finding_id(rule_id, lock, *path))
+def _nonleaf(G: nx.DiGraph, lock: str, roots: list[str], taken: list[Evidence],
+             outs: list[str]) -> Finding:
+    """LG101 for `lock` taken by destructors `roots`: the edge into reclaim first."""
+    to_reclaim = shortest_path_or_none(G, lock, FS_RECLAIM) if lock != FS_RECLAIM else None
+    if to_reclaim and len(to_reclaim) > 1:
+        outs.sort(key=lambda b: b != to_reclaim[1])
+    shown = outs[:3]
+    edges = ", ".join(f"'{lock}' -> '{b}'" for b in shown) + (
+        f" (and {len(outs) - 3} more)" if len(outs) > 3 else "")
+    tail = "; it reaches fs_reclaim: " + " --> ".join(to_reclaim) if to_reclaim else ""
+    ev = taken + [_edge_evidence(G, lock, b) for b in outs[:MAX_EDGES_SHOWN] if G.has_edge(lock, b)]
+    if to_reclaim and len(to_reclaim) > 2:
+        ev += [_edge_evidence(G, a, b) for a, b in zip(to_reclaim[1:], to_reclaim[2:])]
+    path = (roots[0], *(to_reclaim or (lock, outs[0])))
+    return make("LG101", lock, ev, path, roots=", ".join(r + "()" for r in roots),
+                edges=edges, tail=tail, root=roots[0])
 
 
-def check_dtor_leaf(G: nx.DiGraph, dtor: dict[str, list[Context]]) -> list[Finding]:
-    return distinct_ids(list(_dtor_leaf(G, dtor)))
-
-
-def _dtor_leaf(G: nx.DiGraph, dtor: dict[str, list[Context]]) -> Iterable[Finding]:
-    for lock in sorted(dtor):
-        outs = out_edges_sorted(G, lock) if lock in G else []
-        if not outs:
+@check("LG101")
+def dtor_nonleaf(inp: CheckInput) -> Iterable[Finding]:
+    """Runtime: locks seen taken under a destructor frame.  Static: each root's strict-leaf
+    violations.  A destructor that enters reclaim itself is said so, not as a lock it takes."""
+    G = inp.graph
+    for lock in sorted(inp.dtor_locks):
+        outs = [b for _, b in out_edges_sorted(G, lock)] if lock in G else []
+        if outs and lock not in PSEUDO_LOCKS:
+            roots = sorted({c.root for c in inp.dtor_locks[lock]})
+            yield _nonleaf(G, lock, roots, _contexts(inp.dtor_locks[lock]), outs)
+    for v in inp.roots:
+        if v.root.kind != "dtor":
             continue
-        roots = sorted({c.root for c in dtor[lock]})
-        # The edge that matters most is the one leading back into reclaim.
-        to_reclaim = shortest_path_or_none(G, lock, FS_RECLAIM)
-        if to_reclaim and len(to_reclaim) > 1:
-            outs.sort(key=lambda ab: ab[1] != to_reclaim[1])
-        first = outs[0][1]
-        more = f" (and {len(outs) - 1} more)" if len(outs) > 1 else ""
-        msg = (f"'{lock}' is taken in slab destructor {', '.join(r + '()' for r in roots)}"
-               f" but is not a leaf: '{lock}' -> '{first}'{more}")
-        if to_reclaim:
-            msg += "; it reaches fs_reclaim: " + " --> ".join(to_reclaim)
-        ev = _contexts(dtor[lock]) + [_edge_evidence(G, a, b) for a, b in outs[:MAX_EDGES_SHOWN]]
-        if to_reclaim and len(to_reclaim) > 2:
-            ev += [_edge_evidence(G, a, b) for a, b in zip(to_reclaim[1:], to_reclaim[2:])]
-        path = (roots[0], *(to_reclaim or (lock, first)))
-        yield _finding("LG101", lock, msg, ev, path)
+        by_lock: dict[str, list[str]] = {}
+        for x in v.strict_leaf.violations:
+            by_lock.setdefault(x.lock, []).append(x.to)
+        taken = {lk.lock: lk.witness for lk in v.locks}
+        for lock, outs in sorted(by_lock.items()):
+            wit = taken.get(lock, [])
+            ev = Evidence(wit[-1]["file"] if wit else "", wit[-1]["line"] if wit else 0,
+                          f"'{lock}' taken by {v.root.function}()"
+                          + (f" via {wit[1]['function']}()" if len(wit) > 1 else ""),
+                          tuple(_label(s) for s in wit))
+            if lock in PSEUDO_LOCKS:
+                yield _enters_reclaim(G, v.root.function, wit, ev)
+            else:
+                yield _nonleaf(G, lock, [v.root.function], [ev], [b for b in outs if b != "(reclaim)"])
 
 
-def check_reclaim(G: nx.DiGraph, reclaim: dict[str, list[Context]]) -> list[Finding]:
-    return distinct_ids(list(_reclaim(G, reclaim)))
+def _label(step: dict) -> str:
+    return f"{step['function']} ({step['file']}:{step['line']})"
 
 
-def _reclaim(G: nx.DiGraph, reclaim: dict[str, list[Context]]) -> Iterable[Finding]:
+def _enters_reclaim(G: nx.DiGraph, root: str, wit: list[dict], ev: Evidence) -> Finding:
+    """The destructor allocates with a reclaiming gfp: every lock held where it runs gets
+    an edge to fs_reclaim, and inside reclaim it re-enters it.  fs_reclaim is a lockdep
+    map marking that context, so this is not worded as a lock it takes."""
+    site = f"{wit[-1]['file']}:{wit[-1]['line']}" if wit else "an unknown place"
+    ev = replace(ev, what=f"{root}() enters memory reclaim at {site}")
+    return make("LG101", FS_RECLAIM, [ev], (root, FS_RECLAIM), variant="enters_reclaim",
+                root=root, site=site)
+
+
+@check("LG102", "LG104")
+def reclaim_nonleaf(inp: CheckInput) -> Iterable[Finding]:
+    G = inp.graph
     back = reachable(G, [FS_RECLAIM], reverse=True)
-    for lock in sorted(reclaim):
-        if lock not in G or lock == FS_RECLAIM:
+    for lock in sorted(inp.reclaim_locks):
+        if lock not in G or lock in PSEUDO_LOCKS:
             continue
         path = shortest_path_or_none(G, lock, FS_RECLAIM) if lock in back else None
-        ctx = _contexts(reclaim[lock])
+        ctx = _contexts(inp.reclaim_locks[lock])
         if path:
-            msg = (f"'{lock}' is taken in reclaim context and reaches fs_reclaim again: "
-                   + " --> ".join(path))
             ev = ctx + [_edge_evidence(G, a, b) for a, b in zip(path, path[1:])]
-            yield _finding("LG102", lock, msg, ev, tuple(path))
+            yield make("LG102", lock, ev, tuple(path), chain=" --> ".join(path), route=tuple(path))
             continue
         outs = out_edges_sorted(G, lock)
         if outs:
-            msg = (f"'{lock}' is taken in reclaim context and is not a leaf "
-                   f"('{lock}' -> '{outs[0][1]}'), but closes no cycle through fs_reclaim")
             ev = ctx + [_edge_evidence(G, a, b) for a, b in outs[:MAX_EDGES_SHOWN]]
-            yield _finding("LG104", lock, msg, ev, (lock, outs[0][1]))
+            yield make("LG104", lock, ev, (lock, outs[0][1]), to=outs[0][1], route=(lock, outs[0][1]))
 
 
-def check_cycles(G: nx.DiGraph) -> tuple[list[Finding], bool]:
-    found, capped = cycles(G)
-    out = []
-    for c in found:
+@check("LG103")
+def lock_cycles(inp: CheckInput) -> Iterable[Finding]:
+    G = inp.graph
+    found = cycles(G)
+    if found.capped:
+        inp.blind_spots.append(found.blind_spot())
+    for c in found.cycles:
         edges = list(cycle_edges(c))
         certain = all(G[a][b]["certain"] for a, b in edges)
-        text = " --> ".join(c + (c[0],))
-        msg = f"lock cycle: {text}" + ("" if certain else " (rests on inferred edges)")
-        f = _finding("LG103", c[0], msg, [_edge_evidence(G, a, b) for a, b in edges],
-                     c, None if certain else Severity.WARNING)
-        key = cycle_key(c)
-        out.append(replace(f, id=finding_id("LG103", key[0], *key)))
-    return distinct_ids(out), capped
+        yield make("LG103", c[0], [_edge_evidence(G, a, b) for a, b in edges], c,
+                   severity=None if certain else Severity.WARNING,
+                   chain=" --> ".join(c + (c[0],)), cycle=cycle_key(c), start=cycle_key(c)[0],
+                   inferred="" if certain else " (rests on inferred edges)")
 
 
-def run_checks(reports: list[Report], dtors: Iterable[str] = ()) -> CheckResult:
-    G = build_graph(reports)
-    dtor, reclaim = mark_contexts(reports, dtors)
-    findings = list(check_dtor_leaf(G, dtor)) + list(check_reclaim(G, reclaim))
-    cyc, capped = check_cycles(G)
-    findings += cyc
-    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
-    findings.sort(key=lambda f: (order[f.severity], f.rule, f.lock, f.path))
-    blind = ["runtime evidence only: code paths that did not run are not covered"]
-    if capped:
-        blind.append("cycle enumeration capped; every cyclic component is still reported")
-    return CheckResult(findings, G, dtor, reclaim, capped, blind)
+@check("LG105")
+def dtor_context_cycles(inp: CheckInput) -> Iterable[Finding]:
+    """One finding per destructor lock: every context it closes a cycle with is one more
+    predicted splat of the same cause, not another finding."""
+    for v in inp.roots:
+        if v.root.kind != "dtor":
+            continue
+        by_lock: dict[str, list] = {}
+        for c in v.dtor_safe.cycles:
+            by_lock.setdefault(c.lock, []).append(c)
+        for lock, cs in sorted(by_lock.items()):
+            cs.sort(key=lambda c: (c.held != FS_RECLAIM, c.held))
+            takes = "enters memory reclaim" if lock in PSEUDO_LOCKS else f"takes '{lock}'"
+            ev = [e for c in cs for e in c.evidence]
+            yield make("LG105", lock, list(dict.fromkeys(ev)), tuple(cs[0].path),
+                       detail="\n\n".join(c.splat for c in cs), root=v.root.function, takes=takes,
+                       contexts=" and ".join(f"'{c.held}' ({c.why})" for c in cs),
+                       paths=" and ".join(" --> ".join(f"'{n}'" for n in (c.path[0], c.path[-1]))
+                                          for c in cs))
+
+
+@check("LG106")
+def ctor_in_atomic(inp: CheckInput) -> Iterable[Finding]:
+    for v in inp.roots:
+        c = v.ctor
+        if v.root.kind != "ctor" or c is None or not (c.sleeps_or_reclaims and c.atomic_sites):
+            continue
+        why = " and ".join(c.why)
+        wit = c.witness
+        nth: dict[tuple[str, str], int] = {}
+        for s in c.atomic_sites:
+            # The site by function and its rank there, not by line: the id survives edits
+            # above it (a baseline would otherwise re-report it after every unrelated patch).
+            where = (s.file, s.function)
+            nth[where] = nth.get(where, 0) + 1
+            ev = [Evidence(s.file, s.line, f"{s.function}() allocates from "
+                           f"{', '.join(v.root.caches)} in atomic context ({s.context})"),
+                  Evidence(wit[-1].file if wit else "", wit[-1].line if wit else 0,
+                           f"constructor {v.root.function}() {why}", tuple(x.label() for x in wit))]
+            yield make("LG106", v.root.function, ev, (v.root.function,), why=why,
+                       site=f"{s.file}:{s.line}", context=s.context, file=s.file,
+                       function=s.function, nth=nth[where], root=v.root.function)
+
+
+#: Report kinds that are findings by themselves: kind (or other_kind) -> (rule, what).
+REPORT_RULES: dict[str, tuple[str, str]] = {
+    "recursive": ("LG110", "recursive locking"),
+    "inconsistent_state": ("LG111", "an inconsistent lock state"),
+    "irq_inversion": ("LG112", "a possible irq lock inversion"),
+    "irq_safe_unsafe": ("LG112", "an irq-safe -> irq-unsafe lock order"),
+    "invalid_wait_context": ("LG113", "an invalid wait context"),
+    "bad_unlock_balance": ("LG114", "a bad unlock balance"),
+    "held_lock_freed": ("LG115", "a held lock freed"),
+    "held_on_return_to_user": ("LG116", "a lock held when returning to user space"),
+    "sleep_in_atomic": ("LG117", "a sleeping function called from invalid context"),
+}
+
+
+def _report_kind(r: Report) -> str:
+    if r.kind == "other" and r.other_kind:
+        return r.other_kind[0]
+    return r.kind
+
+
+def _report_locks(r: Report) -> tuple[str, str]:
+    """(the lock the report is about, the other lock of a two-lock report, or "")."""
+    if r.kind in ("recursive", "inconsistent_state", "invalid_wait_context") and r.new_lock:
+        return r.new_lock.name, ""
+    if r.kind == "irq_inversion":
+        return r.subject_lock.name if r.subject_lock else "", r.other_lock or ""
+    if r.kind == "irq_safe_unsafe":
+        return (r.new_lock.name if r.new_lock else ""), r.other_lock or ""
+    if r.subject_lock:
+        return r.subject_lock.name, ""
+    if r.new_lock:
+        return r.new_lock.name, ""
+    held = r.held_locks
+    return (held[-1] if held else ""), ""
+
+
+@check(*sorted({rule for rule, _ in REPORT_RULES.values()}))
+def lockdep_reports(inp: CheckInput) -> Iterable[Finding]:
+    """Every lockdep report of a kind that is a bug by itself is a finding (a circular
+    report is one too, through the cycle its edges close — LG103)."""
+    for r in inp.reports:
+        kind = _report_kind(r)
+        if r.duplicate_of is not None or kind not in REPORT_RULES:
+            continue
+        rule, what = REPORT_RULES[kind]
+        lock, other = _report_locks(r)
+        stack = trim_stack(r.backtrace)
+        frame = next((f for f in stack), "") or (r.new_lock.at if r.new_lock and r.new_lock.at else "")
+        ev = []
+        if kind == "recursive" and r.held_lock:
+            at = f" at {r.held_lock.at}()" if r.held_lock.at else ""
+            ev.append(Evidence(r.file, r.held_lock.line, f"'{r.held_lock.name}' already held, taken{at}"))
+        if r.new_lock and kind != "bad_unlock_balance":
+            at = f" at {r.new_lock.at}()" if r.new_lock.at else ""
+            verb = "taken again" if kind == "recursive" else "being taken"
+            ev.append(Evidence(r.file, r.new_lock.line, f"'{r.new_lock.name}' {verb}{at}", stack))
+        else:
+            ev.append(Evidence(r.file, r.line, f"{what} reported" + (f" on '{lock}'" if lock else ""),
+                               stack))
+        for hl in r.held_lists:
+            for lk in hl.locks:
+                at = f" at {lk.at}()" if lk.at else ""
+                ev.append(Evidence(r.file, lk.line, f"held by {hl.task}: '{lk.name}'{at}"))
+        detail = []
+        if r.usage_transition:
+            detail.append(f"usage {r.usage_transition}")
+        if other:
+            detail.append(f"with '{other}'")
+        if r.irq_class:
+            detail.append(f"{r.irq_class} interrupts")
+        if r.context:
+            detail.append(r.context)
+        where = f" on '{lock}'" if lock else ""
+        if detail:
+            where += " (" + ", ".join(detail) + ")"
+        task = f" in task {r.task}" if r.task else ""
+        yield make(rule, lock or "(none)", ev, tuple(x for x in (lock, other) if x),
+                   what=what, where=where, task=task, frame=frame, kind=kind, other=other,
+                   transition=r.usage_transition or "")
+
+
+@check("LG118")
+def lockdep_turned_off(inp: CheckInput) -> Iterable[Finding]:
+    for r in inp.reports:
+        if r.duplicate_of is None and _report_kind(r) == "lockdep_off":
+            ev = [Evidence(r.file, r.line, "INFO: lockdep is turned off")]
+            yield make("LG118", "(none)", ev, (), where=f" at {r.file}:{r.line}", file=r.file)

@@ -2,12 +2,13 @@
 
 Nodes are lock classes named exactly as lockdep prints them; an edge A -> B means B was
 acquired while A was held, and carries every piece of evidence that showed it.  Runtime
-reports and (later) static scans feed the same graph, so one query answers for both.
+reports and static scans feed the same graph, so one query answers for both.
 """
 
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,13 @@ def _build_graph(reports: Iterable[Report]) -> nx.DiGraph:
     for rep in reports:
         if rep.duplicate_of is not None:
             continue
+        # A recursive (AA) acquisition is no dependency: lockdep records none for it, and
+        # an edge from the locks held in between back to the class would turn the AA report
+        # (its own finding, LG110) into an inferred ABBA cycle.
+        again = rep.new_lock.name if rep.kind == "recursive" and rep.new_lock else None
         for e in rep.edges:
+            if e.dst == again and e.source == "held_to_new":
+                continue
             key = (e.src, e.dst, e.source, e.file, e.line)
             if key in seen:
                 continue
@@ -120,40 +127,63 @@ def canonical_cycle(cycle: list[str]) -> tuple[str, ...]:
     return tuple(cycle[k:] + cycle[:k])
 
 
-def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500) -> tuple[list[tuple[str, ...]], bool]:
-    """Distinct simple cycles (canonical, sorted) and whether enumeration was capped.
+@dataclass(slots=True)
+class Cycles:
+    """The cycles reported, and exactly what the enumeration bound left out."""
 
-    Enumeration is bounded (a dense /proc/lockdep graph has exponentially many cycles);
-    every non-trivial strongly connected component still yields at least its shortest
-    cycle, so no deadlock-capable SCC goes unreported.
+    cycles: list[tuple[str, ...]]
+    components: int          # strongly connected components with a cycle
+    partial: int             # of them, enumerated only in part (past the cap: one cycle each)
+
+    @property
+    def capped(self) -> bool:
+        return self.partial > 0
+
+    def blind_spot(self) -> str:
+        return (f"cycle enumeration capped: {self.partial} of {self.components} cyclic "
+                "component(s) show only some of their cycles (each shows at least its shortest)")
+
+
+def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500) -> Cycles:
+    """Distinct simple cycles (canonical, sorted), at least one per cyclic component.
+
+    Enumeration is bounded (a dense /proc/lockdep graph has exponentially many cycles):
+    up to `cap` cycles of length <= `length_bound` in all; past the cap, and in a component
+    without a short cycle, a component yields its shortest cycle through its smallest node,
+    so no deadlock-capable SCC goes unreported and the count of partly shown ones is exact.
     """
     import networkx as nx
 
     found: set[tuple[str, ...]] = set()
-    capped = False
+    components = partial = 0
     # Self-loops are no cycles here.  Without copying the whole graph to drop them: they
     # change neither the strongly connected components nor the order they come in, and a
     # view that hides them iterates nodes and successors exactly like the loop-free copy.
-    H = None  # that copy, built only for the rare component without a short cycle
+    H = None  # that copy, built only for components that need a shortest-cycle search
     for comp in nx.strongly_connected_components(G):
         if len(comp) < 2:
             continue
+        components += 1
         sub = nx.subgraph_view(G, filter_node=nx.filters.show_nodes(G.nbunch_iter(comp)),
                                filter_edge=_not_a_loop)
         before = len(found)
-        for c in nx.simple_cycles(sub, length_bound=length_bound):
-            found.add(canonical_cycle(c))
-            if len(found) >= cap:
-                capped = True
-                break
+        complete = True
+        if before < cap:
+            gen = nx.simple_cycles(sub, length_bound=length_bound)
+            for c in gen:
+                found.add(canonical_cycle(c))
+                if len(found) >= cap:
+                    complete = next(gen, None) is None
+                    break
+        else:
+            complete = False
         if len(found) == before:
             if H is None:  # shortest paths also walk predecessors, whose order a copy changes
                 H = G.copy()
                 H.remove_edges_from(list(nx.selfloop_edges(H)))
             found.add(canonical_cycle(_shortest_cycle(H.subgraph(comp))))
-        if capped:
-            break
-    return sorted(found, key=lambda c: (len(c), c)), capped
+        partial += not complete
+    return Cycles(sorted(found, key=lambda c: (len(c), c)), components, partial)
 
 
 def _not_a_loop(u: str, v: str) -> bool:

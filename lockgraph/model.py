@@ -205,11 +205,14 @@ class Finding:
     path: tuple[str, ...] = ()
     id: str = ""
     detail: str = ""    # multi-line text such as a predicted lockdep splat
+    root: str = ""      # the slab destructor/constructor the finding is about, if any
 
     def to_json(self) -> dict[str, Any]:
         out = {"id": self.id, "rule": self.rule, "slug": self.slug,
                "severity": self.severity.value, "lock": self.lock, "message": self.message,
                "path": list(self.path), "evidence": [e.to_json() for e in self.evidence]}
+        if self.root:
+            out["root"] = self.root
         if self.detail:
             out["detail"] = self.detail
         return out

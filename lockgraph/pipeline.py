@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lockgraph.checks import CheckResult, check_cycles, check_dtor_leaf, check_reclaim
+from lockgraph.checks import CheckInput, CheckResult, run_checks
 from lockgraph.graph import FS_RECLAIM, add_edge, build_graph
-from lockgraph.model import Edge, Evidence, Report, Severity
+from lockgraph.model import Edge, Evidence, Report
 from lockgraph.contexts import Context, mark_contexts
 
 if TYPE_CHECKING:  # the static half is imported only when a source tree is scanned
@@ -268,12 +268,12 @@ def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tup
 
 
 def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) -> CheckResult:
-    """Checks on the merged graph; root verdicts when a source tree was scanned."""
+    """Every registered check on the merged graph; root verdicts when a source tree was scanned."""
     G = build_graph(reports)
     dtor_ctx, reclaim_ctx = mark_contexts(reports, dtors)
-    verdicts: list[RootVerdict] = []
-    findings = []
-    blind = ["runtime evidence only: code paths that did not run are not covered"] if reports else []
+    inp = CheckInput(G, reports, dtor_ctx, reclaim_ctx)
+    if reports:
+        inp.blind_spots.append("runtime evidence only: code paths that did not run are not covered")
     if st is not None:
         from lockgraph.static.slab_roots import find_roots
         from lockgraph.verdicts import judge
@@ -288,19 +288,13 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
             add_edge(G, e, seen)
         for k, v in rctx.items():
             reclaim_ctx.setdefault(k, []).extend(v)
-        verdicts, findings = judge(S, roots, G, name)
+        inp.roots, inp.solved, inp.name = judge(S, roots, G, name), S, name
         if not S.funcs:
-            blind.append("no C functions found in the scanned sources")
-    findings += list(check_dtor_leaf(G, dtor_ctx)) + list(check_reclaim(G, reclaim_ctx))
-    cyc, capped = check_cycles(G)
-    findings += cyc
-    uniq = {f.id: f for f in findings}
-    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
-    out = sorted(uniq.values(), key=lambda f: (order[f.severity], f.rule, f.lock, f.path))
-    if capped:
-        blind.append("cycle enumeration capped; every cyclic component is still reported")
-    return CheckResult(out, G, dtor_ctx, reclaim_ctx, capped, blind, verdicts, st is not None,
-                       st.files if st else 0)
+            inp.blind_spots.append("no C functions found in the scanned sources")
+    findings = run_checks(inp)
+    capped = any(b.startswith("cycle enumeration capped") for b in inp.blind_spots)
+    return CheckResult(findings, G, dtor_ctx, reclaim_ctx, capped, inp.blind_spots, inp.roots,
+                       st is not None, st.files if st else 0)
 
 
 def scan_json(st: StaticScan) -> dict[str, Any]:

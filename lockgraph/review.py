@@ -350,14 +350,14 @@ def _scan_and_judge(root: Path, rels: list[str], config: Path | None, dtors: tup
 
 
 def _root_summary(v) -> dict[str, Any]:
-    out: dict[str, Any] = {"locks": [lk["lock"] for lk in v.locks], "defined": bool(v.root.fids),
+    out: dict[str, Any] = {"locks": [lk.lock for lk in v.locks], "defined": bool(v.root.fids),
                            "blind_spots": len(v.blind_spots)}
     if v.root.kind == "dtor":
-        out["strict_leaf"] = v.strict_leaf.get("verdict")
-        out["dtor_safe"] = v.dtor_safe.get("verdict")
+        out["strict_leaf"] = v.strict_leaf.verdict
+        out["dtor_safe"] = v.dtor_safe.verdict
     if v.root.kind == "ctor":
-        out["sleeps_or_reclaims"] = bool(v.ctor.get("sleeps_or_reclaims"))
-        out["atomic_sites"] = len(v.ctor.get("atomic_sites", []))
+        out["sleeps_or_reclaims"] = bool(v.ctor.sleeps_or_reclaims)
+        out["atomic_sites"] = len(v.ctor.atomic_sites)
     return out
 
 
@@ -374,7 +374,7 @@ def _lock_roots(res, kind: str) -> dict[str, list[str]]:
     for v in res.roots:
         if v.root.kind == kind:
             for lk in v.locks:
-                out.setdefault(lk["lock"], set()).add(v.root.function)
+                out.setdefault(lk.lock, set()).add(v.root.function)
     ctx = res.dtor_locks if kind == "dtor" else res.reclaim_locks
     for lock, cs in ctx.items():
         out.setdefault(lock, set()).update(c.root for c in cs)
@@ -387,7 +387,7 @@ def _edges(res) -> set[tuple[str, str]]:
 
 def _edge_delta(res, a: str, b: str) -> EdgeDelta:
     e = best_evidence(res.graph, a, b)
-    holders = sorted({v.root.function for v in res.roots if any(lk["lock"] == a for lk in v.locks)})
+    holders = sorted({v.root.function for v in res.roots if any(lk.lock == a for lk in v.locks)})
     return EdgeDelta(a, b, e.file, e.line, tuple(e.stack), holders)
 
 

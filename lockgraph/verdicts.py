@@ -19,38 +19,131 @@ from typing import Any
 
 import networkx as nx
 
-from lockgraph.checks import MAX_EDGES_SHOWN, finding_id
+from lockgraph.checks import MAX_EDGES_SHOWN
 from lockgraph.graph import FS_RECLAIM, best_evidence, reachable, shortest_path_or_none
 from lockgraph.static.facts import kb
 from lockgraph.static.slab_roots import Root
 from lockgraph.static.solve import Solved, Step, entry_contexts, gfp_reclaims
-from lockgraph.model import Evidence, Finding, Severity
-from lockgraph.rules import RULES
+from lockgraph.model import Evidence
 
 SPINNING = frozenset({"spin", "raw_spin", "rwlock", "local_lock"})
 
 
 @dataclass(slots=True)
+class TakenLock:
+    """A lock a root can take, with the call chain that reaches it (JSON steps)."""
+
+    lock: str
+    kind: str
+    witness: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lock": self.lock, "kind": self.kind, "witness": self.witness}
+
+
+@dataclass(slots=True)
+class Violation:
+    """A lock of a destructor with an outgoing edge: `lock` -> `to` (the strict-leaf rule)."""
+
+    lock: str
+    to: str
+    edge: Evidence | None      # the edge's best evidence; None for "(reclaim)"
+    witness: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lock": self.lock, "to": self.to,
+                "edge": self.edge.to_json() if self.edge else None, "witness": self.witness}
+
+
+@dataclass(slots=True)
+class StrictLeaf:
+    verdict: str = "unproven"
+    violations: list[Violation] = field(default_factory=list)
+    omitted: int = 0           # violations past MAX_EDGES_SHOWN per lock, counted only
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"verdict": self.verdict,
+                               "violations": [x.to_json() for x in self.violations]}
+        if self.omitted:
+            out["violations_omitted"] = self.omitted
+        return out
+
+
+@dataclass(slots=True)
+class ContextCycle:
+    """A lock of the destructor taken under a context (`held`) it already leads back to."""
+
+    held: str
+    lock: str
+    path: list[str]            # lock --> ... --> held
+    why: str
+    splat: str
+    evidence: list[Evidence]
+
+
+@dataclass(slots=True)
+class DtorSafe:
+    verdict: str = "unproven"
+    reasons: list[str] = field(default_factory=list)
+    not_irq_safe: list[str] = field(default_factory=list)
+    cycles: list[ContextCycle] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reasons": self.reasons, "not_irq_safe": self.not_irq_safe}
+
+
+@dataclass(slots=True)
+class AtomicSite:
+    """An allocation from a constructor's cache in atomic context."""
+
+    function: str
+    file: str
+    line: int
+    context: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"function": self.function, "file": self.file, "line": self.line,
+                "context": self.context}
+
+
+@dataclass(slots=True)
+class CtorContext:
+    sleeps_or_reclaims: bool = False
+    why: list[str] = field(default_factory=list)
+    allocation_sites: int = 0
+    atomic_sites: list[AtomicSite] = field(default_factory=list)
+    witness: tuple[Step, ...] = ()   # to what makes it sleep or reclaim
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sleeps_or_reclaims": self.sleeps_or_reclaims, "why": self.why,
+                "allocation_sites": self.allocation_sites,
+                "atomic_sites": [a.to_json() for a in self.atomic_sites]}
+
+
+@dataclass(slots=True)
 class RootVerdict:
     root: Root
-    locks: list[dict[str, Any]] = field(default_factory=list)
-    strict_leaf: dict[str, Any] = field(default_factory=dict)
-    dtor_safe: dict[str, Any] = field(default_factory=dict)
-    ctor: dict[str, Any] = field(default_factory=dict)
+    locks: list[TakenLock] = field(default_factory=list)
+    strict_leaf: StrictLeaf = field(default_factory=StrictLeaf)
+    dtor_safe: DtorSafe = field(default_factory=DtorSafe)
+    ctor: CtorContext | None = None
     blind_spots: list[str] = field(default_factory=list)
-    splats: list[str] = field(default_factory=list)
+
+    @property
+    def splats(self) -> list[str]:
+        return [c.splat for c in self.dtor_safe.cycles]
 
     def to_json(self) -> dict[str, Any]:
         out = {"function": self.root.function, "kind": self.root.kind, "why": self.root.how,
                "caches": self.root.caches, "defined": bool(self.root.fids),
-               "locks": self.locks, "blind_spots": self.blind_spots}
+               "locks": [lk.to_json() for lk in self.locks], "blind_spots": self.blind_spots}
         if self.root.kind == "dtor":
-            out["strict_leaf"] = self.strict_leaf
-            out["dtor_safe"] = self.dtor_safe
+            out["strict_leaf"] = self.strict_leaf.to_json()
+            out["dtor_safe"] = self.dtor_safe.to_json()
             out["predicted_splats"] = self.splats
         if self.root.kind == "ctor":
-            out["ctor_context"] = self.ctor
-        out["witnesses"] = [lk["witness"] for lk in self.locks]
+            out["ctor_context"] = self.ctor.to_json() if self.ctor else {}
+        out["witnesses"] = [lk.witness for lk in self.locks]
         return out
 
 
@@ -68,10 +161,9 @@ def _edge_ev(G: nx.DiGraph, a: str, b: str) -> Evidence:
     return Evidence(e.file, e.line, f"'{a}' -> '{b}' ({src})", e.stack)
 
 
-def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str]) -> tuple[
-        list[RootVerdict], list[Finding]]:
+def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str]) -> list[RootVerdict]:
+    """Each root's verdicts, with the evidence findings are later made from (checks.py)."""
     verdicts: list[RootVerdict] = []
-    findings: list[Finding] = []
     irq_safe = {name(a["lock"]) for a in S.acquisitions if a["irq"]} | {
         name(c) for c in S.irq_classes}
     for r in roots:
@@ -79,8 +171,9 @@ def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str
         verdicts.append(v)
         if not r.fids:
             v.blind_spots.append(f"definition of {r.function}() not found in the scanned sources")
-            v.strict_leaf = {"verdict": "unproven", "violations": []}
-            v.dtor_safe = {"verdict": "unproven", "reasons": ["no definition"]}
+            v.dtor_safe = DtorSafe("unproven", ["no definition"])
+            if r.kind == "ctor":
+                v.ctor = CtorContext()
             continue
         witnesses: dict[str, tuple[Step, ...]] = {}
         kinds: dict[str, str] = {}
@@ -96,48 +189,28 @@ def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str
                 kinds[n] = kind
             v.blind_spots.extend(S.reachable_blind(fid))
         v.blind_spots = sorted(set(v.blind_spots))
-        v.locks = [{"lock": n, "kind": kinds[n] or "unknown", "witness": _steps(witnesses[n])}
-                   for n in sorted(witnesses)]
+        v.locks = [TakenLock(n, kinds[n] or "unknown", _steps(witnesses[n])) for n in sorted(witnesses)]
         sleeps = any(fid in S.sleeps for fid in r.fids)
         if r.kind == "dtor":
-            _dtor(S, r, v, G, witnesses, kinds, sleeps, irq_safe, name, findings)
+            _dtor(S, r, v, G, witnesses, sleeps, irq_safe, name)
         elif r.kind == "ctor":
-            _ctor(S, r, v, witnesses, sleeps, name, findings)
-    return verdicts, findings
+            _ctor(S, r, v, witnesses, sleeps)
+    return verdicts
 
 
-def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, sleeps: bool,
-          irq_safe: set[str], name, findings: list[Finding]) -> None:
+def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, sleeps: bool,
+          irq_safe: set[str], name) -> None:
     blind = bool(v.blind_spots)
-    violations = []
-    omitted = 0
+    sl = v.strict_leaf
     for lock in sorted(witnesses):
         outs = sorted(b for b in G.successors(lock) if b != lock) if lock in G else []
         if lock == FS_RECLAIM:
             outs = outs or ["(reclaim)"]
-        omitted += max(0, len(outs) - MAX_EDGES_SHOWN)
+        sl.omitted += max(0, len(outs) - MAX_EDGES_SHOWN)
         for b in outs[:MAX_EDGES_SHOWN]:
-            violations.append({"lock": lock, "to": b,
-                               "edge": _edge_ev(G, lock, b).to_json() if G.has_edge(lock, b) else None,
-                               "witness": _steps(witnesses[lock])})
-        if outs:
-            wit = witnesses[lock]
-            ev = [Evidence(wit[-1].file if wit else "", wit[-1].line if wit else 0,
-                           f"'{lock}' taken by {r.function}()" + (f" via {wit[1].function}()" if len(wit) > 1 else ""),
-                           _stack(wit))]
-            ev += [_edge_ev(G, lock, b) for b in outs[:MAX_EDGES_SHOWN] if G.has_edge(lock, b)]
-            msg = (f"'{lock}' is taken in slab destructor {r.function}() but is not a leaf: "
-                   + ", ".join(f"'{lock}' -> '{b}'" for b in outs[:3])
-                   + (f" (and {len(outs) - 3} more)" if len(outs) > 3 else ""))
-            rule = RULES["LG101"]
-            findings.append(Finding("LG101", rule.slug, rule.severity, lock, msg, tuple(ev),
-                                    (r.function, lock, outs[0]), finding_id("LG101", r.function, lock)))
-    if violations:
-        v.strict_leaf = {"verdict": "violated", "violations": violations}
-        if omitted:
-            v.strict_leaf["violations_omitted"] = omitted
-    else:
-        v.strict_leaf = {"verdict": "unproven" if blind else "proven", "violations": []}
+            sl.violations.append(Violation(lock, b, _edge_ev(G, lock, b) if G.has_edge(lock, b) else None,
+                                           _steps(witnesses[lock])))
+    sl.verdict = "violated" if sl.violations else ("unproven" if blind else "proven")
 
     reasons: list[str] = []
     failed = False
@@ -172,7 +245,7 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
                     contexts.setdefault(name(h), f"held at {f.name}() freeing {cache} ({f.file}:{line})")
                 for h, where in entry_contexts(S, fid).items():
                     contexts.setdefault(name(h), f"{where}, which frees {cache}")
-    cycles = []
+    cycles = v.dtor_safe.cycles
     for c, why in sorted(contexts.items()):
         back = reachable(G, [c], reverse=True)
         for d in sorted(witnesses):
@@ -180,19 +253,10 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
                 continue
             path = shortest_path_or_none(G, d, c) if d in back else None
             if path:
-                cycles.append((c, d, path, why))
+                cycles.append(ContextCycle(c, d, path, why, predicted_splat(G, r.function, c, d, path, why),
+                                           [_edge_ev(G, a, b) for a, b in zip(path, path[1:])]))
     if cycles:
         failed = True
-        for c, d, path, why in cycles:
-            splat = predicted_splat(G, r.function, c, d, path, why)
-            v.splats.append(splat)
-            rule = RULES["LG105"]
-            ev = [_edge_ev(G, a, b) for a, b in zip(path, path[1:])]
-            findings.append(Finding("LG105", rule.slug, rule.severity, d,
-                                    f"slab destructor {r.function}() takes '{d}' in a context holding "
-                                    f"'{c}' ({why}), and '{d}' --> '{c}' already exists",
-                                    tuple(ev), tuple(path), finding_id("LG105", r.function, c, d),
-                                    detail=splat))
         reasons.append(f"{len(cycles)} context edge(s) close a cycle (predicted splats below)")
     else:
         reasons.append("adding the destructor's context edges (" + ", ".join(
@@ -200,50 +264,29 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, kinds, s
     if not r.caches:
         reasons.append("no cache using this destructor found: free-site contexts not known")
         blind = True
-    status = "violated" if failed else ("unproven" if blind else "proven")
-    v.dtor_safe = {"verdict": status, "reasons": reasons, "not_irq_safe": not_irq}
+    v.dtor_safe.verdict = "violated" if failed else ("unproven" if blind else "proven")
+    v.dtor_safe.reasons = reasons
+    v.dtor_safe.not_irq_safe = not_irq
 
 
-def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool, name,
-          findings: list[Finding]) -> None:
-    bad = sleeps or FS_RECLAIM in witnesses
-    why = []
+def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool) -> None:
+    c = v.ctor = CtorContext()
     if FS_RECLAIM in witnesses:
-        why.append("allocates with a reclaiming gfp (takes fs_reclaim)")
+        c.why.append("allocates with a reclaiming gfp (takes fs_reclaim)")
     if sleeps:
-        why.append("may sleep")
-    atomic_sites = []
-    all_sites = 0
+        c.why.append("may sleep")
+    c.sleeps_or_reclaims = bool(c.why)
+    c.witness = witnesses.get(FS_RECLAIM) or next(iter(witnesses.values()), ())
     sites = sorted((x for cache in set(r.caches) for x in S.cache_allocs.get(cache, ())),
                    key=lambda x: x[0])
     for _seq, fid, al in sites:
         f = S.funcs[fid]
-        all_sites += 1
+        c.allocation_sites += 1
         how, _ = gfp_reclaims(al.gfp, f)
         spinning = [h for h in al.held if h.kind in SPINNING]
         if how == "no" or spinning:
             ctx = f"gfp {al.gfp}" if how == "no" else f"under spinning lock '{spinning[-1].lock.text}'"
-            atomic_sites.append({"function": f.name, "file": f.file, "line": al.line,
-                                 "context": ctx})
-    v.ctor = {"sleeps_or_reclaims": bad, "why": why, "allocation_sites": all_sites,
-              "atomic_sites": atomic_sites}
-    if bad and atomic_sites:
-        rule = RULES["LG106"]
-        nth: dict[tuple[str, str], int] = {}
-        for s in atomic_sites:
-            # The site by function and its rank there, not by line: the id survives edits
-            # above it (a baseline would otherwise re-report it after every unrelated patch).
-            where = (s["file"], s["function"])
-            nth[where] = nth.get(where, 0) + 1
-            wit = witnesses.get(FS_RECLAIM) or next(iter(witnesses.values()), ())
-            ev = (Evidence(s["file"], s["line"], f"{s['function']}() allocates from "
-                           f"{', '.join(r.caches)} in atomic context ({s['context']})"),
-                  Evidence(wit[-1].file if wit else "", wit[-1].line if wit else 0,
-                           f"constructor {r.function}() " + " and ".join(why), _stack(wit)))
-            findings.append(Finding("LG106", rule.slug, rule.severity, r.function,
-                                    f"constructor {r.function}() {' and '.join(why)} but runs inside "
-                                    f"kmem_cache_alloc() at {s['file']}:{s['line']} ({s['context']})",
-                                    ev, (r.function,), finding_id("LG106", r.function, *where, str(nth[where]))))
+            c.atomic_sites.append(AtomicSite(f.name, f.file, al.line, ctx))
 
 
 def predicted_splat(G: nx.DiGraph, dtor: str, held: str, acquired: str, path: list[str],

@@ -170,9 +170,10 @@ def test_range_that_breaks_the_leaf_lock_exits_1_and_names_the_new_edges(repo, u
         ("A", "Documentation/foo.rst", False)}
     assert out["verdict"] == {"base": "proven", "head": "violated"}
     new = {(f["rule"], f["lock"]) for f in out["findings"]["new"]}
-    assert ("LG101", "stats_lock") in new and ("LG105", "stats_lock") in new
+    # stats_lock's non-leaf edges close a context cycle: one finding, the cycle (LG105)
+    assert ("LG105", "stats_lock") in new and ("LG101", "stats_lock") not in new
     assert out["findings"]["fixed"] == []
-    assert out["summary"]["new_errors"] >= 2 and out["summary"]["new_splats"] == 1
+    assert out["summary"]["new_errors"] >= 1 and out["summary"]["new_splats"] == 1
     assert "WARNING: possible circular locking dependency" in out["splats"]["new"][0]["text"]
     assert out["locks"]["dtor"]["added"] == {"fs_reclaim": ["foo_dtor"], "list_lock": ["foo_dtor"]}
     (changed,) = out["roots"]["changed"]
@@ -189,8 +190,7 @@ def test_reverse_range_exits_0_and_reports_the_violation_fixed(repo, untouched):
     res, out = review_json("--src", repo.name, "head..base", cwd=repo.parent)
     assert res.exit_code == 0, res.stderr
     assert out["findings"]["new"] == []
-    assert {(f["rule"], f["lock"]) for f in out["findings"]["fixed"]} >= {
-        ("LG101", "stats_lock"), ("LG105", "stats_lock")}
+    assert ("LG105", "stats_lock") in {(f["rule"], f["lock"]) for f in out["findings"]["fixed"]}
     assert edges(out, "added") == set()
     assert {(a, b) for a, b, _f, _l in edges(out, "removed")} == {(a, b) for a, b, _f, _l in NEW_EDGES}
     assert out["verdict"] == {"base": "violated", "head": "proven"}

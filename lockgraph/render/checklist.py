@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Union
 
-from lockgraph.checks import CheckResult, finding_id
-from lockgraph.graph import FS_RECLAIM, best_evidence, out_edges_sorted
+from lockgraph.checks import CheckResult
+from lockgraph.graph import FS_RECLAIM, best_evidence, out_edges_sorted, shortest_path_or_none
 from lockgraph.ingest.logs.extract import trim_stack
 from lockgraph.model import Edge, Evidence, Finding
 from lockgraph.verdicts import SPINNING
@@ -101,14 +101,14 @@ def _witness(steps: list[dict]) -> Inline:
 
 def _spinning(v) -> Item:
     fn = Code(v.root.function)
-    bad = [lk for lk in v.locks if lk["kind"] not in SPINNING or lk["lock"] == FS_RECLAIM]
+    bad = [lk for lk in v.locks if lk.kind not in SPINNING or lk.lock == FS_RECLAIM]
     if not v.locks:
         return Item(True, (fn, " takes only spinning locks (it takes none)"))
     if not bad:
         return Item(True, (fn, " takes only spinning locks: ",
-                           *_join([(Code(lk["lock"]), f" ({lk['kind']})") for lk in v.locks])))
+                           *_join([(Code(lk.lock), f" ({lk.kind})") for lk in v.locks])))
     return Item(False, (fn, " takes only spinning locks — no:"),
-                tuple((Code(lk["lock"]), f" ({lk['kind']})", *_witness(lk["witness"]))
+                tuple((Code(lk.lock), f" ({lk.kind})", *_witness(lk.witness))
                       for lk in bad))
 
 
@@ -132,14 +132,14 @@ def _not_a_leaf(lock: str, edges: list[Inline]) -> Item:
 def _leaf_items(locks: list[dict], violations: dict[str, list[dict]]) -> list[Item]:
     items = []
     for lk in locks:
-        name = lk["lock"]
+        name = lk.lock
         bad = violations.get(name, [])
         if not bad:
-            items.append(Item(True, (Code(name), " is a leaf — taken", *_witness(lk["witness"]))))
+            items.append(Item(True, (Code(name), " is a leaf — taken", *_witness(lk.witness))))
             continue
-        edges = [(Code(name), " takes reclaim itself") if x["to"] == "(reclaim)"
-                 else _edge_tokens(name, x["to"], x.get("edge"),
-                                   runtime=bool(x.get("edge")) and "runtime" in x["edge"]["what"])
+        edges = [(Code(name), " takes reclaim itself") if x.to == "(reclaim)"
+                 else _edge_tokens(name, x.to, x.edge,
+                                   runtime=bool(x.edge) and "runtime" in x.edge.what)
                  for x in bad]
         items.append(_not_a_leaf(name, edges))
     return items
@@ -159,13 +159,13 @@ def _blind_item(v) -> Item:
 def _dtor_blocks(v) -> list[Block]:
     out: list[Block] = [_spinning(v)]
     by_lock: dict[str, list[dict]] = {}
-    for x in v.strict_leaf.get("violations", []):
-        by_lock.setdefault(x["lock"], []).append(x)
+    for x in v.strict_leaf.violations:
+        by_lock.setdefault(x.lock, []).append(x)
     out += _leaf_items(v.locks, by_lock)
     contexts = (Code(FS_RECLAIM), " and the locks held where ",
                 *_join([(Code(c),) for c in v.root.caches], " or "), " is freed") \
         if v.root.caches else (Code(FS_RECLAIM),)
-    not_irq = v.dtor_safe.get("not_irq_safe", [])
+    not_irq = v.dtor_safe.not_irq_safe
     if not_irq:
         out.append(Item(False, ("every lock it takes is irq-safe (a free can run in hard irq) — "
                                 "no, never seen taken with interrupts disabled: ",
@@ -179,9 +179,9 @@ def _dtor_blocks(v) -> list[Block]:
     else:
         out.append(Item(True, ("taking its locks under ", *contexts, " closes no cycle")))
     out.append(_blind_item(v))
-    out.append(Para(("strict leaf: ", v.strict_leaf.get("verdict", "unproven"),
-                     "; dtor-safe: ", v.dtor_safe.get("verdict", "unproven"))))
-    out += [Item(None, (why,)) for why in v.dtor_safe.get("reasons", [])]
+    out.append(Para(("strict leaf: ", v.strict_leaf.verdict,
+                     "; dtor-safe: ", v.dtor_safe.verdict)))
+    out += [Item(None, (why,)) for why in v.dtor_safe.reasons]
     for s in v.splats:
         out.append(Verbatim(s))
     return out
@@ -191,19 +191,19 @@ def _ctor_blocks(v) -> list[Block]:
     c = v.ctor
     fn = Code(v.root.function)
     out: list[Block] = []
-    if c.get("sleeps_or_reclaims"):
-        wit = next((lk["witness"] for lk in v.locks if lk["lock"] == FS_RECLAIM), [])
+    if c.sleeps_or_reclaims:
+        wit = next((lk.witness for lk in v.locks if lk.lock == FS_RECLAIM), [])
         out.append(Item(False, (fn, " neither sleeps nor enters reclaim — no: ",
-                                ", ".join(c.get("why", [])), *_witness(wit))))
+                                ", ".join(c.why), *_witness(wit))))
     else:
         out.append(Item(True, (fn, " neither sleeps nor enters reclaim")))
-    atomic = c.get("atomic_sites", [])
-    n = c.get("allocation_sites", 0)
+    atomic = c.atomic_sites
+    n = c.allocation_sites
     if atomic:
-        out.append(Item(not c.get("sleeps_or_reclaims"),
+        out.append(Item(not c.sleeps_or_reclaims,
                         (f"its cache is allocated from atomic context at {len(atomic)} of {n} "
                          "site(s)",),
-                        tuple((Code(a["function"]), f" ({a['file']}:{a['line']}, {a['context']})")
+                        tuple((Code(a.function), f" ({a.file}:{a.line}, {a.context})")
                               for a in atomic)))
     else:
         out.append(Item(True, (f"its cache is never allocated from atomic context ({n} "
@@ -229,17 +229,17 @@ def _graph_leaf_items(res: CheckResult, locks: Iterable[tuple[str, Inline]]) -> 
 
 
 def _reclaim_root_blocks(res: CheckResult, v) -> list[Block]:
-    reentry = {f.lock: f for f in res.findings if f.rule == "LG102"}
     out: list[Block] = []
     for lk in v.locks:
-        f = reentry.get(lk["lock"])
-        if f:
-            out.append(Item(False, (Code(lk["lock"]), " does not lead back into ",
-                                    Code(FS_RECLAIM), " — no: ", *_path(f.path))))
+        back = (shortest_path_or_none(res.graph, lk.lock, FS_RECLAIM)
+                if lk.lock != FS_RECLAIM else None)
+        if back:
+            out.append(Item(False, (Code(lk.lock), " does not lead back into ",
+                                    Code(FS_RECLAIM), " — no: ", *_path(tuple(back)))))
         else:
-            out.append(Item(True, (Code(lk["lock"]), " does not lead back into ",
-                                   Code(FS_RECLAIM), " — taken", *_witness(lk["witness"]))))
-    out += _graph_leaf_items(res, [(lk["lock"], ()) for lk in v.locks])
+            out.append(Item(True, (Code(lk.lock), " does not lead back into ",
+                                   Code(FS_RECLAIM), " — taken", *_witness(lk.witness))))
+    out += _graph_leaf_items(res, [(lk.lock, ()) for lk in v.locks])
     out.append(_blind_item(v))
     return out
 
@@ -280,10 +280,7 @@ def _runtime_roots(res: CheckResult) -> list[Block]:
 def _covered(res: CheckResult) -> set[str]:
     """Findings a root section already states, so the findings list does not repeat them."""
     fns = {v.root.function for v in res.roots}
-    stated = {finding_id("LG101", v.root.function, x["lock"])
-              for v in res.roots for x in v.strict_leaf.get("violations", [])}
-    return {f.id for f in res.findings
-            if f.id in stated or f.rule == "LG105" or (f.rule == "LG106" and f.lock in fns)}
+    return {f.id for f in res.findings if f.rule in ("LG101", "LG105", "LG106") and f.root in fns}
 
 
 def _finding_item(f: Finding) -> list[Block]:

@@ -128,25 +128,25 @@ def focus(res: CheckResult, logs: frozenset[str] = frozenset()) -> Focus:
         if r.kind == "dtor":
             F.roots[r.function] = "dtor"
             for lk in v.locks:
-                reached(r.function, lk["lock"], _witness_label(lk["witness"]))
-            for x in v.strict_leaf.get("violations", []):
-                dep(x["lock"], x["to"], "nonleaf")
-            if v.strict_leaf.get("verdict") == "violated" or v.splats:
+                reached(r.function, lk.lock, _witness_label(lk.witness))
+            for x in v.strict_leaf.violations:
+                dep(x.lock, x.to, "nonleaf")
+            if v.strict_leaf.verdict == "violated" or v.splats:
                 F.bad_roots.add(r.function)
-        elif r.kind == "ctor" and v.ctor.get("sleeps_or_reclaims") and v.ctor.get("atomic_sites"):
-            a = v.ctor["atomic_sites"][0]
-            more = f" (+{len(v.ctor['atomic_sites']) - 1})" if len(v.ctor["atomic_sites"]) > 1 else ""
-            F.roots[r.function] = (f"ctor, allocated atomically in\n{a['function']}() "
-                                   f"{a['file']}:{a['line']}{more}")
+        elif r.kind == "ctor" and v.ctor.sleeps_or_reclaims and v.ctor.atomic_sites:
+            a = v.ctor.atomic_sites[0]
+            more = f" (+{len(v.ctor.atomic_sites) - 1})" if len(v.ctor.atomic_sites) > 1 else ""
+            F.roots[r.function] = (f"ctor, allocated atomically in\n{a.function}() "
+                                   f"{a.file}:{a.line}{more}")
             F.bad_roots.add(r.function)
             for lk in v.locks:
-                if lk["lock"] == FS_RECLAIM:
-                    reached(r.function, FS_RECLAIM, _witness_label(lk["witness"]))
+                if lk.lock == FS_RECLAIM:
+                    reached(r.function, FS_RECLAIM, _witness_label(lk.witness))
         elif r.kind == "reclaim":
             for lk in v.locks:
-                if lk["lock"] in judged:
+                if lk.lock in judged:
                     F.roots[r.function] = "reclaim"
-                    reached(r.function, lk["lock"], _witness_label(lk["witness"]))
+                    reached(r.function, lk.lock, _witness_label(lk.witness))
     # Roots seen in logs: destructor frames, and reclaim contexts of locks with a finding.
     for lock, ctxs in sorted(res.dtor_locks.items()):
         for c in ctxs:

@@ -111,23 +111,23 @@ def roots_text(roots: list) -> list[str]:
             continue
         out.append(f"  takes {len(v.locks)} lock(s):")
         for lk in v.locks:
-            via = " -> ".join(_step(s) for s in lk["witness"])
-            out.append(f"    {lk['lock']} ({lk['kind']}) via {via}")
+            via = " -> ".join(_step(s) for s in lk.witness)
+            out.append(f"    {lk.lock} ({lk.kind}) via {via}")
         if r.kind == "dtor":
             sl = v.strict_leaf
-            out.append(f"  strict leaf: {sl['verdict']}")
-            for x in sl.get("violations", []):
-                where = f" at {x['edge']['file']}:{x['edge']['line']}" if x.get("edge") else ""
-                out.append(f"    '{x['lock']}' -> '{x['to']}'{where}")
-            out.append(f"  dtor-safe: {v.dtor_safe.get('verdict')}")
-            out += [f"    - {why}" for why in v.dtor_safe.get("reasons", [])]
+            out.append(f"  strict leaf: {sl.verdict}")
+            for x in sl.violations:
+                where = f" at {x.edge.file}:{x.edge.line}" if x.edge else ""
+                out.append(f"    '{x.lock}' -> '{x.to}'{where}")
+            out.append(f"  dtor-safe: {v.dtor_safe.verdict}")
+            out += [f"    - {why}" for why in v.dtor_safe.reasons]
         if r.kind == "ctor":
             c = v.ctor
-            state = ("sleeps or reclaims (" + ", ".join(c["why"]) + ")") if c.get("sleeps_or_reclaims") else "neither sleeps nor reclaims"
-            out.append(f"  constructor {state}; {c.get('allocation_sites', 0)} allocation site(s) of its cache, "
-                       f"{len(c.get('atomic_sites', []))} atomic")
-            for a in c.get("atomic_sites", []):
-                out.append(f"    atomic: {a['function']}() {a['file']}:{a['line']} ({a['context']})")
+            state = ("sleeps or reclaims (" + ", ".join(c.why) + ")") if c.sleeps_or_reclaims else "neither sleeps nor reclaims"
+            out.append(f"  constructor {state}; {c.allocation_sites} allocation site(s) of its cache, "
+                       f"{len(c.atomic_sites)} atomic")
+            for a in c.atomic_sites:
+                out.append(f"    atomic: {a.function}() {a.file}:{a.line} ({a.context})")
         if v.blind_spots:
             out.append(f"  blind spots ({len(v.blind_spots)}): the verdict cannot be 'proven'")
             out += [f"    {b}" for b in v.blind_spots[:MAX_BLIND_SHOWN]]
