@@ -204,9 +204,9 @@ class _Feed(Lexer):
 
 
 @lru_cache(maxsize=None)
-def _parser() -> Lark:
-    # One LALR conflict remains by design: the dangling `else`, resolved as shift (C's rule).
-    return Lark(grammar_text("cbody.lark"), parser="lalr", lexer=_Feed)
+def _parser(strict: bool = False) -> Lark:
+    """The LALR body parser; `strict` makes lark refuse any conflict (tests build it so)."""
+    return Lark(grammar_text("cbody.lark"), parser="lalr", lexer=_Feed, strict=strict)
 
 
 # ---------------------------------------------------------------------------------------
@@ -325,7 +325,10 @@ def _stmt(node, toks: list[Tk]) -> tuple:
     if kind == "expr_stmt":
         atoms = _atoms(ch[:-1], toks)
         return ("expr", atoms, line or _first_line(atoms))
-    return ("expr", [], line)  # empty
+    if kind == "empty":
+        return ("expr", [], line)
+    # A grammar rule added without its IR here would silently drop the statement's calls.
+    raise ValueError(f"cbody.lark rule {kind!r} has no IR in cparse._stmt")
 
 
 def _first_line(atoms: list[tuple]) -> int:
