@@ -19,6 +19,7 @@ from lockgraph.errors import ExitCode, LockgraphError
 from lockgraph.model import Diagnostic, Report
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Lock-dependency verifier for the Linux kernel: lockdep logs into one "
                        "lock graph, leaf-lock verdicts for slab destructors and reclaim.")
 
@@ -54,17 +55,34 @@ def _err(msg: str) -> None:
     sys.stderr.write(msg.rstrip("\n") + "\n")
 
 
-def _ingest(logs: List[Path]) -> tuple[list[Report], list[Diagnostic], list[str]]:
-    from lockgraph.ingest.logs import parse_log
+#: How evidence names a log read from standard input (`-`).
+STDIN = "<stdin>"
+
+
+def _is_stdin(p: Path) -> bool:
+    return str(p) == "-"
+
+
+def _ingest(logs: List[Path]) -> tuple[list[Report], list[Diagnostic], list[str], bytes]:
+    """(reports, diagnostics, names as shown, the bytes of standard input if `-` was given)."""
+    from lockgraph.ingest.logs import parse_bytes, parse_log, usable
 
     reports: list[Report] = []
     diags: list[Diagnostic] = []
     shown: list[str] = []
+    stdin = b""
+    if sum(map(_is_stdin, logs)) > 1:
+        _err("lockgraph: error: '-' (standard input) given more than once")
+        raise typer.Exit(ExitCode.USAGE)
     for p in logs:
-        name = _shown(p)
+        name = STDIN if _is_stdin(p) else _shown(p)
         shown.append(name)
         try:
-            res = parse_log(p, name)
+            if _is_stdin(p):
+                stdin = usable(typer.get_binary_stream("stdin").read(), name, "input")
+                res = parse_bytes(stdin, name)
+            else:
+                res = parse_log(p, name)
         except LockgraphError as exc:
             _err(exc.format())
             raise typer.Exit(ExitCode.USAGE) from None
@@ -72,7 +90,7 @@ def _ingest(logs: List[Path]) -> tuple[list[Report], list[Diagnostic], list[str]
             res.diagnostics.append(Diagnostic(name, 1, "warning", "no lockdep output found"))
         reports += res.reports
         diags += res.diagnostics
-    return reports, diags, shown
+    return reports, diags, shown, stdin
 
 
 def _emit_diags(diags: list[Diagnostic]) -> None:
@@ -81,7 +99,8 @@ def _emit_diags(diags: list[Diagnostic]) -> None:
 
 
 LogsArg = typer.Argument(..., metavar="LOG...", help="dmesg, console, journalctl, mail "
-                         "excerpts, /proc/lockdep, /proc/lockdep_chains, /proc/lockdep_stats")
+                         "excerpts, /proc/lockdep, /proc/lockdep_chains, /proc/lockdep_stats; "
+                         "'-' reads standard input")
 FormatOpt = typer.Option(Format.text, "--format", "-f", help="output format")
 
 
@@ -158,13 +177,17 @@ class _Results:
     def replay(self) -> None:
         hit = self.db.get_result(self.key) if self.db is not None else None
         if hit is not None:
+            for w in hit.get("warnings", ()):
+                _err(w)
             sys.stdout.write(hit["out"])
             raise typer.Exit(hit["exit"])
 
-    def finish(self, out: str, code: int) -> None:
+    def finish(self, out: str, code: int, warnings: tuple[str, ...] = ()) -> None:
+        """Print the result; `warnings` (already printed) are replayed with it."""
         sys.stdout.write(out)
         if self.db is not None:
-            self.db.put_result(self.key, {"out": out, "exit": int(code)})
+            self.db.put_result(self.key, {"out": out, "exit": int(code),
+                                          "warnings": list(warnings)})
             self.db.close()
         raise typer.Exit(code)
 
@@ -184,10 +207,33 @@ def _file_digest(p: Path) -> str:
         return ""
 
 
+def _log_digest(p: Path, stdin: bytes) -> str:
+    if _is_stdin(p):
+        from lockgraph.cache import digest
+
+        return digest(stdin)
+    return _file_digest(p)
+
+
+def _unmatched_dtors(dtor: List[str], reports: list[Report], st, logs: bool) -> tuple[str, ...]:
+    """A warning per --dtor name seen on no stack of the logs and in no scanned source: a
+    typo there would otherwise silently mark nothing."""
+    seen: set[str] = set()
+    for r in reports:
+        seen |= r.functions()
+    by_name = st.solved.by_name if st is not None else {}
+    where = " or ".join(w for w, on in (("on any stack in the logs", logs),
+                                        ("among the scanned sources' functions", st is not None))
+                        if on)
+    return tuple(f"lockgraph: warning: --dtor {d} matches no function {where}; it marks nothing"
+                 for d in dict.fromkeys(dtor) if d not in seen and d not in by_name)
+
+
 @app.command()
 def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
                                             help="lockdep output: dmesg, console, journalctl, "
-                                                 "mail excerpts, /proc/lockdep, /proc/lockdep_chains"),
+                                                 "mail excerpts, /proc/lockdep, /proc/lockdep_chains;"
+                                                 " '-' reads standard input"),
           dtor: List[str] = typer.Option([], "--dtor", metavar="FUNC",
                                          help="treat FUNC as a slab destructor (repeatable)"),
           src: List[Path] = SrcOpt, config: Optional[Path] = ConfigOpt,
@@ -228,7 +274,7 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
         except LockgraphError as exc:
             _err(exc.format())
             raise typer.Exit(ExitCode.USAGE) from None
-    reports, diags, shown = _ingest(logs) if logs else ([], [], [])
+    reports, diags, shown, stdin = _ingest(logs) if logs else ([], [], [], b"")
     _emit_diags(diags)
     if logs and not reports and not src:
         names = ", ".join(shown)
@@ -241,9 +287,12 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
     keyed = srcs is not None and cache_dir is not None and not effects
     # logs are hashed only for a result that can be stored (a log-only check is not cached)
     results = _Results(cache_dir if keyed else None, srcs, "check", fmt.value, "\x1f".join(dtor),
-                       *(f"{n}={_file_digest(p)}" for n, p in zip(shown, logs) if keyed))
+                       *(f"{n}={_log_digest(p, stdin)}" for n, p in zip(shown, logs) if keyed))
     results.replay()
     st = _scan_sources(src, srcs, jobs, cache_dir, quiet) if src else None
+    warnings = _unmatched_dtors(dtor, reports, st, bool(logs))
+    for w in warnings:
+        _err(w)
     res = run(reports, tuple(dtor), st)
     if write_baseline is not None:
         _write(write_baseline, baseline_json(res.findings).encode())
@@ -255,7 +304,7 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
             _write(path, _image(res, kind, shown))
     out = _render_check(fmt, res, reports, diags, shown)
     failed = any(f.severity is Severity.ERROR for f in res.findings)
-    results.finish(out, ExitCode.FINDINGS if failed else ExitCode.OK)
+    results.finish(out, ExitCode.FINDINGS if failed else ExitCode.OK, warnings)
 
 
 def _render_check(fmt: CheckFormat, res, reports, diags, shown) -> str:
@@ -321,7 +370,7 @@ def parse(logs: List[Path] = LogsArg, fmt: Format = FormatOpt) -> None:
     from lockgraph.render.json import parse_json
     from lockgraph.render.text import parse_text_out
 
-    reports, diags, shown = _ingest(logs)
+    reports, diags, shown, _ = _ingest(logs)
     _emit_diags(diags)
     if not reports:
         _err(f"{', '.join(shown)}: error: no lockdep output found")

@@ -21,7 +21,7 @@ class Severity(str, Enum):
 REPORT_KINDS = (
     "circular", "recursive", "inconsistent_state", "irq_inversion", "irq_safe_unsafe",
     "invalid_wait_context", "bad_unlock_balance", "held_lock_freed", "held_on_return_to_user",
-    "hung_task_locks", "other",
+    "sleep_in_invalid_context", "hung_task_locks", "other",
 )
 
 #: RCU pseudo-locks: held with check=0, so lockdep records no dependency for them.
@@ -128,6 +128,8 @@ class Report:
     irq_class: str | None = None
     usage_transition: str | None = None
     context: str | None = None
+    #: The kernel source location a report names (`… invalid context at FILE:LINE`).
+    site: str | None = None
     chain: list[ChainEntry] = field(default_factory=list)
     chain_exists_of: list[str] = field(default_factory=list)
     scenario: list[list[str]] = field(default_factory=list)
@@ -146,6 +148,20 @@ class Report:
     @property
     def held_locks(self) -> list[str]:
         return [lk.name for hl in self.held_lists for lk in hl.locks]
+
+    def functions(self) -> set[str]:
+        """Every function the report shows on a stack or as an acquisition site."""
+        out = set(self.backtrace)
+        for stack in self.task_stacks.values():
+            out.update(stack)
+        for c in self.chain:
+            out.update(c.stack)
+        for e in self.edges:
+            out.update(e.stack)
+        refs = [self.new_lock, self.held_lock, self.subject_lock,
+                *(lk for hl in self.held_lists for lk in hl.locks)]
+        out.update(lk.at for lk in refs if lk is not None and lk.at)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         def ref(lk: LockRef | None) -> str | None:
@@ -169,6 +185,8 @@ class Report:
             "backtrace": list(self.backtrace),
             "notes": self.notes,
         }
+        if self.site:
+            out["site"] = self.site
         if self.classes:
             out["classes"] = self.classes
         if self.chains:

@@ -210,3 +210,134 @@ def test_a_log_only_check_reads_each_log_once(monkeypatch):
     monkeypatch.setattr(cli, "_file_digest", lambda p: pytest.fail(f"{p} read again to hash it"))
     res = runner.invoke(app, ["check", str(LOGS / "seed-rfc-dtor-kswapd.log"), "--format", "json"])
     assert res.exit_code == 1 and json.loads(res.stdout)["findings"]
+
+
+# -- paste formats, standard input, -h --------------------------------------------------------
+
+ARM = LOGS / "arm32-recursive-dtor.log"
+SLEEP = LOGS / "sleep-in-dtor.log"
+
+
+def run_stdin(data: bytes, *args: str):
+    old = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return runner.invoke(app, [str(a) for a in args], input=data)
+    finally:
+        os.chdir(old)
+
+
+@pytest.mark.parametrize("log", [SEED, CORPUS / "ml-block-pcpu-elevator-1.log"],
+                         ids=lambda p: p.stem)
+def test_check_dash_reads_standard_input_and_names_it_stdin(log):
+    piped = run_stdin(log.read_bytes(), "check", "--format", "json", "-")
+    from_file = run("check", "--format", "json", rel(log))
+    assert piped.exit_code == from_file.exit_code
+    got, want = json.loads(piped.stdout), json.loads(from_file.stdout)
+    assert got["inputs"] == [{"file": "<stdin>", "reports": want["inputs"][0]["reports"]}]
+    # the same findings, with every piece of evidence naming <stdin>
+    assert json.dumps(got["findings"]) == json.dumps(want["findings"]).replace(
+        json.dumps(rel(log))[1:-1], "<stdin>")
+    files = {e["file"] for f in got["findings"] for e in f["evidence"]}
+    assert files <= {"<stdin>"}
+
+
+def test_parse_dash_reads_standard_input_alongside_files():
+    res = run_stdin(HUNG.read_bytes(), "parse", rel(SEED), "-")
+    assert res.exit_code == 0
+    assert f"{rel(SEED)}:2: circular" in res.stdout and "<stdin>:1: hung_task_locks" in res.stdout
+
+
+@pytest.mark.parametrize("data,why", [(b"", "empty input"), (b" \n\n", "empty input"),
+                                      (bytes(range(256)) * 64, "binary data"),
+                                      (b"[    1.0] usb 1-1: new device\n", "no lockdep output")])
+def test_unusable_standard_input_exits_2_with_one_line(data, why):
+    res = run_stdin(data, "check", "-")
+    assert res.exit_code == 2
+    (line,) = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+    assert line.startswith("<stdin>") and why in line
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+def test_standard_input_given_twice_is_a_usage_error():
+    res = run_stdin(SEED.read_bytes(), "check", "-", "-")
+    assert res.exit_code == 2 and "more than once" in res.stderr
+
+
+def test_a_mail_quoted_dmesg_T_splat_on_stdin_gives_the_findings_of_the_log():
+    import re
+
+    text = SEED.read_text()
+    human = re.sub(r"\[\s*(\d+)\.\d+\]", lambda m: f"[Sun Dec  6 17:{int(m.group(1)) % 60:02d}:01 2026]",
+                   text)
+    mail = "On Sun, Dec 6, someone wrote:\n" + "".join(f"> {ln}\n" for ln in human.splitlines())
+    piped, direct = run_stdin(mail.encode(), "check", "--format", "json", "-"), check_json(rel(SEED))[1]
+    assert piped.exit_code == 1
+    got = json.loads(piped.stdout)
+    assert [f["id"] for f in got["findings"]] == [f["id"] for f in direct["findings"]]
+    lines = {(e["what"], e["line"] - 1) for f in got["findings"] for e in f["evidence"]}
+    assert lines == {(e["what"], e["line"]) for f in direct["findings"] for e in f["evidence"]}
+
+
+@pytest.mark.parametrize("args", [[], ["check"], ["parse"], ["scan"], ["review"]])
+def test_dash_h_is_help(args):
+    short, long = run(*args, "-h"), run(*args, "--help")
+    assert short.exit_code == long.exit_code == 0
+    assert short.stdout == long.stdout and "Usage:" in short.stdout
+
+
+# -- --dtor that matches nothing ---------------------------------------------------------------
+
+
+def test_dtor_found_only_on_an_arm32_backtrace_marks_its_lock():
+    res, out = check_json(rel(ARM), "--dtor", "foo_obj_release")
+    assert "warning" not in res.stderr
+    assert out["dtor_locks"] == [{"leaf": True, "lock": "&pool->lock", "out": [],
+                                  "roots": ["foo_obj_release"]}]
+
+
+def test_dtor_matching_nothing_is_a_warning_and_marks_nothing():
+    res = run("check", rel(ARM), "--dtor", "foo_obj_relase", "--dtor", "foo_obj_release")
+    warn = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+    assert warn == ["lockgraph: warning: --dtor foo_obj_relase matches no function on any stack "
+                    "in the logs; it marks nothing"]
+    assert res.exit_code == 0
+
+
+def test_dtor_warning_looks_in_the_sources_too_and_survives_a_replayed_result(tmp_path):
+    src = FIXTURES / "csrc" / "verdicts" / "proven.c"
+    args = ["check", "--src", rel(src), "--root", ".", "--cache", str(tmp_path / "c"),
+            "--dtor", "foo_account", "--dtor", "no_such_dtor"]
+    first, again = run(*args), run(*args)
+    want = ["lockgraph: warning: --dtor no_such_dtor matches no function among the scanned "
+            "sources' functions; it marks nothing"]
+    for res in (first, again):
+        assert [ln for ln in res.stderr.splitlines() if "warning" in ln] == want
+    assert again.stdout == first.stdout and again.exit_code == first.exit_code
+
+
+# -- parse text shows what the JSON has ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("log,lines", [
+    (CORPUS / "ml-syzbot-irqinv-cgroup-free.log",
+     ["  subject lock: css_set_lock at put_css_set", "  other lock: &sighand->siglock",
+      "  direction: forwards", "  irq class: SOFTIRQ", "  path: &sighand->siglock -> css_set_lock"]),
+    (CORPUS / "syzkaller-117.log", ["  subject lock: mrt_lock at ipmr_mfc_seq_stop"]),
+    (CORPUS / "syzkaller-150.log", ["  subject lock: sk_lock-AF_INET6 at sctp_wait_for_sndbuf"]),
+    (CORPUS / "syzkaller-553.log", ["  usage transition: {SOFTIRQ-ON-W} -> {IN-SOFTIRQ-W}",
+                                    "  stack backtrace:", "       io_file_data_ref_zero"]),
+    (CORPUS / "ml-block-iwc-sx8.log", ["  context: context-{4:4}"]),
+    (SLEEP, ["fixtures/logs/sleep-in-dtor.log:1: sleep_in_invalid_context",
+             "  site: kernel/locking/mutex.c:585",
+             "  context: in_atomic(): 1, irqs_disabled(): 0, non_block: 0", "       foo_obj_dtor"]),
+], ids=lambda x: x.stem if hasattr(x, "stem") else "")
+def test_parse_text_shows_the_facts_of_the_json(log, lines):
+    text = run("parse", rel(log)).stdout.splitlines()
+    for ln in lines:
+        assert ln in text
+    (r, *_) = json.loads(run("parse", "--format", "json", rel(log)).stdout)["reports"]
+    for key in ("subject_lock", "other_lock", "direction", "irq_class", "usage_transition",
+                "context"):
+        if r[key]:
+            assert any(ln.endswith(r[key]) or f" {r[key]} at " in ln for ln in text), key

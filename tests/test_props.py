@@ -7,6 +7,8 @@ a real report; (c) a log means the same with or without kernel timestamps (forma
 
 from __future__ import annotations
 
+import datetime
+import re
 from functools import lru_cache
 
 import pytest
@@ -197,6 +199,85 @@ def test_timestamp_prefix_does_not_change_facts_of_each_unprefixed_log(name):
     text = corpus_text(name)
     stamped = "\n".join("[ 12.345678] " + ln for ln in text.split("\n"))
     assert signature(parse_text(stamped, name)) == signature(parse_text(text, name))
+
+
+# -- (e) paste formats: mail quoting and `dmesg -T` do not change the facts -----------------
+
+
+def facts(res: LogResult) -> list:
+    """`signature` plus everything else a report states, and the diagnostics."""
+    return [signature(res),
+            [(r.subject_lock, r.new_lock, r.held_lock, r.other_lock, r.direction, r.irq_class,
+              r.usage_transition, r.context, r.site, r.chain, r.chain_exists_of, r.scenario,
+              r.paths, r.held_lists, r.backtrace, r.task_stacks, r.notes) for r in res.reports],
+            res.diagnostics]
+
+
+def quote(text: str, marker: str, blank: str) -> str:
+    """The text as a mail client quotes it: `marker` before each line, `blank` for empty ones."""
+    return "\n".join(marker + ln if ln else blank for ln in text.split("\n"))
+
+
+#: Quote marks at depth 1-4, each level `>` or `> ` (`> `, `>> `, `> > `, `>`, `> >> ` …).
+MARKER = st.lists(st.sampled_from([">", "> "]), min_size=1, max_size=4).map("".join)
+_SECONDS = re.compile(r"\[\s*(\d+)\.\d+\]")
+
+
+def human_time(text: str, boot: datetime.datetime) -> str:
+    """The text as `dmesg -T` prints it: `[Sun Dec  6 17:24:01 2026]` for `[ 1234.567890]`."""
+    def ctime(m: re.Match) -> str:
+        t = boot + datetime.timedelta(seconds=int(m.group(1)))
+        return f"[{t:%a %b} {t.day:2d} {t:%H:%M:%S} {t.year}]"
+    return _SECONDS.sub(ctime, text)
+
+
+STAMPED = [n for n in NAMES if _SECONDS.search(corpus_text(n))]
+BOOT = st.datetimes(min_value=datetime.datetime(2000, 1, 1),
+                    max_value=datetime.datetime(2099, 1, 1))
+
+
+@FAST
+@given(name=st.sampled_from(NAMES), marker=MARKER, blank=st.sampled_from(["marker", "strip", ""]))
+def test_quoting_a_log_at_any_depth_does_not_change_facts(name, marker, blank):
+    text = corpus_text(name)
+    empty = {"marker": marker, "strip": marker.rstrip(), "": ""}[blank]
+    assert facts(parse_text(quote(text, marker, empty), name)) == facts(parse_text(text, name))
+
+
+@FAST
+@given(name=st.sampled_from(STAMPED), boot=BOOT, marker=st.one_of(st.just(""), MARKER))
+def test_dmesg_T_timestamps_do_not_change_facts(name, boot, marker):
+    text = corpus_text(name)
+    human = quote(human_time(text, boot), marker, marker)
+    assert facts(parse_text(human, name)) == facts(parse_text(text, name))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_log_quoted_and_with_dmesg_T_times_has_the_same_facts(name):
+    text = corpus_text(name)
+    plain = facts(parse_text(text, name))
+    assert facts(parse_text(quote(text, "> ", ">"), name)) == plain
+    assert facts(parse_text(quote(text, ">>", ">>"), name)) == plain
+    assert facts(parse_text(human_time(text, datetime.datetime(2026, 12, 6, 17, 0)), name)) == plain
+
+
+def test_dmesg_T_is_a_prefix_and_quoting_keeps_lockdep_indentation():
+    """The line text lockdep printed survives, leading blanks included (` #0:`, traces)."""
+    from lockgraph.ingest.logs.normalize import logical_lines
+
+    raw = ["> > [Sun Dec  6 17:24:01 2026] 2 locks held by kworker/0:1/9:",
+           "> > [Sun Dec  6 17:24:01 2026]  #0: ffff (a){+.+.}-{4:4}, at: f+0x1/0x2",
+           ">> [Mon Dec  7 07:04:09 2026]        g+0x3/0x4"]
+    assert [(ln.no, ln.stamp, ln.text) for ln in logical_lines(raw, 1, "q.log", [])] == [
+        (1, "[Sun Dec  6 17:24:01 2026]", "2 locks held by kworker/0:1/9:"),
+        (2, "[Sun Dec  6 17:24:01 2026]", " #0: ffff (a){+.+.}-{4:4}, at: f+0x1/0x2"),
+        (3, "[Mon Dec  7 07:04:09 2026]", "       g+0x3/0x4")]
+    # `>` without a space of its own: a line's leading blanks are its text's
+    raw = [">2 locks held by kworker/0:1/9:", ">  #0: ffff (a){+.+.}-{4:4}, at: f+0x1/0x2",
+           ">>       g+0x3/0x4"]
+    assert [ln.text for ln in logical_lines(raw, 1, "q.log", [])] == [
+        "2 locks held by kworker/0:1/9:", "  #0: ffff (a){+.+.}-{4:4}, at: f+0x1/0x2",
+        "       g+0x3/0x4"]
 
 
 # -- (d) edges are located -------------------------------------------------------------------

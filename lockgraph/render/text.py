@@ -67,26 +67,55 @@ def check_text(res: CheckResult, reports: list[Report], diags: list[Diagnostic],
     return "\n".join(out) + "\n"
 
 
+def _lockref(title: str, lk) -> list[str]:
+    return [f"  {title}: {lk.name}" + (f" at {lk.at}" if lk.at else "")] if lk else []
+
+
+def _report_facts(r: Report) -> list[str]:
+    """Every fact `parse --format json` gives for a report, one labelled line each."""
+    out = [f"  task: {r.task}"] if r.task else []
+    out += _lockref("new lock", r.new_lock) + _lockref("held lock", r.held_lock)
+    out += _lockref("subject lock", r.subject_lock)
+    for label, value in (("other lock", r.other_lock), ("direction", r.direction),
+                         ("irq class", r.irq_class), ("usage transition", r.usage_transition),
+                         ("context", r.context), ("site", r.site)):
+        if value:
+            out.append(f"  {label}: {value}")
+    if r.chain:
+        chain = sorted(r.chain, key=lambda c: c.index)
+        out.append("  chain: " + " --> ".join(c.lock for c in chain))
+        out += [f"   -> #{c.index} {c.lock}" + (f", acquired at: {c.acquired_at}" if c.acquired_at else "")
+                for c in reversed(chain)]
+    if r.chain_exists_of:
+        out.append("  chain exists of: " + " --> ".join(r.chain_exists_of))
+    if r.scenario:
+        out.append("  scenario: " + "; ".join(f"{cpu} {op}({name})" for cpu, op, name in r.scenario))
+    for key in sorted(r.paths):
+        out.append(f"  {key.replace('_', ' ')}: " + " -> ".join(r.paths[key]))
+    return out
+
+
 def parse_text_out(reports: list[Report]) -> str:
     out: list[str] = []
     for r in reports:
         kind = r.kind + (f" ({', '.join(r.other_kind)})" if r.other_kind else "")
         dup = f" [duplicate of line {r.duplicate_of}]" if r.duplicate_of else ""
         out.append(f"{r.file}:{r.line}: {kind}{dup}")
-        if r.task:
-            out.append(f"  task: {r.task}")
-        if r.new_lock:
-            out.append(f"  new lock: {r.new_lock.name}" + (f" at {r.new_lock.at}" if r.new_lock.at else ""))
-        if r.held_lock:
-            out.append(f"  held lock: {r.held_lock.name}" + (f" at {r.held_lock.at}" if r.held_lock.at else ""))
-        if r.chain:
-            out.append("  chain: " + " --> ".join(c.lock for c in sorted(r.chain, key=lambda c: c.index)))
+        out += _report_facts(r)
         for hl in r.held_lists:
             out.append(f"  {hl.count} lock(s) held by {hl.task}:")
             out += [f"   #{lk.index}: {lk.name}" + (f", at: {lk.at}" if lk.at else "") for lk in hl.locks]
         for e in r.edges:
             mark = "" if e.certain else " (inferred)"
             out.append(f"  edge {e.src} -> {e.dst} [{e.source}] line {e.line}{mark}")
+        if r.classes:
+            out.append(f"  lock classes: {len(r.classes)}")
+        if r.chains:
+            out.append(f"  lock chains: {len(r.chains)}")
+        out += [f"  stat {label}: {value}" for label, value in r.stats.items()]
+        if r.backtrace:
+            out.append("  stack backtrace:")
+            out += [INDENT + f for f in r.backtrace]
         for n in r.notes:
             out.append(f"  note: {n}")
         out.append("")

@@ -22,6 +22,10 @@ _EXPECT_BACKTRACE = frozenset({
 })
 
 
+#: Lines of a report compared to tell a console copy from another report in the same second.
+COPY_LINES = 8
+
+
 @dataclass(slots=True)
 class LogResult:
     reports: list[Report] = field(default_factory=list)
@@ -39,8 +43,13 @@ def read_input(path: Path, shown: str) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", path=shown) from None
+    return usable(data, shown)
+
+
+def usable(data: bytes, shown: str, what: str = "file") -> bytes:
+    """The bytes when they can be a log (from a file or a pipe), or an InputError."""
     if not data or data.isspace():  # as `not data.strip()`, without copying the file
-        raise InputError("empty file", path=shown)
+        raise InputError(f"empty {what}", path=shown)
     if is_binary(data):
         raise InputError("binary data, not a text log", path=shown)
     return data
@@ -63,7 +72,7 @@ def parse_text(text: str, shown: str, diags: list[Diagnostic] | None = None) -> 
 
 def _parse_text(text: str, shown: str, diags: list[Diagnostic] | None) -> LogResult:
     res = LogResult(diagnostics=diags if diags is not None else [])
-    seen_headers: dict[tuple[str, str], int] = {}
+    seen_headers: dict[tuple[str, ...], int] = {}
     hung: list[tuple[int, str]] = []  # (line, comm/pid) of "INFO: task … blocked" messages
     for start, _, first, last in find_spans(text):
         # Only the windows are split into lines: most of a big console log is never looked at.
@@ -87,7 +96,11 @@ def _parse_text(text: str, shown: str, diags: list[Diagnostic] | None) -> LogRes
                     "backtrace (cut off or interleaved); facts parsed so far are kept"))
             head = block.toks[0].line
             if head.stamp and block.rule == "report":
-                key = (head.stamp, head.text)
+                key: tuple[str, ...] = (head.stamp, head.text)
+                if "." not in head.stamp:
+                    # Whole seconds (dmesg -T, syslog): one second can hold two reports with
+                    # the same header; a copy also repeats the lines that name task and locks.
+                    key += tuple(t.line.text for t in block.toks[1:COPY_LINES])
                 if key in seen_headers:
                     report.duplicate_of = seen_headers[key]
                 else:
@@ -111,6 +124,10 @@ def _name_hung_tasks(reports: list[Report], hung: list[tuple[int, str]]) -> None
 def parse_log(path: Path, shown: str | None = None) -> LogResult:
     """Parse one log file.  Unusable input raises InputError; damage becomes diagnostics."""
     shown = shown if shown is not None else str(path)
-    data = read_input(path, shown)
+    return parse_bytes(read_input(path, shown), shown)
+
+
+def parse_bytes(data: bytes, shown: str) -> LogResult:
+    """Parse a log already read (standard input); `data` passed `usable()`."""
     text, diags = decode(data, shown)
     return parse_text(text, shown, diags)

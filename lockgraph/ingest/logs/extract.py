@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from lockgraph.grammar import Section
-from lockgraph.ingest.logs.lexer import USAGE, Tok, parse_frame
+from lockgraph.ingest.logs.lexer import USAGE, Tok
 from lockgraph.model import RCU_PSEUDO_LOCKS, ChainEntry, Edge, HeldList, LockRef, Report
 
 _DESC = re.compile(
@@ -24,6 +24,9 @@ _PAIR = re.compile(
 )
 _RELEASE_NAME = re.compile(r"\((?P<name>.*)\)(?: at:)?\s*$")
 _SCEN = re.compile(r"^(?P<indent>\s*)(?P<op>lock|rlock|sync)\((?P<name>.*)\);\s*$")
+_SITE = re.compile(r" at (?P<site>\S+:\d+)\s*$")
+#: The line `dump_stack()` prints before the frames (x86 & co., arm64, arm32).
+_TRACE_START = re.compile(r"^\s*(?:Call [Tt]race:|Backtrace:)")
 _ADDR_FUNC = re.compile(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?\(?(?P<func>[A-Za-z_$][\w.$]*)")
 
 #: Locking primitives skipped when naming where a chain entry was acquired
@@ -70,6 +73,7 @@ def stack_of(toks: list[Tok], idxs: list[int]) -> tuple[tuple[str, ...], tuple[s
     """(all reliable frames incl. inlined, frames used for acquired_at) of a trace."""
     full: list[str] = []
     real: list[str] = []
+    caller = None  # an arm32 line's caller: the next line's frame, or the outermost one
     for i in idxs:
         t = toks[i]
         if t.type != "FRAME" or not t.data.get("func") or t.data.get("q"):
@@ -78,6 +82,11 @@ def stack_of(toks: list[Tok], idxs: list[int]) -> tuple[tuple[str, ...], tuple[s
         full.append(f)
         if not t.data.get("inline"):
             real.append(f)
+        caller = t.data.get("caller")
+    if caller:
+        f = caller.split(".")[0]
+        full.append(f)
+        real.append(f)
     return tuple(full), tuple(real)
 
 
@@ -126,6 +135,9 @@ class _Builder:
                      "proc_stats": "proc_lockdep_stats"}[rule]
         self.r = Report(file=file, line=head.line.no, kind=kind,
                         other_kind=[other] if other else [])
+        if kind == "sleep_in_invalid_context":
+            m = _SITE.search(head.line.text)
+            self.r.site = m.group("site") if m else None
         self.edges: list[Edge] = []
 
     # -- edge helpers ---------------------------------------------------------------
@@ -342,6 +354,10 @@ class _Builder:
                 r.subject_lock = r.subject_lock or _first_lock(toks, subs)
         elif p == "bfs_hdr":
             bfs_blocks.append((tok.line.text, n))
+        elif p == "in_atomic":
+            r.task = r.task or f"{d['comm']}/{d['pid']}"
+            r.context = r.context or (f"in_atomic(): {d['atomic']}, irqs_disabled(): {d['irqs']}"
+                                      + (f", non_block: {d['nb']}" if d.get("nb") else ""))
         seen.add(p)
 
     def _finish(self, bfs_blocks: list[tuple[str, int]]) -> None:
@@ -379,7 +395,9 @@ class _Builder:
                     self.edge(unsafe[k + 1], unsafe[k], True, "unsafe_path", umeta[k][0], umeta[k][1])
             r.paths["safe_path"] = safe
             r.paths["unsafe_path"] = unsafe
-        if r.kind == "other" and r.task is None and r.held_lists:
+        elif r.kind == "sleep_in_invalid_context" and not r.backtrace:
+            r.backtrace = self.call_trace()
+        if r.kind in ("other", "sleep_in_invalid_context") and r.task is None and r.held_lists:
             r.task = r.held_lists[0].task
         self.held_edges()
         if r.kind in ("circular", "recursive", "invalid_wait_context", "irq_safe_unsafe") and r.new_lock:
@@ -387,6 +405,17 @@ class _Builder:
             if last and last.name != r.new_lock.name:
                 self.edge(last.name, r.new_lock.name, False, "held_to_new", r.new_lock.line,
                           r.backtrace)
+
+    def call_trace(self) -> tuple[str, ...]:
+        """The frames of the first `Call Trace:` of a report that has no `stack backtrace:`
+        line (its own dump_stack(); a second trace is another report's)."""
+        toks = self.toks
+        start = next((i for i, t in enumerate(toks) if _TRACE_START.match(t.line.text)), None)
+        if start is None:
+            return ()
+        end = next((i for i in range(start + 1, len(toks))
+                    if _TRACE_START.match(toks[i].line.text)), len(toks))
+        return stack_of(toks, list(range(start + 1, end)))[0]
 
     def _circular(self) -> None:
         r = self.r

@@ -32,6 +32,8 @@ FORMATS: tuple[tuple[str, str | None, re.Pattern[str]], ...] = tuple(
         ("bad_unlock_balance", None, r"bad unlock balance detected"),
         ("held_lock_freed", None, r"held lock freed"),
         ("held_on_return_to_user", None, r"lock held when returning to user space"),
+        # __might_resched() (kernel/sched/core.c): not lockdep's, but it lists held locks.
+        ("sleep_in_invalid_context", None, r"sleeping function called from invalid context"),
         ("other", "suspicious_rcu", r"suspicious RCU usage"),
         ("other", "nonstatic_key", r"trying to register non-static key"),
         ("other", "lockdep_limit", r"(?:MAX_LOCKDEP_\w+|MAX_STACK_TRACE_ENTRIES|MAX_LOCK_DEPTH|MAX_LOCKDEP_CHAIN_HLOCKS) too low!"),
@@ -67,6 +69,27 @@ _FRAME = re.compile(
     r"(?P<tail>.*)$"
 )
 _INLINE = re.compile(r"^\s*(?P<func>[A-Za-z_][\w.$]*) (?P<file>\S+:\d+) \[inline\]\s*$")
+#: arm32 `dump_backtrace_entry()`: `[<pc>] (func) from [<lr>] (caller+0x10/0x14)` with
+#: CONFIG_BACKTRACE_VERBOSE (old kernels print `func+0x0/0xe0` inside the parentheses), else
+#: ` func from caller+0x10/0x14`.  Each line names the frame and its caller; the caller is
+#: the next line's frame, except on the last line.
+_ARM_FRAME = re.compile(
+    r"^\s*(?:\[<[0-9a-f]+>\] ?)?\(?(?P<func>[A-Za-z_$][\w.$]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\)?"
+    r" from (?:\[<[0-9a-f]+>\] ?)?\(?(?:(?P<caller>[A-Za-z_$][\w.$]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?"
+    r"\)?(?: \[[^\]]*\])?|0x[0-9a-f]+\)?)\s*$"
+)
+#: powerpc `show_stack()`: `[sp] [pc] func+0x74/0xa8 (unreliable)`; ELFv1 kernels print
+#: dot symbols (`.show_stack+0x…`).
+_PPC_FRAME = re.compile(
+    r"^\s*\[[0-9a-f]{8,16}\] \[[0-9a-f]{8,16}\] \.?(?P<func>[A-Za-z_$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+"
+    r"(?P<tail>.*)$"
+)
+#: `scripts/decode_stacktrace.sh` output: the offset replaced by the source lines,
+#: ` lock_release (kernel/locking/lockdep.c:470 kernel/locking/lockdep.c:5891)`.
+_DECODED_FRAME = re.compile(
+    r"^\s*(?P<q>\? )?(?P<func>[A-Za-z_$][\w.$]*) \((?:[\w.+-]+/)*[\w.+-]+\.[chsS]:\d+[^)]*\)*"
+    r"(?: \[\w+\])?\s*$"
+)
 _MARK = re.compile(r"^\s*(?:</?(?:IRQ|TASK|NMI|SOFTIRQ|EOI)>|Call [Tt]race:|Exception stack.*)\s*$")
 _TASK_TRYING = re.compile(
     r"^\s*(?P<task>\S.*?)(?: \[HC\d+\[\d+\]:SC\d+\[\d+\]:HE\d+:SE\d+\])? is trying to "
@@ -103,6 +126,8 @@ PHRASES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("other_info", r"^\s*other info that might help us debug this:"),
         ("irq_stamp", r"^\s*irq event stamp:"),
         ("depends", r"^\s*which lock already depends on the new lock"),
+        ("in_atomic", r"^\s*in_atomic\(\): (?P<atomic>\d+), irqs_disabled\(\): (?P<irqs>\d+),"
+                      r"(?: non_block: (?P<nb>\d+),)? pid: (?P<pid>\d+), name: (?P<comm>.*\S)\s*$"),
     )
 )
 _PHRASE_HINT = re.compile(
@@ -110,6 +135,7 @@ _PHRASE_HINT = re.compile(
     r"|took another|taken by another|new lock dependency|connects a|irq-unsafe lock:|which became"
     r"|inconsistent \{|takes:|registered at|context-\{|freeing memory|leaving the kernel"
     r"|still has locks|not holding|key +at:|acquired at:|other info|irq event stamp|depends on"
+    r"|in_atomic\(\)"
 )
 
 
@@ -135,14 +161,32 @@ def match_header(text: str) -> tuple[str, str | None] | None:
     return None
 
 
-def parse_frame(text: str) -> tuple[str, bool, bool] | None:
-    """(function, unreliable '?', inlined) for a stack-trace line, else None."""
+def parse_frame(text: str) -> dict[str, Any] | None:
+    """The frame of a stack-trace line of any architecture's shape, else None.
+
+    Keys: `func`, `q` (unreliable: x86 `? func`, powerpc `(unreliable)`), `inline` (a
+    syzbot `[inline]` line), and `caller` for arm32 `func from caller` lines.
+    """
+    if " from " in text:
+        m = _ARM_FRAME.match(text)
+        if m:
+            return {"func": m.group("func"), "q": False, "inline": False,
+                    "caller": m.group("caller")}
     m = _FRAME.match(text)
     if m:
-        return m.group("func"), m.group("q") is not None, False
+        return {"func": m.group("func").lstrip(".") or None, "q": m.group("q") is not None,
+                "inline": False}
     m = _INLINE.match(text)
     if m:
-        return m.group("func"), False, True
+        return {"func": m.group("func"), "q": False, "inline": True}
+    if text.lstrip().startswith("["):
+        m = _PPC_FRAME.match(text)
+        if m:
+            return {"func": m.group("func"), "q": "(unreliable)" in m.group("tail"),
+                    "inline": False}
+    m = _DECODED_FRAME.match(text)
+    if m:
+        return {"func": m.group("func"), "q": m.group("q") is not None, "inline": False}
     return None
 
 
@@ -210,10 +254,10 @@ def classify(line: Line) -> Tok:
         m = _DESC.match(text)
         if m:
             return Tok("LOCK", line, m.groupdict())
-    if "+0x" in s or "[inline]" in s:
+    if "+0x" in s or "[inline]" in s or " from " in s or ":" in s and " (" in s:
         fr = parse_frame(text)
         if fr:
-            return Tok("FRAME", line, {"func": fr[0], "q": fr[1], "inline": fr[2]})
+            return Tok("FRAME", line, fr)
     if c == "<" or c == "C" or c == "E":
         if _MARK.match(text):
             return Tok("FRAME", line, {"func": None, "q": True, "inline": False})

@@ -25,12 +25,18 @@ _SYSLOG = (
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
     r" \S+ kernel: ?"
 )
-_TS = r"\[\s*\d+\.\d+\]"
+#: `dmesg -T` prints the wall-clock time instead of seconds since boot (ctime format).
+_HUMAN_TS = (r"\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov"
+             r"|Dec) [ \d]\d \d\d:\d\d:\d\d \d{4}\]")
+_TS = rf"(?:\[\s*\d+\.\d+\]|{_HUMAN_TS})"
 _CALLER = r"(?: ?\[ *[TC]\d+\])"
 _PREFIX = re.compile(rf"^(?P<p>(?:{_SYSLOG})?(?:<\d>)?{_TS}{_CALLER}?|{_SYSLOG}(?:<\d>)?|<\d>)")
 #: A complete kernel timestamp in the middle of a line marks where the real record starts
 #: (another console's bytes were interleaved before it).
-_MID_TS = re.compile(rf"\[\s*\d+\.\d{{6}}\]{_CALLER}?")
+_MID_TS = re.compile(rf"(?:\[\s*\d+\.\d{{6}}\]|{_HUMAN_TS}){_CALLER}?")
+#: Mail quoting: `>`, `> >`, `>>` … at the start of a line (the space after the last `>` is
+#: the quote's own when the whole excerpt is quoted that way, see `_quote_space`).
+_QUOTE = re.compile(r">(?:[ \t]?>)*")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -302,6 +308,7 @@ def logical_lines(raw_lines: list[str], first_no: int, path: str,
     stripped: list[tuple[int, str | None, str]] = []
     append = stripped.append
     prefixed = nonblank = 0
+    quoted = _quote_space(raw_lines)
     for no, raw in enumerate(raw_lines, first_no):
         if len(raw) > MAX_LINE:
             diags.append(Diagnostic(path, no, "warning",
@@ -309,6 +316,8 @@ def logical_lines(raw_lines: list[str], first_no: int, path: str,
             raw = raw[:MAX_LINE]
         if not raw.isprintable():  # clean() returns a printable line unchanged
             raw = clean(raw)
+        if quoted is not None and raw.startswith(">"):
+            raw = _unquote(raw, quoted)
         prefix, msg = split_prefix(raw)
         if prefix is not None:
             prefixed += 1
@@ -338,6 +347,34 @@ def logical_lines(raw_lines: list[str], first_no: int, path: str,
             width = len(prefix) + 1
         lines.append(Line(no, msg.rstrip(), prefix or ""))
     return _reassemble(lines)
+
+
+def _quote_space(raw_lines: list[str]) -> bool | None:
+    """How a mail quoted these lines: None when no line is quoted; else whether the space
+    after the quote marks belongs to the quote (`> text`, `> > text`, `>> text`).
+
+    Decided once for the whole excerpt, so that the indentation lockdep gives its lines
+    (held entries, trace frames, the scenario columns) stays the same relative to each
+    other: with `>text` quoting, the lines whose own text starts with a space show it.
+    """
+    quoted = tight = 0
+    for raw in raw_lines:
+        if raw.startswith(">"):
+            m = _QUOTE.match(raw)
+            rest = raw[m.end():]  # type: ignore[union-attr]
+            if rest.strip():
+                quoted += 1
+                tight += rest[0] not in " \t"
+    if not quoted:
+        return None
+    return tight * 10 < quoted
+
+
+def _unquote(raw: str, space: bool) -> str:
+    end = _QUOTE.match(raw).end()  # type: ignore[union-attr]
+    if space and raw[end:end + 1] in (" ", "\t"):
+        end += 1
+    return raw[end:]
 
 
 _OPEN_END = re.compile(r"(?:at:|-->|\(|,)\s*$")

@@ -14,7 +14,8 @@ from lockgraph.model import Report
 
 def primary_facts(reports: list[Report]) -> dict[str, Any]:
     live = [r for r in reports if r.duplicate_of is None]
-    headed = [r for r in live if r.kind != "hung_task_locks" and r.kind != "other"
+    # The corpus counts a sleeping-function BUG as a non-lockdep report around a listing.
+    headed = [r for r in live if r.kind not in ("hung_task_locks", "other", "sleep_in_invalid_context")
               or (r.kind == "other" and r.other_kind and r.other_kind[0] not in
                   ("proc_lockdep", "proc_lockdep_chains", "proc_lockdep_stats"))]
     dumps = [r for r in live if r.kind == "hung_task_locks"]
