@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 from lockgraph.contexts import Context
 from lockgraph.graph import (FS_RECLAIM, best_evidence, canonical_cycle, cycle_edges, cycles,
                              out_edges_sorted, reachable, shortest_path_or_none)
-from lockgraph.ingest.logs.extract import trim_stack  # moves to model after h-logs merge
-from lockgraph.model import Evidence, Finding, Report, Severity
+from lockgraph.model import Evidence, Finding, Report, Severity, trim_stack
 from lockgraph.rules import RULES, exact_id, make, stable_name
 
 if TYPE_CHECKING:
@@ -344,7 +343,7 @@ REPORT_RULES: dict[str, tuple[str, str]] = {
     "bad_unlock_balance": ("LG114", "a bad unlock balance"),
     "held_lock_freed": ("LG115", "a held lock freed"),
     "held_on_return_to_user": ("LG116", "a lock held when returning to user space"),
-    "sleep_in_atomic": ("LG117", "a sleeping function called from invalid context"),
+    "sleep_in_invalid_context": ("LG117", "a sleeping function called from invalid context"),
 }
 
 
@@ -383,10 +382,14 @@ def lockdep_reports(inp: CheckInput) -> Iterable[Finding]:
         stack = trim_stack(r.backtrace)
         frame = next((f for f in stack), "") or (r.new_lock.at if r.new_lock and r.new_lock.at else "")
         ev = []
+        if r.site:
+            ev.append(Evidence(r.file, r.line, f"{what} at {r.site}", stack))
         if kind == "recursive" and r.held_lock:
             at = f" at {r.held_lock.at}()" if r.held_lock.at else ""
             ev.append(Evidence(r.file, r.held_lock.line, f"'{r.held_lock.name}' already held, taken{at}"))
-        if r.new_lock and kind != "bad_unlock_balance":
+        if r.site:
+            pass
+        elif r.new_lock and kind != "bad_unlock_balance":
             at = f" at {r.new_lock.at}()" if r.new_lock.at else ""
             verb = "taken again" if kind == "recursive" else "being taken"
             ev.append(Evidence(r.file, r.new_lock.line, f"'{r.new_lock.name}' {verb}{at}", stack))

@@ -1,4 +1,7 @@
-"""Command line: options in, core called, renderer out, exit code — nothing else.
+"""Command line: options in, core called, renderer out, exit code.
+
+Besides that it owns what only a terminal session has: reading stdin (`-`), progress on
+stderr, one-line warnings and errors, and writing --svg/--png/--write-baseline files.
 
 Exit codes: 0 no violation, 1 violations (error findings), 2 unusable input or usage
 error, 3 internal error.  Errors are one line on stderr: `path:line: error: …`.

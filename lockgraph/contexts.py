@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lockgraph.graph import FS_RECLAIM
-from lockgraph.ingest.logs.extract import trim_stack
-from lockgraph.model import Evidence, Report
+from lockgraph.model import Evidence, Report, trim_stack
 
 #: SLUB's slab-freeing path; the frame printed just above one of these is the destructor.
 SLAB_FREE_FRAMES = frozenset({"__free_slab", "free_slab", "discard_slab", "rcu_free_slab"})

@@ -1,4 +1,5 @@
-"""Loading the lark grammars, and the only place lark objects exist.
+"""Loading the lark grammars; with `static/facts/cparse.py`, the only places lark objects exist
+(both return plain tuples, so nothing of lark leaves the parser layer).
 
 The `.lark` files live in the top-level `grammars/` directory of the source tree and inside
 the package (`lockgraph/grammars/`) once installed from a wheel; both places are searched so

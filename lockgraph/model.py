@@ -6,6 +6,8 @@ no stage needs to know how another one got its facts.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -29,6 +31,37 @@ RCU_PSEUDO_LOCKS = frozenset({
     "rcu_read_lock", "rcu_read_lock_bh", "rcu_read_lock_sched", "rcu_callback",
     "rcu_read_lock_trace",
 })
+
+
+#: Locking primitives skipped when naming where a chain entry was acquired, and when a
+#: stack is shown from the code that took the lock (log parser, checks and renderers)
+#: (the anchored list of the corpus rules; clone suffixes are removed first).
+PRIMITIVES = re.compile(
+    r"^(?:lock_acquire|__lock_acquire|lock_acquired|lock_contended|lock_sync|lock_release"
+    r"|check_prevs?_add|check_noncircular|validate_chain|mark_lock|mark_usage|lockdep_\w*|__lockdep_\w*"
+    r"|_raw_\w*lock\w*|__raw_\w*lock\w*|do_raw_\w*lock\w*|raw_spin_rq_lock\w*|spin_lock\w*|read_lock\w*"
+    r"|write_lock\w*|rt_spin_lock\w*|rt_mutex\w*|rwbase_\w*|mutex_lock\w*|__mutex_lock\w*|mutex_trylock\w*"
+    r"|ww_mutex_lock\w*|down|down_\w*|__down_\w*|percpu_down_\w*|percpu_rwsem_\w*|rwsem_\w*"
+    r"|fs_reclaim_acquire|__fs_reclaim_acquire|lock_map_acquire\w*|might_sleep|__might_sleep"
+    r"|__might_resched|might_fault|__might_fault|seqcount_lockdep_reader_access|lock_sock_nested"
+    r"|__lock_sock|touch_wq_lockdep_map|touch_work_lockdep_map|rcu_lock_acquire|srcu_lock_acquire)$"
+)
+
+
+#: lockdep's own reporting machinery at the top of a `stack backtrace:` (dump_stack()).
+REPORTING = re.compile(
+    r"^(?:_*dump_stack\w*|show_stack|print_\w+|check_\w+|validate_chain|valid_state|mark_\w+"
+    r"|lock_is_held_type|__lock_is_held|lockdep_\w+|__warn|report_bug|warn_slowpath\w*"
+    r"|debug_check_no_locks_freed|debug_show_\w+|hlock_\w+)$"
+)
+
+
+def trim_stack(stack: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop lockdep's and the lock primitives' own frames: start at the acquiring code."""
+    k = 0
+    while k < len(stack) - 1 and (PRIMITIVES.match(stack[k]) or REPORTING.match(stack[k])):
+        k += 1
+    return stack[k:]
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,7 +139,7 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("LG117", "sleep-in-atomic-observed", Severity.ERROR,
          "the kernel reported a sleeping function called from invalid context (atomic, under "
          "a spinning lock or with interrupts disabled)",
-         _REPORT, ("lock", "frame")),
+         "the kernel reported {what}{where}{task}", ("lock", "frame")),
     Rule("LG118", "lockdep-turned-off", Severity.NOTE,
          "lockdep turned itself off (after its first report, or a limit): the log after it "
          "carries no lock evidence",

@@ -59,6 +59,16 @@ def test_recursive_locking_is_an_error_with_both_sites_not_an_inferred_cycle():
     assert not [g for g in out["findings"] if g["rule"] == "LG103"]
 
 
+def test_sleeping_function_called_from_invalid_context_is_an_error_at_its_site():
+    res, out = check_json(rel(CORPUS.parent / "logs" / "sleep-in-dtor.log"))
+    assert res.exit_code == 1
+    (f,) = [f for f in out["findings"] if f["rule"] == "LG117"]
+    assert f["message"].startswith("the kernel reported a sleeping function called from invalid context")
+    assert f["lock"] == "&cache->list_lock"               # the spinning lock held at the time
+    assert "kernel/locking/mutex.c:585" in f["evidence"][0]["what"]
+    assert "foo_obj_dtor" in f["evidence"][0]["stack"]
+
+
 def test_lockdep_turned_off_is_a_note_saying_the_rest_has_no_lock_evidence():
     log = next(rel(_log(m["id"])) for m in MANIFEST
                if "lockdep is turned off" in _log(m["id"]).read_text(errors="replace")

@@ -16,8 +16,7 @@ from typing import Union
 
 from lockgraph.checks import CheckResult
 from lockgraph.graph import FS_RECLAIM, best_evidence, out_edges_sorted, shortest_path_or_none
-from lockgraph.ingest.logs.extract import trim_stack
-from lockgraph.model import Edge, Evidence, Finding
+from lockgraph.model import Edge, Evidence, Finding, trim_stack
 from lockgraph.verdicts import SPINNING
 
 #: Blind spots named per root; the rest are counted (`--format json` lists all).

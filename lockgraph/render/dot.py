@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from lockgraph.checks import CheckResult
 from lockgraph.errors import InputError
 from lockgraph.graph import FS_RECLAIM, best_evidence
-from lockgraph.ingest.logs.extract import trim_stack
-from lockgraph.model import Edge
+from lockgraph.model import Edge, trim_stack
 
 #: Edge styles by role, strongest last: an edge on a cycle is drawn as a cycle even when it
 #: also makes a destructor lock non-leaf.

@@ -15,8 +15,7 @@ from urllib.parse import quote
 
 from lockgraph import __version__
 from lockgraph.checks import CheckResult
-from lockgraph.ingest.logs.extract import trim_stack
-from lockgraph.model import Evidence, Finding, Severity
+from lockgraph.model import Evidence, Finding, Severity, trim_stack
 from lockgraph.render.json import dumps
 from lockgraph.rules import RULES
 

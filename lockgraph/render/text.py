@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from lockgraph.checks import CheckResult
-from lockgraph.ingest.logs.extract import trim_stack
-from lockgraph.model import Diagnostic, Evidence, Finding, Report
+from lockgraph.model import Diagnostic, Evidence, Finding, Report, trim_stack
 
 INDENT = "       "  # lockdep indents saved stack traces by 7 blanks
 MAX_FRAMES = 16

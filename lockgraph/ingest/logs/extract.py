@@ -12,7 +12,7 @@ from typing import Any
 
 from lockgraph.grammar import Section
 from lockgraph.ingest.logs.lexer import USAGE, Tok
-from lockgraph.model import RCU_PSEUDO_LOCKS, ChainEntry, Edge, HeldList, LockRef, Report
+from lockgraph.model import PRIMITIVES, RCU_PSEUDO_LOCKS, ChainEntry, Edge, HeldList, LockRef, Report
 
 _DESC = re.compile(
     r"^\s*(?:#\d+:\s*)?(?:(?:[0-9a-f]{8,16}|\(____ptrval____\))\s*)?\((?P<name>.*?)\)\{(?P<usage>"
@@ -28,36 +28,6 @@ _SITE = re.compile(r" at (?P<site>\S+:\d+)\s*$")
 #: The line `dump_stack()` prints before the frames (x86 & co., arm64, arm32).
 _TRACE_START = re.compile(r"^\s*(?:Call [Tt]race:|Backtrace:)")
 _ADDR_FUNC = re.compile(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?\(?(?P<func>[A-Za-z_$][\w.$]*)")
-
-#: Locking primitives skipped when naming where a chain entry was acquired
-#: (the anchored list of the corpus rules; clone suffixes are removed first).
-PRIMITIVES = re.compile(
-    r"^(?:lock_acquire|__lock_acquire|lock_acquired|lock_contended|lock_sync|lock_release"
-    r"|check_prevs?_add|check_noncircular|validate_chain|mark_lock|mark_usage|lockdep_\w*|__lockdep_\w*"
-    r"|_raw_\w*lock\w*|__raw_\w*lock\w*|do_raw_\w*lock\w*|raw_spin_rq_lock\w*|spin_lock\w*|read_lock\w*"
-    r"|write_lock\w*|rt_spin_lock\w*|rt_mutex\w*|rwbase_\w*|mutex_lock\w*|__mutex_lock\w*|mutex_trylock\w*"
-    r"|ww_mutex_lock\w*|down|down_\w*|__down_\w*|percpu_down_\w*|percpu_rwsem_\w*|rwsem_\w*"
-    r"|fs_reclaim_acquire|__fs_reclaim_acquire|lock_map_acquire\w*|might_sleep|__might_sleep"
-    r"|__might_resched|might_fault|__might_fault|seqcount_lockdep_reader_access|lock_sock_nested"
-    r"|__lock_sock|touch_wq_lockdep_map|touch_work_lockdep_map|rcu_lock_acquire|srcu_lock_acquire)$"
-)
-
-
-#: lockdep's own reporting machinery at the top of a `stack backtrace:` (dump_stack()).
-REPORTING = re.compile(
-    r"^(?:_*dump_stack\w*|show_stack|print_\w+|check_\w+|validate_chain|valid_state|mark_\w+"
-    r"|lock_is_held_type|__lock_is_held|lockdep_\w+|__warn|report_bug|warn_slowpath\w*"
-    r"|debug_check_no_locks_freed|debug_show_\w+|hlock_\w+)$"
-)
-
-
-def trim_stack(stack: tuple[str, ...]) -> tuple[str, ...]:
-    """Drop lockdep's and the lock primitives' own frames: start at the acquiring code."""
-    k = 0
-    while k < len(stack) - 1 and (PRIMITIVES.match(stack[k]) or REPORTING.match(stack[k])):
-        k += 1
-    return stack[k:]
-
 
 def func_name(text: str | None) -> str | None:
     """`[<addr>] foo.isra.3+0x1/0x2 [mod] file.c:1` -> `foo` (clone suffixes dropped)."""

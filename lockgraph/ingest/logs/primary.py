@@ -1,8 +1,8 @@
 """The "primary report" view of a log, as lockdep corpus expectations describe one.
 
 A log often holds several blocks; reviewers and bug trackers name it after the first
-report header (syzkaller does the same).  `check` uses every block; this view exists for
-`parse --primary` and for comparing against the corpus expectations.
+report header (syzkaller does the same).  `check` uses every block; this view exists only
+for comparing against the corpus expectations (tests/test_corpus.py, scripts/bench-logs).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Per-function walk: the held-lock set through the statement structure.
 
-Follows kernel-semantics §1: scope-based release at block end (`guard`), `scoped_guard`
+Follows the kernel's locking rules (README "Source analysis"): scope-based release at block end (`guard`), `scoped_guard`
 bodies, goto unwinding (held sets flow to their label), early returns, conditional
 acquisition (`if (mutex_trylock(&m))`, `if (!mutex_lock_interruptible(&m))`), memalloc
 scopes.  Held sets are "may be held" sets: at a join, the union of the paths that reach it.
-The walk records events with the held set at each; lock *names* are resolved later
-(names.py), when every file's init sites are known.
+The walk records events with the held set at each; lock *class names* are resolved later,
+by the solver (`static/solve.py`, `Resolver`), when every file's init sites are known.
 """
 
 from __future__ import annotations
