@@ -355,7 +355,7 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
          arch: Optional[str] = ArchOpt, jobs: int = JobsOpt, cache: Optional[Path] = CacheOpt,
          no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt, fmt: Format = FormatOpt) -> None:
     """Scan raw kernel C into the static lock graph (acquisitions, edges, blind spots)."""
-    from lockgraph.pipeline import scan_json
+    from lockgraph.render.json import scan_json
     from lockgraph.render.json import dumps
     from lockgraph.render.text import scan_text
 

@@ -295,31 +295,3 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
     capped = any(b.startswith("cycle enumeration capped") for b in inp.blind_spots)
     return CheckResult(findings, G, dtor_ctx, reclaim_ctx, capped, inp.blind_spots, inp.roots,
                        st is not None, st.files if st else 0)
-
-
-def scan_json(st: StaticScan) -> dict[str, Any]:
-    S = st.solved
-    funcs = list(S.funcs.values())
-    unknown = [f for f in funcs if f.structure.startswith("unknown")]
-    flat = sum(1 for f in funcs if f.structure == "not needed")
-    edges = []
-    for (a, b), e in sorted(S.edges.items()):
-        edges.append({"from": a, "to": b, "configs": sorted(e.configs), "evidence": [
-            {"file": display(step.file, st.root), "line": step.line, "function": step.function,
-             "via": [{"function": s.function, "file": display(s.file, st.root), "line": s.line}
-                     for s in via]} for step, via in e.evidence]})
-    acqs = sorted(({"function": a["function"], "lock": a["lock"],
-                    "file": display(a["file"], st.root), "line": a["line"], "mode": a["mode"],
-                    "kind": a["kind"], "try": a["try"], "irq": a["irq"]}
-                   for a in S.acquisitions if not a["lock"].startswith("@param")),
-                  key=lambda a: (a["file"], a["line"], a["lock"]))
-    unresolved = [{"call": k, "sites": [f"{display(f, st.root)}:{ln}" for f, ln in sorted(v)[:20]],
-                   "count": len(v)} for k, v in sorted(S.unresolved.items())]
-    return {"schema_version": 1, "files": st.files,
-            "config": st.config.source if st.config else None,
-            "not_scanned": st.excluded,
-            "functions": {"total": len(funcs), "parsed": len(funcs) - len(unknown) - flat,
-                          "structure_not_needed": flat, "structure_unknown": len(unknown)},
-            "structure_unknown": sorted(f"{display(f.file, st.root)}:{f.line}: {f.name}: {f.structure}"
-                                        for f in unknown),
-            "acquisitions": acqs, "edges": edges, "unresolved_calls": unresolved}

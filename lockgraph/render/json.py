@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockgraph.checks import CheckResult
 from lockgraph.ingest.logs.primary import primary_facts
 from lockgraph.model import Diagnostic, Report
+
+if TYPE_CHECKING:
+    from lockgraph.pipeline import StaticScan
 
 SCHEMA_VERSION = 1
 
@@ -103,3 +106,34 @@ def check_json(res: CheckResult, reports: list[Report], diags: list[Diagnostic],
         **({"roots": [v.to_json() for v in res.roots]} if res.static else {}),
         "diagnostics": _diags(diags),
     })
+
+
+def scan_json(st: StaticScan) -> dict[str, Any]:
+    """`lockgraph scan --format json`: the static graph with every acquisition and witness."""
+    from lockgraph.pipeline import display
+
+    S = st.solved
+    funcs = list(S.funcs.values())
+    unknown = [f for f in funcs if f.structure.startswith("unknown")]
+    flat = sum(1 for f in funcs if f.structure == "not needed")
+    edges = []
+    for (a, b), e in sorted(S.edges.items()):
+        edges.append({"from": a, "to": b, "configs": sorted(e.configs), "evidence": [
+            {"file": display(step.file, st.root), "line": step.line, "function": step.function,
+             "via": [{"function": s.function, "file": display(s.file, st.root), "line": s.line}
+                     for s in via]} for step, via in e.evidence]})
+    acqs = sorted(({"function": a["function"], "lock": a["lock"],
+                    "file": display(a["file"], st.root), "line": a["line"], "mode": a["mode"],
+                    "kind": a["kind"], "try": a["try"], "irq": a["irq"]}
+                   for a in S.acquisitions if not a["lock"].startswith("@param")),
+                  key=lambda a: (a["file"], a["line"], a["lock"]))
+    unresolved = [{"call": k, "sites": [f"{display(f, st.root)}:{ln}" for f, ln in sorted(v)[:20]],
+                   "count": len(v)} for k, v in sorted(S.unresolved.items())]
+    return {"schema_version": 1, "files": st.files,
+            "config": st.config.source if st.config else None,
+            "not_scanned": st.excluded,
+            "functions": {"total": len(funcs), "parsed": len(funcs) - len(unknown) - flat,
+                          "structure_not_needed": flat, "structure_unknown": len(unknown)},
+            "structure_unknown": sorted(f"{display(f.file, st.root)}:{f.line}: {f.name}: {f.structure}"
+                                        for f in unknown),
+            "acquisitions": acqs, "edges": edges, "unresolved_calls": unresolved}
