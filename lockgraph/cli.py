@@ -327,7 +327,7 @@ def _render_check(fmt: CheckFormat, res, reports, diags, shown) -> str:
         from lockgraph.render.sarif import check_sarif
         return check_sarif(res, shown)
     from lockgraph.render.text import check_text
-    return check_text(res, reports, diags, shown)
+    return check_text(res, reports, shown)
 
 
 def _image(res, kind: str, shown: list[str]) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lockgraph.checks import CheckResult
-from lockgraph.model import Diagnostic, Evidence, Finding, Report, trim_stack
+from lockgraph.model import Evidence, Finding, Report, trim_stack
 
 INDENT = "       "  # lockdep indents saved stack traces by 7 blanks
 MAX_FRAMES = 16
@@ -41,8 +41,7 @@ def _lock_rows(title: str, rows: list[dict]) -> list[str]:
     return out
 
 
-def check_text(res: CheckResult, reports: list[Report], diags: list[Diagnostic],
-               inputs: list[str]) -> str:
+def check_text(res: CheckResult, reports: list[Report], inputs: list[str]) -> str:
     G = res.graph
     live = [r for r in reports if r.duplicate_of is None]
     src = f", {res.sources} source file(s) scanned" if res.static else ""
