@@ -16,7 +16,7 @@ from lockgraph.model import Evidence, Report, trim_stack
 
 #: SLUB's slab-freeing path; the frame printed just above one of these is the destructor.
 SLAB_FREE_FRAMES = frozenset({"__free_slab", "free_slab", "discard_slab", "rcu_free_slab"})
-#: Frames that mean "this runs inside memory reclaim" (kernel-semantics §3.3, §5).
+#: Frames that mean "this runs inside memory reclaim" (docs/kernel-facts.md §3.3, §5).
 RECLAIM_FRAMES = frozenset({
     "kswapd", "balance_pgdat", "shrink_node", "shrink_node_memcgs", "shrink_zones",
     "shrink_slab", "shrink_slab_memcg", "do_shrink_slab", "shrink_lruvec", "shrink_one",

@@ -240,7 +240,7 @@ def add_static_edges(G, S: Solved, name, base: Path) -> None:
 
 def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tuple[
         list[Edge], dict[str, list[Context]]]:
-    """Everything a reclaim root takes is taken under fs_reclaim (kernel-semantics §5)."""
+    """Everything a reclaim root takes is taken under fs_reclaim (docs/kernel-facts.md §5)."""
     from lockgraph.static.facts.kb import NO_EDGE_KINDS
 
     edges: list[Edge] = []

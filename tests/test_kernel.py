@@ -1,4 +1,4 @@
-"""Facts the real Linux 6.12 tree must yield (kernel-semantics §6), on the real files."""
+"""Facts the real Linux 6.12 tree must yield (docs/kernel-facts.md §6), on the real files."""
 
 from __future__ import annotations
 

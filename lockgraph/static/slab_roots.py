@@ -1,6 +1,6 @@
 """Roots found in the scanned tree: slab destructors, constructors, reclaim entry points.
 
-kernel-semantics §4 (ctor/dtor registration; the RFC's `.dtor` member of
+docs/kernel-facts.md §4 (ctor/dtor registration; the RFC's `.dtor` member of
 `struct kmem_cache_args`) and §5 (shrinker callbacks are assigned, never statically
 initialised, in 6.12; kswapd/balance_pgdat and direct reclaim hold fs_reclaim).
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from lockgraph.static.solve import Solved
 
-#: Reclaim entry points that run with fs_reclaim held (kernel-semantics §5).
+#: Reclaim entry points that run with fs_reclaim held (docs/kernel-facts.md §5).
 RECLAIM_ENTRIES = ("kswapd", "balance_pgdat", "__perform_reclaim", "__node_reclaim",
                    "shrink_all_memory")
 #: The struct whose `.ctor`/`.dtor` members are slab constructor/destructor (the RFC's
@@ -66,7 +66,7 @@ def find_roots(S: Solved, dtors: tuple[str, ...] = ()) -> list[Root]:
                 add(value, "reclaim", f"{base}->{member} = {value} ({f.file}:{line})")
     for name in RECLAIM_ENTRIES:
         if name in S.by_name:
-            add(name, "reclaim", "runs with fs_reclaim held (kernel-semantics §5)")
+            add(name, "reclaim", "runs with fs_reclaim held (docs/kernel-facts.md §5)")
     for name in dtors:
         add(name, "dtor", "named with --dtor")
     order = {"dtor": 0, "ctor": 1, "reclaim": 2}

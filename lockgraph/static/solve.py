@@ -7,7 +7,7 @@ classes (fs_reclaim is bit 0), not a dict with a witness per class: on the whole
 functions reach the same few thousand core-kernel classes, and per-class entries for every
 function do not fit in memory.  Witnesses are found when evidence is printed, as the
 shortest call chain through callees whose summary holds the class.  Edges follow
-lockdep's rule (kernel-semantics §1.0): from the newest held lock down to and including the
+lockdep's rule (docs/kernel-facts.md §1.0): from the newest held lock down to and including the
 first non-trylock, never into a trylock, never from or to check=0 maps (RCU).  The rule
 holds through calls too: a caller's lock gets an edge only to the classes a callee takes
 at its top level (`top`: with none of its own non-try locks held) — what the callee takes
@@ -458,7 +458,7 @@ def fid(f: FuncFacts) -> str:
 
 
 class Resolver:
-    """Maps lock expressions at a site to lockdep class names (kernel-semantics §2)."""
+    """Maps lock expressions at a site to lockdep class names (docs/kernel-facts.md §2)."""
 
     def __init__(self, files: list[FileFacts], funcs: dict[str, FuncFacts]) -> None:
         self.static: dict[str, set[str]] = defaultdict(set)       # ident -> names
@@ -555,7 +555,7 @@ def _norm(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# GFP evaluation (kernel-semantics §3.2-3.3)
+# GFP evaluation (docs/kernel-facts.md §3.2-3.3)
 
 
 class _Dyn(Exception):

@@ -1,6 +1,6 @@
 """Function bodies of raw kernel C → a small statement IR (lark LALR, one parse per body).
 
-Stages (parsing-bench.md §"How the lark island parser works"): a master-regex tokenizer, a
+Stages (docs/kernel-facts.md, "C parsing design"): a master-regex tokenizer, a
 linear classifier that retypes tokens so the grammar stays small (block vs initializer
 braces, macro loops, labels, keywords inside macro arguments), then `grammars/cbody.lark`.
 A body the grammar rejects is not dropped: the caller falls back to the flat token run and

@@ -1,6 +1,6 @@
 """Knowledge base as data: lock primitives, guards, allocation APIs, GFP composites, scopes.
 
-Facts from ../shared/docs/kernel-semantics.md §1-§3 (Linux 6.12).  The walker looks names
+Facts from docs/kernel-facts.md §1-§3 (Linux 6.12).  The walker looks names
 up here; adding an API is adding a row.
 """
 

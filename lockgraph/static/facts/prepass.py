@@ -2,8 +2,8 @@
 
 Everything keeps its byte offset and line number: comments and dropped `#if` branches are
 blanked to spaces (newlines kept), so every later stage can point at file:line in the
-user's tree.  Measured design: ../shared/docs/parsing-bench.md ("pre-pass and segmentation
-in plain re").
+user's tree.  Measured design: docs/kernel-facts.md, "C parsing design" (pre-pass and
+segmentation in plain re).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-function walk: the held-lock set through the statement structure.
 
-Follows the kernel's locking rules (README "Source analysis"): scope-based release at block end (`guard`), `scoped_guard`
+Follows docs/kernel-facts.md §1: scope-based release at block end (`guard`), `scoped_guard`
 bodies, goto unwinding (held sets flow to their label), early returns, conditional
 acquisition (`if (mutex_trylock(&m))`, `if (!mutex_lock_interruptible(&m))`), memalloc
 scopes.  Held sets are "may be held" sets: at a join, the union of the paths that reach it.
