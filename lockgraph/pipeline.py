@@ -275,6 +275,7 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
     findings = []
     blind = ["runtime evidence only: code paths that did not run are not covered"] if reports else []
     if st is not None:
+        from lockgraph.static.atomic import sleep_in_atomic
         from lockgraph.static.slab_roots import find_roots
         from lockgraph.verdicts import judge
 
@@ -289,6 +290,7 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
         for k, v in rctx.items():
             reclaim_ctx.setdefault(k, []).extend(v)
         verdicts, findings = judge(S, roots, G, name)
+        findings += sleep_in_atomic(S, name)
         if not S.funcs:
             blind.append("no C functions found in the scanned sources")
     findings += list(check_dtor_leaf(G, dtor_ctx)) + list(check_reclaim(G, reclaim_ctx))

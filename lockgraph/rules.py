@@ -33,4 +33,8 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("LG106", "ctor-sleeps-in-atomic-alloc", Severity.ERROR,
          "a slab constructor sleeps or allocates with reclaim, and its cache is allocated from "
          "in atomic context (GFP_ATOMIC/GFP_NOWAIT or under a spinning lock)"),
+    Rule("LG107", "sleep-in-atomic", Severity.ERROR,
+         "an operation that may sleep (a blocking lock, a GFP_KERNEL-like allocation, msleep(), "
+         "might_sleep()...) is reached while a spinning lock (spin, raw spin, rwlock, local_lock) "
+         "is held: \"sleeping function called from invalid context\""),
 )}

@@ -27,7 +27,7 @@ from lockgraph.static.solve import Solved, Step, entry_contexts, gfp_reclaims
 from lockgraph.model import Evidence, Finding, Severity
 from lockgraph.rules import RULES
 
-SPINNING = frozenset({"spin", "raw_spin", "rwlock", "local_lock"})
+SPINNING = kb.SPINNING_KINDS
 
 
 @dataclass(slots=True)

@@ -110,3 +110,60 @@ def test_walking_dot_and_a_file_in_it_lists_the_file_once(tmp_path, monkeypatch)
     (tmp_path / "mm" / "a.c").write_text("int x;\n")
     monkeypatch.chdir(tmp_path)
     assert iter_sources([Path("."), Path("mm/a.c")]) == [Path("mm/a.c")]
+
+
+ATOMIC = FIXTURES / "csrc" / "atomic" / "sleep_in_atomic.c"
+_SLEEP = re.compile(r"^// (SLEEP|NOSLEEP): (\w+) (\S+) (.+?)\s*$", re.M)
+
+
+def test_sleep_in_atomic_findings_are_the_ones_the_case_names():
+    """LG107 on a case whose expected findings (holder, spinning lock, sleeping operation)
+    are written in the file: direct, through a helper, through a gfp parameter, in a
+    trylock's success branch, under raw/rw/local locks, behind a flag parameter the caller
+    sets, behind !irqs_disabled() under a lock that leaves interrupts on; none for
+    GFP_ATOMIC/GFP_NOWAIT, a callee that drops the lock (its own or the one passed to it)
+    first, a sleep behind gfpflags_allow_blocking() or a flag passed false, trylocks, SRCU
+    readers, under spin_lock_irqsave() behind !irqs_disabled(), past panic(), after
+    pte_unmap_unlock(), and none at the outer end of a chain whose inner function already
+    holds a spinning lock around the sleep."""
+    from lockgraph.static.atomic import sleep_in_atomic
+
+    S = solve(scan_paths([ATOMIC], ATOMIC.parent, None))
+    got = {(f.message.split(" is held in ")[1].split("()")[0], f.lock, f.path[1])
+           for f in sleep_in_atomic(S)}
+    exp = [(m.group(1), (m.group(2), m.group(3), m.group(4))) for m in _SLEEP.finditer(ATOMIC.read_text())]
+    assert exp
+    for kind, (holder, lock, op) in exp:
+        if kind == "SLEEP":
+            assert (holder, lock, op) in got, f"{kind}: {holder} {lock} {op}; findings: {sorted(got)}"
+        else:
+            assert not [g for g in got if (g[0], g[2]) == (holder, op)], f"{kind}: {holder} {op}"
+    assert len(got) == sum(kind == "SLEEP" for kind, _ in exp), sorted(got)
+
+
+def test_sleep_in_atomic_evidence_and_stable_id():
+    """Evidence: where the spinning lock is taken, then the call chain to the sleep; the id
+    keys on names, so moving the code does not change it."""
+    from lockgraph.static.atomic import sleep_in_atomic
+
+    def findings(text, tmp):
+        p = tmp / "a.c"
+        p.write_text(text)
+        return {f.path: f for f in sleep_in_atomic(solve(scan_paths([p], tmp, None)))}
+
+    import tempfile
+    from pathlib import Path
+
+    text = ATOMIC.read_text()
+    with tempfile.TemporaryDirectory() as d:
+        one = findings(text, Path(d))
+    with tempfile.TemporaryDirectory() as d:
+        moved = findings("\n\n\n" + text, Path(d))
+    f = one[("list_lock", "kzalloc(GFP_KERNEL)")]
+    lines = text.splitlines()
+    at = lines.index("\tspin_lock_irq(&list_lock);") + 1
+    assert (f.evidence[0].file, f.evidence[0].line) == ("a.c", at)
+    assert f.evidence[1].stack == (f"via_helper (a.c:{at + 1})",
+                                   f"zalloc (a.c:{lines.index('	return kzalloc(size, gfp);') + 1})")
+    assert {k: v.id for k, v in one.items()} == {k: v.id for k, v in moved.items()}
+    assert moved[("list_lock", "kzalloc(GFP_KERNEL)")].evidence[0].line == at + 3

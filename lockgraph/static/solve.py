@@ -609,25 +609,51 @@ def _gfp_bits(text: str) -> frozenset[str]:
     return expr()
 
 
-def gfp_reclaims(text: str, f: FuncFacts, depth: int = 0) -> tuple[str, int]:
-    """('yes'|'no'|'param'|'unknown', param index) for an allocation's gfp in f."""
+def gfp_reclaims(text: str, f: FuncFacts) -> tuple[str, int]:
+    """('yes'|'no'|'param'|'unknown', param index): does an allocation's gfp in f take
+    fs_reclaim (direct reclaim with __GFP_FS, lockdep not told to look away)?"""
+    return _gfp_test(text, f, _takes_fs_reclaim)
+
+
+def gfp_blocks(text: str, f: FuncFacts) -> tuple[str, int]:
+    """The same answer for "may this allocation sleep": direct reclaim alone decides
+    (gfpflags_allow_blocking()); GFP_NOFS and GFP_NOIO sleep, GFP_ATOMIC/GFP_NOWAIT do not."""
+    return _gfp_test(text, f, _direct_reclaim)
+
+
+def _takes_fs_reclaim(bits: frozenset[str]) -> bool:
+    return "DIRECT_RECLAIM" in bits and "FS" in bits and "NOLOCKDEP" not in bits
+
+
+def _direct_reclaim(bits: frozenset[str]) -> bool:
+    return "DIRECT_RECLAIM" in bits
+
+
+_ALL_BITS = "(__GFP_RECLAIM|__GFP_IO|__GFP_FS)"   # what a gfp parameter may carry at most
+
+
+def _gfp_test(text: str, f: FuncFacts, test, depth: int = 0) -> tuple[str, int]:
     if not text:
         return "yes", -1
     names = set(_IDENT.findall(text))
     for k, (typ, name) in enumerate(f.params):
         if name in names and "gfp" in typ:
-            return "param", k
+            # `gfp & ~__GFP_DIRECT_RECLAIM` never passes, whatever the caller gives
+            try:
+                widest = _gfp_bits(re.sub(rf"\b{name}\b", _ALL_BITS, text))
+            except _Dyn:
+                return "param", k
+            return ("param", k) if test(widest) else ("no", -1)
     if depth < 3:
         for n in names:
             if n in f.aliases and n not in kb.GFP:
                 sub = re.sub(rf"\b{n}\b", f"({f.aliases[n]})", text)
-                return gfp_reclaims(sub, f, depth + 1)
+                return _gfp_test(sub, f, test, depth + 1)
     try:
         bits = _gfp_bits(text)
     except _Dyn:
         return "unknown", -1
-    ok = "DIRECT_RECLAIM" in bits and "FS" in bits and "NOLOCKDEP" not in bits
-    return ("yes" if ok else "no"), -1
+    return ("yes" if test(bits) else "no"), -1
 
 
 _MASKING = frozenset({"nofs", "noio", "noreclaim"})

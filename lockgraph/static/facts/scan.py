@@ -19,7 +19,8 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import BodyParseError, flat_atoms, parse_body
 from lockgraph.static.facts.prepass import FileText, prepare
-from lockgraph.static.facts.walk import FuncFacts, local_types, parse_params, walk_function
+from lockgraph.static.facts.walk import (GATE_WORDS, FuncFacts, local_types, parse_params,
+                                         walk_function)
 
 _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
 _PERCPU_DEF = re.compile(r"\bDEFINE_PER_CPU(?:_ALIGNED|_SHARED_ALIGNED)?\s*\(\s*((?:struct\s+)?\w+)\s*,\s*(\w+)\s*\)")
@@ -128,7 +129,10 @@ TRIGGERS = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | {"guard", "scoped_g
 
 
 def structure_matters(body: str) -> bool:
-    """Whether a body calls anything that changes or needs the held-lock set."""
+    """Whether a body calls anything that changes or needs the held-lock set, or tests
+    whether it may sleep (walk.GATE_WORDS: the branch decides whether a sleep happens)."""
+    if any(w in body for w in GATE_WORDS):
+        return True
     for name in _CALLED.findall(body):
         if name in TRIGGERS or (name.endswith("_noprof") and name[:-7] in TRIGGERS):
             return True
@@ -197,6 +201,9 @@ def _trim(f: FuncFacts) -> None:
     whole-tree scan keeps 645k functions in memory, so the rest is dropped here.
     """
     used: set[str] = set()
+    for ev in (*f.calls, *f.allocs, *f.acqs):
+        for g in ev.gates:  # "may block" tests name gfp variables (walk.blocking_gate)
+            used.update(_WORD.findall(g))
     for c in f.calls:
         for a in c.args:
             used.update(_WORD.findall(a))
