@@ -37,13 +37,15 @@ class RootVerdict:
     strict_leaf: dict[str, Any] = field(default_factory=dict)
     dtor_safe: dict[str, Any] = field(default_factory=dict)
     ctor: dict[str, Any] = field(default_factory=dict)
-    blind_spots: list[str] = field(default_factory=list)
+    blind_spots: list[str] = field(default_factory=list)   # most telling first (solve.blind_rank)
+    blind_locked: list[str] = field(default_factory=list)  # those reached while a lock is held
     splats: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = {"function": self.root.function, "kind": self.root.kind, "why": self.root.how,
                "caches": self.root.caches, "defined": bool(self.root.fids),
-               "locks": self.locks, "blind_spots": self.blind_spots}
+               "locks": self.locks, "blind_spots": self.blind_spots,
+               "blind_spots_under_lock": self.blind_locked}
         if self.root.kind == "dtor":
             out["strict_leaf"] = self.strict_leaf
             out["dtor_safe"] = self.dtor_safe
@@ -94,8 +96,8 @@ def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str
                 n = name(cls)
                 witnesses.setdefault(n, S.chain(fid, cls))
                 kinds[n] = kind
-            v.blind_spots.extend(S.reachable_blind(fid))
-        v.blind_spots = sorted(set(v.blind_spots))
+        v.blind_spots, locked = S.ranked_blind(r.fids)
+        v.blind_locked = sorted(locked)
         v.locks = [{"lock": n, "kind": kinds[n] or "unknown", "witness": _steps(witnesses[n])}
                    for n in sorted(witnesses)]
         sleeps = any(fid in S.sleeps for fid in r.fids)

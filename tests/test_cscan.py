@@ -167,3 +167,96 @@ def test_sleep_in_atomic_evidence_and_stable_id():
                                    f"zalloc (a.c:{lines.index('	return kzalloc(size, gfp);') + 1})")
     assert {k: v.id for k, v in one.items()} == {k: v.id for k, v in moved.items()}
     assert moved[("list_lock", "kzalloc(GFP_KERNEL)")].evidence[0].line == at + 3
+
+
+def test_trylocks_do_not_sleep_srcu_readers_neither():
+    """A mutex_trylock() never waits and srcu_read_lock() only counts readers: neither
+    makes its function one that may sleep (kb.BLOCKING_KINDS)."""
+    S = solve(scan_paths([ATOMIC], ATOMIC.parent, None))
+    assert "sleep_in_atomic.c:trylock_mutex" not in S.sleeps
+    assert "sleep_in_atomic.c:srcu_reader" not in S.sleeps
+    assert S.sleeps["sleep_in_atomic.c:take_big"].note == "mutex_lock()"
+
+
+def test_a_file_given_alone_brings_the_c_files_it_includes(tmp_path):
+    """`#include "x.c"` makes one translation unit: scanning the includer alone follows the
+    include (relative to its directory, recursively, once each, not when commented out)."""
+    from pathlib import Path
+
+    from lockgraph.static.facts.scan import iter_sources
+
+    (tmp_path / "mm" / "sub").mkdir(parents=True)
+    (tmp_path / "mm" / "main.c").write_text("""\
+static DEFINE_MUTEX(alloc_mutex);
+// #include "gone.c"
+#ifdef CONFIG_KM
+#include "km.c"
+#else
+#include "vm.c"
+#endif
+void *alloc_it(void)
+{
+	mutex_lock(&alloc_mutex);
+	populate();
+	mutex_unlock(&alloc_mutex);
+}
+""")
+    (tmp_path / "mm" / "vm.c").write_text('#include "sub/helper.c"\n#include "main.c"\n'
+                                          "static void populate(void) { helper(); }\n")
+    (tmp_path / "mm" / "km.c").write_text("static void populate(void) { }\n")
+    (tmp_path / "mm" / "sub" / "helper.c").write_text(
+        "static void helper(void) { kzalloc(8, GFP_KERNEL); }\n")
+    (tmp_path / "mm" / "gone.c").write_text("static void gone(void) { }\n")
+    main = tmp_path / "mm" / "main.c"
+    assert iter_sources([main]) == [Path(str(tmp_path / "mm" / n)) for n in
+                                    ("km.c", "main.c", "sub/helper.c", "vm.c")]
+    S = solve(scan_paths([main], tmp_path, None))
+    (step, via), = S.edges[("alloc_mutex", "fs_reclaim")].evidence
+    assert [step.function, *(s.function for s in via)] == ["alloc_it", "populate", "helper"]
+
+
+BLIND = """\
+static DEFINE_SPINLOCK(table_lock);
+
+static void update(struct entry *e)
+{
+	e->hash = cpu_to_le32(e->key);
+	mystery_hook(e);
+	kfree(e->old);
+}
+
+void table_insert(struct entry *e)
+{
+	spin_lock(&table_lock);
+	update(e);
+	spin_unlock(&table_lock);
+	other_call(e);
+	be64_to_cpu(e->stamp);
+}
+"""
+
+
+def test_blind_spots_under_a_lock_come_first_frees_and_byte_order_last(tmp_path):
+    """Ranking: a call reached under a held lock (here through update(), called with
+    table_lock held) first, then the rest, then byte-order helpers and kfree whatever
+    their context — in the solver's ranking, `scan` text and the JSON `under_lock` flag."""
+    from typer.testing import CliRunner
+
+    from lockgraph.cli import app
+
+    (tmp_path / "t.c").write_text(BLIND)
+    S = solve(scan_paths([tmp_path / "t.c"], tmp_path, None))
+    ranked, locked = S.ranked_blind(["t.c:table_insert"])
+    assert ranked == ["missing definition of mystery_hook()", "missing definition of other_call()",
+                      "missing definition of be64_to_cpu()", "missing definition of cpu_to_le32()",
+                      "missing definition of kfree()"]
+    assert locked == {"missing definition of mystery_hook()", "missing definition of cpu_to_le32()",
+                      "missing definition of kfree()"}
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "t.c"), "--no-cache", "-q"])
+    listed = [ln.split("  ")[1] for ln in res.stdout.splitlines() if ln.startswith("  missing")]
+    assert listed == [b.removeprefix("missing definition of ") and b for b in ranked]
+    assert "blind spots: 5 unresolved callee(s), 3 called under a held lock" in res.stdout
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "t.c"), "--no-cache", "-q", "-f", "json"])
+    import json
+    flags = {u["call"]: u["under_lock"] for u in json.loads(res.stdout)["unresolved_calls"]}
+    assert flags == {b: b in locked for b in ranked}

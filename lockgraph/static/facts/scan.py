@@ -57,6 +57,7 @@ class FileFacts:
     globals: dict[str, str] = field(default_factory=dict)                 # name -> type
     guards: dict[str, str] = field(default_factory=dict)
     conds: dict[int, tuple[str, ...]] = field(default_factory=dict)       # line -> CONFIG conds
+    includes: list[str] = field(default_factory=list)   # `#include "x.c"`, relative to the root
     unbalanced: bool = False
     error: str = ""
 
@@ -142,6 +143,7 @@ def structure_matters(body: str) -> bool:
 def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]) -> FileFacts:
     ft = prepare(path, src, config)
     ff = FileFacts(path, unbalanced=ft.unbalanced)
+    ff.includes = [os.path.normpath(os.path.join(os.path.dirname(path), n)) for n in c_includes(src)]
     text = ft.text
     for m in _DEFINE.finditer(text):
         ff.defines.append((m.group(2), kb.DEFINE_PRIMS[m.group(1)], ft.line_of(m.start())))
@@ -290,8 +292,46 @@ def iter_sources(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> list[Pa
                         out.add(full[2:] if full.startswith("./") else full)  # as Path("./x") prints
         elif p.is_file():
             out.add(str(p))
+            out.update(included_sources(p))
     # Path order (component-wise), not string order: "a/x" before "a-b/x"
     return [Path(s) for s in sorted(out, key=lambda s: s.split("/"))]
+
+
+_INCLUDE_C = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"\n]+\.c)"', re.M)
+
+
+def included_sources(p: Path) -> list[str]:
+    """The .c files a file includes textually (`#include "percpu-vm.c"`), relative to its
+    directory, recursively, each once — in both branches of an #if, as a directory scan
+    would have both files.  A file named on the command line is one translation unit:
+    without them, mm/percpu.c alone calls pcpu_create_chunk() and pcpu_populate_chunk()
+    into nothing and pcpu_alloc_mutex -> fs_reclaim is lost."""
+    out: list[str] = []
+    seen = {os.path.normpath(str(p))}
+    work = [p]
+    while work:
+        cur = work.pop()
+        try:
+            names = c_includes(_read(cur))
+        except OSError:
+            continue
+        for name in names:
+            inc = os.path.normpath(os.path.join(os.path.dirname(str(cur)), name))
+            if inc not in seen and os.path.isfile(inc):
+                seen.add(inc)
+                out.append(inc)
+                work.append(Path(inc))
+    return out
+
+
+def c_includes(src: str) -> list[str]:
+    """The .c files a source includes, as written (not those in comments)."""
+    if ".c\"" not in src:
+        return []
+    from lockgraph.static.facts.prepass import strip_comments
+
+    code = strip_comments(src)  # blanks comments, and string contents too: match on src
+    return [m.group(1) for m in _INCLUDE_C.finditer(src) if "include" in code[m.start():m.end()]]
 
 
 def _read(p: Path) -> str:
