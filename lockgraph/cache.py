@@ -21,7 +21,7 @@ from typing import Any
 from lockgraph import __version__
 
 #: Bump when the pickled fact types change shape.
-FACT_SCHEMA = 4
+FACT_SCHEMA = 5
 #: Whole-command results kept (newest first); each can be tens of MB for a whole tree.
 RESULTS_KEPT = 8
 #: Analyser keys whose facts are kept (newest used first).  Every lockgraph upgrade, edit

@@ -333,6 +333,16 @@ def ctor_in_atomic(inp: CheckInput) -> Iterable[Finding]:
                        function=s.function, nth=nth[where], root=v.root.function)
 
 
+@check("LG107")
+def sleep_in_atomic(inp: CheckInput) -> Iterable[Finding]:
+    """Static: a sleep reached while a spinning lock is held (static/atomic.py)."""
+    if inp.solved is None:
+        return []
+    from lockgraph.static.atomic import sleep_in_atomic as find
+
+    return find(inp.solved, inp.name)
+
+
 #: Report kinds that are findings by themselves: kind (or other_kind) -> (rule, what).
 REPORT_RULES: dict[str, tuple[str, str]] = {
     "recursive": ("LG110", "recursive locking"),

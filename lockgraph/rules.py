@@ -110,6 +110,12 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          "in atomic context (GFP_ATOMIC/GFP_NOWAIT or under a spinning lock)",
          "constructor {lock}() {why} but runs inside kmem_cache_alloc() at {site} ({context})",
          ("lock", "file", "function", "nth")),
+    Rule("LG107", "sleep-in-atomic", Severity.ERROR,
+         "an operation that may sleep (a blocking lock, a GFP_KERNEL-like allocation, msleep(), "
+         "might_sleep()...) is reached while a spinning lock (spin, raw spin, rwlock, local_lock) "
+         "is held: \"sleeping function called from invalid context\"",
+         "{label}{where} may sleep while {held_how} is held in {func}(){via}: "
+         "sleeping function called from invalid context", ("file", "func", "lock", "leaf", "label")),
     Rule("LG110", "recursive-locking", Severity.ERROR,
          "lockdep reported recursive locking: a task takes a lock class it already holds "
          "(an AA deadlock unless the class is annotated for nesting)",

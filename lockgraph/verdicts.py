@@ -26,7 +26,7 @@ from lockgraph.static.slab_roots import Root
 from lockgraph.static.solve import Solved, Step, entry_contexts, gfp_reclaims
 from lockgraph.model import Evidence
 
-SPINNING = frozenset({"spin", "raw_spin", "rwlock", "local_lock"})
+SPINNING = kb.SPINNING_KINDS
 
 
 @dataclass(slots=True)
@@ -127,7 +127,8 @@ class RootVerdict:
     strict_leaf: StrictLeaf = field(default_factory=StrictLeaf)
     dtor_safe: DtorSafe = field(default_factory=DtorSafe)
     ctor: CtorContext | None = None
-    blind_spots: list[str] = field(default_factory=list)
+    blind_spots: list[str] = field(default_factory=list)   # most telling first (solve.blind_rank)
+    blind_locked: list[str] = field(default_factory=list)  # those reached while a lock is held
 
     @property
     def splats(self) -> list[str]:
@@ -136,7 +137,8 @@ class RootVerdict:
     def to_json(self) -> dict[str, Any]:
         out = {"function": self.root.function, "kind": self.root.kind, "why": self.root.how,
                "caches": self.root.caches, "defined": bool(self.root.fids),
-               "locks": [lk.to_json() for lk in self.locks], "blind_spots": self.blind_spots}
+               "locks": [lk.to_json() for lk in self.locks], "blind_spots": self.blind_spots,
+               "blind_spots_under_lock": self.blind_locked}
         if self.root.kind == "dtor":
             out["strict_leaf"] = self.strict_leaf.to_json()
             out["dtor_safe"] = self.dtor_safe.to_json()
@@ -187,8 +189,8 @@ def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str
                 n = name(cls)
                 witnesses.setdefault(n, S.chain(fid, cls))
                 kinds[n] = kind
-            v.blind_spots.extend(S.reachable_blind(fid))
-        v.blind_spots = sorted(set(v.blind_spots))
+        v.blind_spots, locked = S.ranked_blind(r.fids)
+        v.blind_locked = sorted(locked)
         v.locks = [TakenLock(n, kinds[n] or "unknown", _steps(witnesses[n])) for n in sorted(witnesses)]
         sleeps = any(fid in S.sleeps for fid in r.fids)
         if r.kind == "dtor":

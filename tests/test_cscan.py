@@ -110,3 +110,153 @@ def test_walking_dot_and_a_file_in_it_lists_the_file_once(tmp_path, monkeypatch)
     (tmp_path / "mm" / "a.c").write_text("int x;\n")
     monkeypatch.chdir(tmp_path)
     assert iter_sources([Path("."), Path("mm/a.c")]) == [Path("mm/a.c")]
+
+
+ATOMIC = FIXTURES / "csrc" / "atomic" / "sleep_in_atomic.c"
+_SLEEP = re.compile(r"^// (SLEEP|NOSLEEP): (\w+) (\S+) (.+?)\s*$", re.M)
+
+
+def test_sleep_in_atomic_findings_are_the_ones_the_case_names():
+    """LG107 on a case whose expected findings (holder, spinning lock, sleeping operation)
+    are written in the file: direct, through a helper, through a gfp parameter, in a
+    trylock's success branch, under raw/rw/local locks, behind a flag parameter the caller
+    sets, behind !irqs_disabled() under a lock that leaves interrupts on; none for
+    GFP_ATOMIC/GFP_NOWAIT, a callee that drops the lock (its own or the one passed to it)
+    first, a sleep behind gfpflags_allow_blocking() or a flag passed false, trylocks, SRCU
+    readers, under spin_lock_irqsave() behind !irqs_disabled(), past panic(), after
+    pte_unmap_unlock(), and none at the outer end of a chain whose inner function already
+    holds a spinning lock around the sleep."""
+    from lockgraph.static.atomic import sleep_in_atomic
+
+    S = solve(scan_paths([ATOMIC], ATOMIC.parent, None))
+    got = {(f.message.split(" is held in ")[1].split("()")[0], f.lock, f.path[1])
+           for f in sleep_in_atomic(S)}
+    exp = [(m.group(1), (m.group(2), m.group(3), m.group(4))) for m in _SLEEP.finditer(ATOMIC.read_text())]
+    assert exp
+    for kind, (holder, lock, op) in exp:
+        if kind == "SLEEP":
+            assert (holder, lock, op) in got, f"{kind}: {holder} {lock} {op}; findings: {sorted(got)}"
+        else:
+            assert not [g for g in got if (g[0], g[2]) == (holder, op)], f"{kind}: {holder} {op}"
+    assert len(got) == sum(kind == "SLEEP" for kind, _ in exp), sorted(got)
+
+
+def test_sleep_in_atomic_evidence_and_stable_id():
+    """Evidence: where the spinning lock is taken, then the call chain to the sleep; the id
+    keys on names, so moving the code does not change it."""
+    from lockgraph.static.atomic import sleep_in_atomic
+
+    def findings(text, tmp):
+        p = tmp / "a.c"
+        p.write_text(text)
+        return {f.path: f for f in sleep_in_atomic(solve(scan_paths([p], tmp, None)))}
+
+    import tempfile
+    from pathlib import Path
+
+    text = ATOMIC.read_text()
+    with tempfile.TemporaryDirectory() as d:
+        one = findings(text, Path(d))
+    with tempfile.TemporaryDirectory() as d:
+        moved = findings("\n\n\n" + text, Path(d))
+    f = one[("list_lock", "kzalloc(GFP_KERNEL)")]
+    lines = text.splitlines()
+    at = lines.index("\tspin_lock_irq(&list_lock);") + 1
+    assert (f.evidence[0].file, f.evidence[0].line) == ("a.c", at)
+    assert f.evidence[1].stack == (f"via_helper (a.c:{at + 1})",
+                                   f"zalloc (a.c:{lines.index('	return kzalloc(size, gfp);') + 1})")
+    assert {k: v.id for k, v in one.items()} == {k: v.id for k, v in moved.items()}
+    assert moved[("list_lock", "kzalloc(GFP_KERNEL)")].evidence[0].line == at + 3
+
+
+def test_trylocks_do_not_sleep_srcu_readers_neither():
+    """A mutex_trylock() never waits and srcu_read_lock() only counts readers: neither
+    makes its function one that may sleep (kb.BLOCKING_KINDS)."""
+    S = solve(scan_paths([ATOMIC], ATOMIC.parent, None))
+    assert "sleep_in_atomic.c:trylock_mutex" not in S.sleeps
+    assert "sleep_in_atomic.c:srcu_reader" not in S.sleeps
+    assert S.sleeps["sleep_in_atomic.c:take_big"].note == "mutex_lock()"
+
+
+def test_a_file_given_alone_brings_the_c_files_it_includes(tmp_path):
+    """`#include "x.c"` makes one translation unit: scanning the includer alone follows the
+    include (relative to its directory, recursively, once each, not when commented out)."""
+    from pathlib import Path
+
+    from lockgraph.static.facts.scan import iter_sources
+
+    (tmp_path / "mm" / "sub").mkdir(parents=True)
+    (tmp_path / "mm" / "main.c").write_text("""\
+static DEFINE_MUTEX(alloc_mutex);
+// #include "gone.c"
+#ifdef CONFIG_KM
+#include "km.c"
+#else
+#include "vm.c"
+#endif
+void *alloc_it(void)
+{
+	mutex_lock(&alloc_mutex);
+	populate();
+	mutex_unlock(&alloc_mutex);
+}
+""")
+    (tmp_path / "mm" / "vm.c").write_text('#include "sub/helper.c"\n#include "main.c"\n'
+                                          "static void populate(void) { helper(); }\n")
+    (tmp_path / "mm" / "km.c").write_text("static void populate(void) { }\n")
+    (tmp_path / "mm" / "sub" / "helper.c").write_text(
+        "static void helper(void) { kzalloc(8, GFP_KERNEL); }\n")
+    (tmp_path / "mm" / "gone.c").write_text("static void gone(void) { }\n")
+    main = tmp_path / "mm" / "main.c"
+    assert iter_sources([main]) == [Path(str(tmp_path / "mm" / n)) for n in
+                                    ("km.c", "main.c", "sub/helper.c", "vm.c")]
+    S = solve(scan_paths([main], tmp_path, None))
+    (step, via), = S.edges[("alloc_mutex", "fs_reclaim")].evidence
+    assert [step.function, *(s.function for s in via)] == ["alloc_it", "populate", "helper"]
+
+
+BLIND = """\
+static DEFINE_SPINLOCK(table_lock);
+
+static void update(struct entry *e)
+{
+	e->hash = cpu_to_le32(e->key);
+	mystery_hook(e);
+	kfree(e->old);
+}
+
+void table_insert(struct entry *e)
+{
+	spin_lock(&table_lock);
+	update(e);
+	spin_unlock(&table_lock);
+	other_call(e);
+	be64_to_cpu(e->stamp);
+}
+"""
+
+
+def test_blind_spots_under_a_lock_come_first_frees_and_byte_order_last(tmp_path):
+    """Ranking: a call reached under a held lock (here through update(), called with
+    table_lock held) first, then the rest, then byte-order helpers and kfree whatever
+    their context — in the solver's ranking, `scan` text and the JSON `under_lock` flag."""
+    from typer.testing import CliRunner
+
+    from lockgraph.cli import app
+
+    (tmp_path / "t.c").write_text(BLIND)
+    S = solve(scan_paths([tmp_path / "t.c"], tmp_path, None))
+    ranked, locked = S.ranked_blind(["t.c:table_insert"])
+    assert ranked == ["missing definition of mystery_hook()", "missing definition of other_call()",
+                      "missing definition of be64_to_cpu()", "missing definition of cpu_to_le32()",
+                      "missing definition of kfree()"]
+    assert locked == {"missing definition of mystery_hook()", "missing definition of cpu_to_le32()",
+                      "missing definition of kfree()"}
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "t.c"), "--no-cache", "-q"])
+    listed = [ln.split("  ")[1] for ln in res.stdout.splitlines() if ln.startswith("  missing")]
+    assert listed == [b.removeprefix("missing definition of ") and b for b in ranked]
+    assert "blind spots: 5 unresolved callee(s), 3 called under a held lock" in res.stdout
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "t.c"), "--no-cache", "-q", "-f", "json"])
+    import json
+    flags = {u["call"]: u["under_lock"] for u in json.loads(res.stdout)["unresolved_calls"]}
+    assert flags == {b: b in locked for b in ranked}

@@ -71,3 +71,16 @@ def test_balance_workfn_noio_scope_adds_no_fs_reclaim_edge(solved):
             assert "pcpu_balance_workfn" not in [step.function] + [s.function for s in via]
     f = solved.funcs["mm/percpu.c:pcpu_balance_workfn"]
     assert any("noio" in c.scopes for c in f.calls)
+
+
+def test_check_of_percpu_c_alone_follows_its_include_of_percpu_vm_c(linux_tree):
+    """`check --src mm/percpu.c`: the file includes percpu-vm.c (and percpu-km.c), whose
+    pcpu_populate_chunk() allocates under pcpu_alloc_mutex — the RFC's key edge."""
+    from lockgraph import pipeline
+
+    f = linux_tree / "mm" / "percpu.c"
+    srcs = pipeline.collect_sources([f])
+    assert {p.name for p in srcs.files.files} == {"percpu.c", "percpu-vm.c", "percpu-km.c"}
+    res = pipeline.run([], (), pipeline.scan([f], sources=srcs))
+    ev = res.graph["pcpu_alloc_mutex"]["fs_reclaim"]["evidence"]
+    assert any("mm/percpu-vm.c" in frame for e in ev for frame in e.stack), [e.stack for e in ev]

@@ -276,3 +276,48 @@ def test_three_dot_range_reviews_from_the_merge_base(repo, untouched):
     assert res.exit_code == 1
     assert {k: v for k, v in three.items() if k != "series"} == {
         k: v for k, v in two.items() if k != "series"}
+
+
+PERCPU_BASE = """\
+static DEFINE_SPINLOCK(pcpu_lock);
+
+void free_percpu(void __percpu *ptr)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&pcpu_lock, flags);
+	pcpu_free_area(ptr);
+	spin_unlock_irqrestore(&pcpu_lock, flags);
+}
+"""
+# The patch under review: a record allocated with GFP_KERNEL inside the pcpu_lock section.
+PERCPU_HEAD = PERCPU_BASE.replace("\tpcpu_free_area(ptr);\n",
+                                  "\tpcpu_free_area(ptr);\n\trec = kmalloc(sizeof(*rec), GFP_KERNEL);\n")
+
+
+def test_patch_allocating_with_gfp_kernel_under_pcpu_lock_exits_1(tmp_path):
+    """LG107 through `review`: the series adds kmalloc(GFP_KERNEL) inside
+    spin_lock_irqsave(&pcpu_lock): a new error naming the lock, the allocation and both
+    lines; the series without it (base against itself) is clean."""
+    r = tmp_path / "linux"
+    (r / "mm").mkdir(parents=True)
+    (r / "Kconfig").write_text("# kernel-like tree\n")
+    (r / "MAINTAINERS").write_text("PERCPU\n")
+    (r / "mm" / "percpu.c").write_text(PERCPU_BASE)
+    git(r, "init", "-q", "-b", "master")
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "base")
+    git(r, "tag", "base")
+    (r / "mm" / "percpu.c").write_text(PERCPU_HEAD)
+    git(r, "commit", "-q", "-a", "-m", "mm/percpu: record frees")
+    res, out = review_json("--src", r.name, "base..HEAD", "--no-cache", cwd=tmp_path)
+    assert res.exit_code == 1, res.stdout + res.stderr
+    (f,) = [f for f in out["findings"]["new"] if f["rule"] == "LG107"]
+    assert f["lock"] == "pcpu_lock" and f["severity"] == "error"
+    assert "kmalloc(GFP_KERNEL)" in f["message"] and "free_percpu()" in f["message"]
+    lines = PERCPU_HEAD.splitlines()
+    assert [(e["file"], e["line"]) for e in f["evidence"]] == [
+        ("mm/percpu.c", lines.index("\tspin_lock_irqsave(&pcpu_lock, flags);") + 1),
+        ("mm/percpu.c", lines.index("\trec = kmalloc(sizeof(*rec), GFP_KERNEL);") + 1)]
+    clean, _ = review_json("--src", r.name, "base..base", "--no-cache", cwd=tmp_path)
+    assert clean.exit_code == 0, clean.stdout

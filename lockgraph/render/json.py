@@ -127,8 +127,10 @@ def scan_json(st: StaticScan) -> dict[str, Any]:
                     "kind": a["kind"], "try": a["try"], "irq": a["irq"]}
                    for a in S.acquisitions if not a["lock"].startswith("@param")),
                   key=lambda a: (a["file"], a["line"], a["lock"]))
+    _, locked = S.ranked_blind(sorted(S.funcs))  # every call made under a lock, transitively
     unresolved = [{"call": k, "sites": [f"{display(f, st.root)}:{ln}" for f, ln in sorted(v)[:20]],
-                   "count": len(v)} for k, v in sorted(S.unresolved.items())]
+                   "count": len(v), "under_lock": k in locked}
+                  for k, v in sorted(S.unresolved.items())]
     return {"schema_version": 1, "files": st.files,
             "config": st.config.source if st.config else None,
             "not_scanned": st.excluded,

@@ -157,7 +157,9 @@ def roots_text(roots: list) -> list[str]:
                 out.append(f"    atomic: {a.function}() {a.file}:{a.line} ({a.context})")
         if v.blind_spots:
             out.append(f"  blind spots ({len(v.blind_spots)}): the verdict cannot be 'proven'")
-            out += [f"    {b}" for b in v.blind_spots[:MAX_BLIND_SHOWN]]
+            locked = set(v.blind_locked)
+            out += [f"    {b}" + ("  [reached under a lock]" if b in locked else "")
+                    for b in v.blind_spots[:MAX_BLIND_SHOWN]]
             if len(v.blind_spots) > MAX_BLIND_SHOWN:
                 out.append(f"    ... {len(v.blind_spots) - MAX_BLIND_SHOWN} more (--format json lists all)")
         out.append("")
@@ -178,4 +180,24 @@ def scan_text(data: dict) -> str:
         out.append(f"       {ev['function']}() {ev['file']}:{ev['line']}{via}{cfg}")
     for u in data["structure_unknown"]:
         out.append(f"structure unknown: {u}")
+    out += _unresolved_text(data["unresolved_calls"])
     return "\n".join(out) + "\n"
+
+
+def _unresolved_text(rows: list[dict]) -> list[str]:
+    """The unresolved calls most likely to hide an edge first: made under a held lock,
+    then the rest, byte-order helpers and frees last (solve.blind_rank)."""
+    from lockgraph.static.solve import blind_rank
+
+    if not rows:
+        return []
+    rows = sorted(rows, key=lambda u: blind_rank(u["call"], u["under_lock"]))
+    n = sum(1 for u in rows if u["under_lock"])
+    out = ["", f"blind spots: {len(rows)} unresolved callee(s), {n} called under a held lock"]
+    for u in rows[:MAX_BLIND_SHOWN]:
+        site = u["sites"][0] if u["sites"] else ""
+        more = f" (+{u['count'] - 1})" if u["count"] > 1 else ""
+        out.append(f"  {u['call']}  {site}{more}" + ("  [under a lock]" if u["under_lock"] else ""))
+    if len(rows) > MAX_BLIND_SHOWN:
+        out.append(f"  ... {len(rows) - MAX_BLIND_SHOWN} more (--format json lists all)")
+    return out

@@ -170,6 +170,8 @@ class Solved:
     _dropmemo: dict[tuple, frozenset[str]] = field(default_factory=dict)
     _hops: dict[tuple, tuple] = field(default_factory=dict)
     own: dict[str, frozenset[int]] = field(default_factory=dict)   # classes taken in the body
+    #: function id -> (index of the call, blind-spot label) of its unresolved calls
+    blind_calls: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)
     clean: dict[str, int] = field(default_factory=dict)   # top classes reached with nothing dropped
 
     @property
@@ -323,6 +325,32 @@ class Solved:
                 return True
         return False
 
+    def ranked_blind(self, fids) -> tuple[list[str], set[str]]:
+        """Blind spots reachable from fids, most telling first (blind_rank), and those met
+        while a lock is held — by the function making the call or by one on the way there:
+        a call that may take anything under a held lock is where an edge can hide."""
+        out: set[str] = set()
+        locked: set[str] = set()
+        state: dict[str, bool] = {}
+        work = [(fid, False) for fid in fids]
+        while work:
+            i, lk = work.pop()
+            if i in state and (state[i] or not lk):
+                continue  # seen already, under a lock or as now
+            state[i] = lk
+            own = self.blind.get(i, _EMPTY)
+            out |= own
+            if lk:
+                locked |= own
+            calls = dict(self.blind_calls.get(i, ()))
+            for k, (c, row) in enumerate(zip(self.funcs[i].calls, self.targets.get(i, ()))):
+                here = lk or any(h.kind not in kb.NO_EDGE_KINDS for h in c.held)
+                if here and k in calls:
+                    locked.add(calls[k])
+                for j in row:
+                    work.append((j, here))
+        return sorted(out, key=lambda b: blind_rank(b, b in locked)), locked
+
     def reachable_blind(self, fid: str) -> set[str]:
         """Blind spots of fid and of everything it may call.
 
@@ -340,6 +368,17 @@ class Solved:
                         seen.add(j)
                         work.append(j)
         return out
+
+
+_CALLEE = re.compile(r"(\w+)\(\)(?: in \w+\(\))?$")
+
+
+def blind_rank(label: str, locked: bool) -> tuple[int, str]:
+    """Sort key of a blind spot: under a held lock first, then the rest, and last the
+    calls that hardly hide a lock (byte-order helpers, kb.NOISE_CALLS) however reached."""
+    m = _CALLEE.search(label)
+    noise = bool(m) and (m.group(1) in kb.NOISE_CALLS or bool(kb.BYTE_ORDER.fullmatch(m.group(1))))
+    return (2 if noise else 0 if locked else 1), label
 
 
 def _with_entry(f: FuncFacts, entry: tuple[Held, ...]) -> FuncFacts:
@@ -609,25 +648,51 @@ def _gfp_bits(text: str) -> frozenset[str]:
     return expr()
 
 
-def gfp_reclaims(text: str, f: FuncFacts, depth: int = 0) -> tuple[str, int]:
-    """('yes'|'no'|'param'|'unknown', param index) for an allocation's gfp in f."""
+def gfp_reclaims(text: str, f: FuncFacts) -> tuple[str, int]:
+    """('yes'|'no'|'param'|'unknown', param index): does an allocation's gfp in f take
+    fs_reclaim (direct reclaim with __GFP_FS, lockdep not told to look away)?"""
+    return _gfp_test(text, f, _takes_fs_reclaim)
+
+
+def gfp_blocks(text: str, f: FuncFacts) -> tuple[str, int]:
+    """The same answer for "may this allocation sleep": direct reclaim alone decides
+    (gfpflags_allow_blocking()); GFP_NOFS and GFP_NOIO sleep, GFP_ATOMIC/GFP_NOWAIT do not."""
+    return _gfp_test(text, f, _direct_reclaim)
+
+
+def _takes_fs_reclaim(bits: frozenset[str]) -> bool:
+    return "DIRECT_RECLAIM" in bits and "FS" in bits and "NOLOCKDEP" not in bits
+
+
+def _direct_reclaim(bits: frozenset[str]) -> bool:
+    return "DIRECT_RECLAIM" in bits
+
+
+_ALL_BITS = "(__GFP_RECLAIM|__GFP_IO|__GFP_FS)"   # what a gfp parameter may carry at most
+
+
+def _gfp_test(text: str, f: FuncFacts, test, depth: int = 0) -> tuple[str, int]:
     if not text:
         return "yes", -1
     names = set(_IDENT.findall(text))
     for k, (typ, name) in enumerate(f.params):
         if name in names and "gfp" in typ:
-            return "param", k
+            # `gfp & ~__GFP_DIRECT_RECLAIM` never passes, whatever the caller gives
+            try:
+                widest = _gfp_bits(re.sub(rf"\b{name}\b", _ALL_BITS, text))
+            except _Dyn:
+                return "param", k
+            return ("param", k) if test(widest) else ("no", -1)
     if depth < 3:
         for n in names:
             if n in f.aliases and n not in kb.GFP:
                 sub = re.sub(rf"\b{n}\b", f"({f.aliases[n]})", text)
-                return gfp_reclaims(sub, f, depth + 1)
+                return _gfp_test(sub, f, test, depth + 1)
     try:
         bits = _gfp_bits(text)
     except _Dyn:
         return "unknown", -1
-    ok = "DIRECT_RECLAIM" in bits and "FS" in bits and "NOLOCKDEP" not in bits
-    return ("yes" if ok else "no"), -1
+    return ("yes" if test(bits) else "no"), -1
 
 
 _MASKING = frozenset({"nofs", "noio", "noreclaim"})
@@ -655,6 +720,7 @@ def solve(files: list[FileFacts]) -> Solved:
         for line, c in ff.conds.items():
             conds[(ff.path, line)] = c
     res = Resolver(files, funcs)
+    unit = _translation_units(files)
 
     member_targets: dict[str, set[str]] = defaultdict(set)
     typed_targets: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -707,6 +773,11 @@ def solve(files: list[FileFacts]) -> Solved:
         same = [i for i in cands if funcs[i].file == caller.file]
         if same:
             return same
+        tu = unit.get(caller.file)
+        if tu is not None:  # a static function of a file the caller's includes (or is included by)
+            mine = [i for i in cands if unit.get(funcs[i].file) == tu]
+            if mine:
+                return mine
         public = [i for i in cands if not funcs[i].static]
         if public:
             return public
@@ -720,10 +791,12 @@ def solve(files: list[FileFacts]) -> Solved:
     targets: dict[str, tuple[tuple[str, ...], ...]] = {}
     unresolved: dict[str, list[tuple[str, int]]] = defaultdict(list)
     blind: dict[str, frozenset[str]] = {}
+    blind_calls: dict[str, tuple[tuple[int, str], ...]] = {}
     for i, f in funcs.items():
         row = []
         local_blind: set[str] = set()
-        for c in f.calls:
+        mine: list[tuple[int, str]] = []
+        for k, c in enumerate(f.calls):
             t = tuple(resolve_call(f, c.name, c.member, c.base)) or _NONE
             row.append(t)
             if not t and c.name not in kb.LOCK_FREE and c.name not in kb.SLEEPING_CALLS \
@@ -734,9 +807,12 @@ def solve(files: list[FileFacts]) -> Solved:
                          else f"missing definition of {what}")
                 local_blind.add(label)
                 unresolved[label].append((f.file, c.line))
+                mine.append((k, label))
         if f.structure.startswith("unknown"):
             local_blind.add(f"structure unknown in {f.name}() ({f.file}:{f.line})")
         targets[i] = tuple(row)
+        if mine:
+            blind_calls[i] = tuple(mine)
         if local_blind:
             blind[i] = frozenset(local_blind)
 
@@ -1004,6 +1080,7 @@ def solve(files: list[FileFacts]) -> Solved:
                {i: v for i, v in local_acqs.items() if v}, res)
     S.own = own
     S.clean = clean
+    S.blind_calls = blind_calls
     noedge = 0
     for cls, k in kinds.items():
         if k in kb.NO_EDGE_KINDS and cls in U.ids:
@@ -1156,6 +1233,27 @@ def solve(files: list[FileFacts]) -> Solved:
     S.callers = dict(callers)
     S.cache_allocs = dict(cache_allocs)
     return S
+
+
+def _translation_units(files: list[FileFacts]) -> dict[str, str]:
+    """Files joined by `#include "x.c"` -> one name per translation unit (the smallest path
+    in it); files that include no .c and are not included are absent."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    present = {ff.path for ff in files}
+    for ff in files:
+        for inc in ff.includes:
+            if inc in present:
+                a, b = find(ff.path), find(inc)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return {x: find(x) for x in parent}
 
 
 def _merge_levels(levels: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:

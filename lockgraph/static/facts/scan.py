@@ -19,7 +19,8 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import BodyParseError, flat_atoms, parse_body
 from lockgraph.static.facts.prepass import FileText, prepare
-from lockgraph.static.facts.walk import FuncFacts, local_types, parse_params, walk_function
+from lockgraph.static.facts.walk import (GATE_WORDS, FuncFacts, local_types, parse_params,
+                                         walk_function)
 
 _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
 _PERCPU_DEF = re.compile(r"\bDEFINE_PER_CPU(?:_ALIGNED|_SHARED_ALIGNED)?\s*\(\s*((?:struct\s+)?\w+)\s*,\s*(\w+)\s*\)")
@@ -56,6 +57,7 @@ class FileFacts:
     globals: dict[str, str] = field(default_factory=dict)                 # name -> type
     guards: dict[str, str] = field(default_factory=dict)
     conds: dict[int, tuple[str, ...]] = field(default_factory=dict)       # line -> CONFIG conds
+    includes: list[str] = field(default_factory=list)   # `#include "x.c"`, relative to the root
     unbalanced: bool = False
     error: str = ""
 
@@ -128,7 +130,10 @@ TRIGGERS = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | {"guard", "scoped_g
 
 
 def structure_matters(body: str) -> bool:
-    """Whether a body calls anything that changes or needs the held-lock set."""
+    """Whether a body calls anything that changes or needs the held-lock set, or tests
+    whether it may sleep (walk.GATE_WORDS: the branch decides whether a sleep happens)."""
+    if any(w in body for w in GATE_WORDS):
+        return True
     for name in _CALLED.findall(body):
         if name in TRIGGERS or (name.endswith("_noprof") and name[:-7] in TRIGGERS):
             return True
@@ -138,6 +143,7 @@ def structure_matters(body: str) -> bool:
 def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]) -> FileFacts:
     ft = prepare(path, src, config)
     ff = FileFacts(path, unbalanced=ft.unbalanced)
+    ff.includes = [os.path.normpath(os.path.join(os.path.dirname(path), n)) for n in c_includes(src)]
     text = ft.text
     for m in _DEFINE.finditer(text):
         ff.defines.append((m.group(2), kb.DEFINE_PRIMS[m.group(1)], ft.line_of(m.start())))
@@ -197,6 +203,9 @@ def _trim(f: FuncFacts) -> None:
     whole-tree scan keeps 645k functions in memory, so the rest is dropped here.
     """
     used: set[str] = set()
+    for ev in (*f.calls, *f.allocs, *f.acqs):
+        for g in ev.gates:  # "may block" tests name gfp variables (walk.blocking_gate)
+            used.update(_WORD.findall(g))
     for c in f.calls:
         for a in c.args:
             used.update(_WORD.findall(a))
@@ -283,8 +292,46 @@ def iter_sources(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> list[Pa
                         out.add(full[2:] if full.startswith("./") else full)  # as Path("./x") prints
         elif p.is_file():
             out.add(str(p))
+            out.update(included_sources(p))
     # Path order (component-wise), not string order: "a/x" before "a-b/x"
     return [Path(s) for s in sorted(out, key=lambda s: s.split("/"))]
+
+
+_INCLUDE_C = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"\n]+\.c)"', re.M)
+
+
+def included_sources(p: Path) -> list[str]:
+    """The .c files a file includes textually (`#include "percpu-vm.c"`), relative to its
+    directory, recursively, each once — in both branches of an #if, as a directory scan
+    would have both files.  A file named on the command line is one translation unit:
+    without them, mm/percpu.c alone calls pcpu_create_chunk() and pcpu_populate_chunk()
+    into nothing and pcpu_alloc_mutex -> fs_reclaim is lost."""
+    out: list[str] = []
+    seen = {os.path.normpath(str(p))}
+    work = [p]
+    while work:
+        cur = work.pop()
+        try:
+            names = c_includes(_read(cur))
+        except OSError:
+            continue
+        for name in names:
+            inc = os.path.normpath(os.path.join(os.path.dirname(str(cur)), name))
+            if inc not in seen and os.path.isfile(inc):
+                seen.add(inc)
+                out.append(inc)
+                work.append(Path(inc))
+    return out
+
+
+def c_includes(src: str) -> list[str]:
+    """The .c files a source includes, as written (not those in comments)."""
+    if ".c\"" not in src:
+        return []
+    from lockgraph.static.facts.prepass import strip_comments
+
+    code = strip_comments(src)  # blanks comments, and string contents too: match on src
+    return [m.group(1) for m in _INCLUDE_C.finditer(src) if "include" in code[m.start():m.end()]]
 
 
 def _read(p: Path) -> str:

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 from lockgraph.static.facts.cparse import atom_text, split_args, split_top
-from lockgraph.static.facts.kb import (ALLOCS, CALL_ALIASES, GUARDS, INIT_PRIMS, PRIMITIVES,
-                                        SCOPES, SLEEPING_CALLS, Prim, base_name)
+from lockgraph.static.facts.kb import (ALLOCS, BLOCKING_KINDS, CALL_ALIASES, GUARDS, INIT_PRIMS,
+                                        PRIMITIVES, SCOPES, SLEEPING_CALLS, Prim, base_name)
 
 _LOCKEXPR = re.compile(r"^&?\s*\(?\s*\*?(?P<root>[A-Za-z_]\w*)\s*\)?(?P<path>(?:\s*(?:->|\.)\s*\w+|\s*\[[^\]]*\])*)$")
 _PERCPU = re.compile(r"^&?\s*(?:per_cpu_ptr|this_cpu_ptr|raw_cpu_ptr|per_cpu)\s*\(\s*&?\s*(?P<root>\w+)\s*[,)]")
@@ -69,6 +69,7 @@ class Acq:
     scopes: frozenset[str] = frozenset()
     dropped: frozenset[str] = frozenset()
     irq: bool = False       # taken with interrupts disabled (_irq/_irqsave forms)
+    gates: frozenset[str] = frozenset()   # see _State.gates
 
 
 @dataclass(slots=True)
@@ -80,6 +81,7 @@ class Alloc:
     scopes: frozenset[str]
     dropped: frozenset[str] = frozenset()
     target: str = ""    # first argument (the cache of kmem_cache_alloc)
+    gates: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -92,6 +94,7 @@ class Call:
     args: list[str]
     base: str = ""      # for member calls: the object expression (`ops` in ops->free())
     dropped: frozenset[str] = frozenset()
+    gates: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -117,21 +120,30 @@ class FuncFacts:
 
 
 class _State:
-    """Held locks, memalloc scopes, and caller locks this function has released so far."""
+    """Held locks, memalloc scopes, and caller locks this function has released so far.
 
-    __slots__ = ("held", "scopes", "dropped")
+    `gates`: the tests of "may this task block" every path here passed — a gfp expression
+    that gfpflags_allow_blocking() (or `& __GFP_DIRECT_RECLAIM`) found true, or PREEMPTIBLE
+    for preemptible()/!in_atomic().  A sleep behind `if (gfpflags_allow_blocking(gfp))`
+    happens only for callers whose gfp may block, never under a spinning lock."""
+
+    __slots__ = ("held", "scopes", "dropped", "gates")
 
     def __init__(self, held: tuple[Held, ...] = (), scopes: tuple[tuple[str, int], ...] = (),
-                 dropped: frozenset[str] = frozenset()):
+                 dropped: frozenset[str] = frozenset(), gates: frozenset[str] = frozenset()):
         self.held = held
         self.scopes = scopes
         self.dropped = dropped
+        self.gates = gates
 
     def copy(self) -> "_State":
-        return _State(self.held, self.scopes, self.dropped)
+        return _State(self.held, self.scopes, self.dropped, self.gates)
 
     def with_held(self, held: tuple[Held, ...]) -> "_State":
-        return _State(held, self.scopes, self.dropped)
+        return _State(held, self.scopes, self.dropped, self.gates)
+
+    def with_gates(self, gates: frozenset[str]) -> "_State":
+        return _State(self.held, self.scopes, self.dropped, self.gates | gates) if gates else self
 
     def scope_set(self) -> frozenset[str]:
         return frozenset(k for k, v in self.scopes if v > 0)
@@ -158,7 +170,7 @@ def _join(a: _State | None, b: _State | None, cond: str = "") -> _State | None:
             held.append(h)
     sa, sb = dict(a.scopes), dict(b.scopes)
     scopes = tuple(sorted((k, max(sa.get(k, 0), sb.get(k, 0))) for k in set(sa) | set(sb)))
-    return _State(tuple(held), scopes, a.dropped | b.dropped)
+    return _State(tuple(held), scopes, a.dropped | b.dropped, a.gates & b.gates)
 
 
 def _assume(st: _State, cond: str) -> _State:
@@ -173,6 +185,116 @@ def _assume(st: _State, cond: str) -> _State:
 
 def cond_key(atoms: list[tuple]) -> str:
     return atom_text(atoms).replace(" ", "")
+
+
+#: Gates of tests that name no gfp: only a preemptible task passes (preemptible(),
+#: !in_atomic()); interrupts are enabled (!irqs_disabled()) — not enough under a plain
+#: spin_lock(), enough under spin_lock_irqsave(); a flag parameter is true / false.
+PREEMPTIBLE = "@preemptible"
+IRQS_ON = "@irqs_on"
+ARG_TRUE = "@arg:"
+ARG_FALSE = "@!arg:"
+#: Words whose presence in a body makes its statement structure matter for sleep gates.
+GATE_WORDS = ("gfpflags_allow_blocking", "__GFP_DIRECT_RECLAIM", "preemptible", "in_atomic",
+              "irqs_disabled")
+_ALLOW_BLOCKING = re.compile(r"^gfpflags_allow_blocking\((.+)\)$")
+_DIRECT_BIT = re.compile(r"^(.+)&__GFP_DIRECT_RECLAIM$|^__GFP_DIRECT_RECLAIM&(.+)$")
+_IDENT_ONLY = re.compile(r"[A-Za-z_]\w*")
+
+
+def _unwrap(t: str) -> tuple[str, bool]:
+    """Leading negations and enclosing parentheses off: (inner text, negated)."""
+    neg = False
+    while True:
+        if t.startswith("!"):
+            neg, t = not neg, t[1:]
+        elif t.startswith("(") and _closes_at_end(t):
+            t = t[1:-1]
+        else:
+            return t, neg
+
+
+def _closes_at_end(t: str) -> bool:
+    """The parenthesis opening t closes at its last character."""
+    depth = 0
+    for k, c in enumerate(t):
+        depth += c == "("
+        depth -= c == ")"
+        if depth == 0:
+            return k == len(t) - 1
+    return False
+
+
+def _split_op(t: str, op: str) -> list[str]:
+    """t split at a binary `&&` or `||` outside parentheses."""
+    out, depth, start, k = [], 0, 0, 0
+    while k < len(t):
+        c = t[k]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif depth == 0 and t.startswith(op, k):
+            out.append(t[start:k])
+            start = k = k + 2
+            continue
+        k += 1
+    out.append(t[start:])
+    return out
+
+
+def blocking_gate(text: str, aliases: dict[str, str], params: frozenset[str] = frozenset(),
+                  depth: int = 0) -> tuple[str, bool] | None:
+    """(gate, when): `text` tests whether the task may block, and the gate holds where the
+    test's value is `when`.  Follows a local flag (`is_atomic = !gfpflags_allow_blocking(gfp)`);
+    a parameter tested as a flag is gate ARG_TRUE + its name."""
+    t, neg = _unwrap(text.replace(" ", ""))
+    if len(_split_op(t, "&&")) > 1 or len(_split_op(t, "||")) > 1:
+        return None  # a compound test: branch_gates looks at its parts
+    if t == "preemptible()":
+        return PREEMPTIBLE, not neg
+    if t == "in_atomic()":
+        return PREEMPTIBLE, neg
+    if t == "irqs_disabled()":
+        return IRQS_ON, neg
+    m = _ALLOW_BLOCKING.match(t)
+    if m:
+        return m.group(1), not neg
+    m = _DIRECT_BIT.match(t)
+    if m:
+        return _unwrap(m.group(1) or m.group(2))[0], not neg
+    if _IDENT_ONLY.fullmatch(t):
+        if depth < 3 and t in aliases:
+            g = blocking_gate(aliases[t], aliases, params, depth + 1)
+            if g is not None:
+                return g[0], g[1] != neg
+        elif t in params:
+            return ARG_TRUE + t, not neg
+    return None
+
+
+def _on(gate: tuple[str, bool], value: bool) -> str | None:
+    """The gate that holds where the tested expression has `value`."""
+    g, when = gate
+    if g.startswith(ARG_TRUE):
+        return g if when == value else ARG_FALSE + g[len(ARG_TRUE):]
+    return g if when == value else None
+
+
+def branch_gates(text: str, aliases: dict[str, str],
+                 params: frozenset[str] = frozenset()) -> tuple[frozenset[str], frozenset[str]]:
+    """Gates of an `if`'s true and false branch: the whole test, or the conjuncts of a
+    top-level `&&` (true branch) / the disjuncts of a `||` (false branch)."""
+    whole = blocking_gate(text, aliases, params)
+    if whole is not None:
+        return (frozenset(filter(None, [_on(whole, True)])),
+                frozenset(filter(None, [_on(whole, False)])))
+    t = text.replace(" ", "")
+    on_true = {_on(g, True) for g in filter(None, (blocking_gate(x, aliases, params)
+                                                   for x in _split_op(t, "&&")))} if "&&" in t else set()
+    on_false = {_on(g, False) for g in filter(None, (blocking_gate(x, aliases, params)
+                                                     for x in _split_op(t, "||")))} if "||" in t else set()
+    return frozenset(on_true - {None}), frozenset(on_false - {None})
 
 
 _DECL = re.compile(r"\b(struct\s+\w+|\w+)(\s*\*+\s*|\s+)(?:const\s+)?(\w+)\s*(?:\[[^\]]*\])?\s*$")
@@ -214,6 +336,7 @@ class Walker:
         self.guard_frames: list[int] = []
         self.next_guard = 1
         self.dropped_ever: set[str] = set()   # caller locks this function releases
+        self.params = frozenset(n for _, n in facts.params if n)
 
     # -- statements -------------------------------------------------------------
     def stmts(self, stmts: list[tuple], st: _State | None) -> _State | None:
@@ -282,6 +405,8 @@ class Walker:
         key = cond_key(cond) if not (on_true or on_false) else ""
         t_state = _assume(st, key) if key else st.copy()
         f_state = _assume(st, "!" + key) if key else st.copy()
+        g_true, g_false = branch_gates(key or cond_key(cond), self.f.aliases, self.params)
+        t_state, f_state = t_state.with_gates(g_true), f_state.with_gates(g_false)
         for call, prim in on_true:
             t_state = self.acquire(call, prim, t_state, cond_try=True)
         for call, prim in on_false:
@@ -457,18 +582,18 @@ class Walker:
             scope, delta = SCOPES[name]
             d = dict(st.scopes)
             d[scope] = d.get(scope, 0) + delta
-            return _State(st.held, tuple(sorted(d.items())), st.dropped)
+            return _State(st.held, tuple(sorted(d.items())), st.dropped, st.gates)
         if bname in CALL_ALIASES:
             target, mapping = CALL_ALIASES[bname]
             args = [atom_text(a[2][m]) if isinstance(m, int) and m < len(a[2]) else str(m)
                     for m in mapping]
             f.calls.append(Call(target, False, a[3], st.held, st.scope_set(), args, "",
-                                st.dropped))
+                                st.dropped, st.gates))
         if bname in ALLOCS:
             idx = ALLOCS[bname]
             gfp = atom_text(a[2][idx]) if idx is not None and idx < len(a[2]) else ""
             f.allocs.append(Alloc(bname, gfp, a[3], st.held, st.scope_set(), st.dropped,
-                                  atom_text(a[2][0]) if a[2] else ""))
+                                  atom_text(a[2][0]) if a[2] else "", st.gates))
             return st
         if bname in CALL_ALIASES:
             return st
@@ -482,7 +607,7 @@ class Walker:
         if name in SLEEPING_CALLS:
             f.sleeps.append((name, a[3]))
         f.calls.append(Call(name, bool(a[4]), a[3], st.held, st.scope_set(),
-                            [atom_text(x) for x in a[2]], base, st.dropped))
+                            [atom_text(x) for x in a[2]], base, st.dropped, st.gates))
         return st
 
     def lock_of(self, a: tuple, prim: Prim) -> LockExpr | None:
@@ -506,12 +631,12 @@ class Walker:
             sub = 1 if t == "SINGLE_DEPTH_NESTING" else (int(t) if t.isdigit() else 0)
         is_try = prim.op == "try"  # interruptible forms block: not trylocks for lockdep
         self.f.acqs.append(Acq(lk, prim.kind, prim.mode, a[3], st.held, prim.op == "try",
-                               sub, st.scope_set(), st.dropped, "irq" in a[1]))
-        if prim.kind in ("mutex", "rwsem", "percpu_rwsem", "rtnl", "console", "sock"):
+                               sub, st.scope_set(), st.dropped, "irq" in a[1], st.gates))
+        if prim.kind in BLOCKING_KINDS and prim.op != "try":  # a trylock never waits
             self.f.sleeps.append((a[1], a[3]))
         h = Held(lk, prim.kind, prim.mode, is_try, a[3], sub, guard,
                  restores=lk.text in self.dropped_ever)
-        return _State(st.held + (h,), st.scopes, st.dropped - {lk.text})
+        return _State(st.held + (h,), st.scopes, st.dropped - {lk.text}, st.gates)
 
     def release(self, a: tuple, prim: Prim, st: _State) -> _State:
         lk = self.lock_of(a, prim)
@@ -523,11 +648,11 @@ class Walker:
                 restored = held[k].restores
                 del held[k]
                 if restored:  # the caller's lock, re-taken and now dropped again
-                    return _State(tuple(held), st.scopes, st.dropped | {lk.text})
+                    return _State(tuple(held), st.scopes, st.dropped | {lk.text}, st.gates)
                 return st.with_held(tuple(held))
         self.f.released_unheld.append((lk, a[3]))
         self.dropped_ever.add(lk.text)
-        return _State(st.held, st.scopes, st.dropped | {lk.text})
+        return _State(st.held, st.scopes, st.dropped | {lk.text}, st.gates)
 
 
 
