@@ -151,53 +151,89 @@ def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500) -> Cycles:
     up to `cap` cycles of length <= `length_bound` in all; past the cap, and in a component
     without a short cycle, a component yields its shortest cycle through its smallest node,
     so no deadlock-capable SCC goes unreported and the count of partly shown ones is exact.
+    Which cycles are kept under the cap depends only on the lock names: components in
+    order of their smallest lock, each cycle found from its smallest lock, successors in
+    name order (networkx's enumeration order follows set iteration, which changes with
+    Python's hash seed, so the same graph gave other cycles from run to run).
     """
     import networkx as nx
 
-    found: set[tuple[str, ...]] = set()
+    found: list[tuple[str, ...]] = []
     components = partial = 0
-    # Self-loops are no cycles here.  Without copying the whole graph to drop them: they
-    # change neither the strongly connected components nor the order they come in, and a
-    # view that hides them iterates nodes and successors exactly like the loop-free copy.
-    H = None  # that copy, built only for components that need a shortest-cycle search
-    for comp in nx.strongly_connected_components(G):
-        if len(comp) < 2:
-            continue
+    comps = sorted((sorted(c) for c in nx.strongly_connected_components(G) if len(c) > 1),
+                   key=lambda c: c[0])
+    for comp in comps:
         components += 1
-        sub = nx.subgraph_view(G, filter_node=nx.filters.show_nodes(G.nbunch_iter(comp)),
-                               filter_edge=_not_a_loop)
         before = len(found)
-        complete = True
-        if before < cap:
-            gen = nx.simple_cycles(sub, length_bound=length_bound)
-            for c in gen:
-                found.add(canonical_cycle(c))
-                if len(found) >= cap:
-                    complete = next(gen, None) is None
-                    break
-        else:
-            complete = False
+        complete = len(found) < cap and _enumerate(G, comp, length_bound, cap, found)
         if len(found) == before:
-            if H is None:  # shortest paths also walk predecessors, whose order a copy changes
-                H = G.copy()
-                H.remove_edges_from(list(nx.selfloop_edges(H)))
-            found.add(canonical_cycle(_shortest_cycle(H.subgraph(comp))))
+            found.append(canonical_cycle(_shortest_cycle(G, comp)))
         partial += not complete
-    return Cycles(sorted(found, key=lambda c: (len(c), c)), components, partial)
+    return Cycles(sorted(set(found), key=lambda c: (len(c), c)), components, partial)
 
 
-def _not_a_loop(u: str, v: str) -> bool:
-    return u != v
+def _enumerate(G: nx.DiGraph, comp: list[str], bound: int, cap: int,
+               found: list[tuple[str, ...]]) -> bool:
+    """Append the component's simple cycles of length <= bound, each once (from its smallest
+    lock), until `found` holds `cap`; True when none was left out."""
+    members = set(comp)
+    succ = {n: sorted(m for m in G.successors(n) if m in members and m != n) for n in comp}
+    pred = {n: [m for m in G.predecessors(n) if m in members and m != n] for n in comp}
+    for k, start in enumerate(comp):
+        allowed = set(comp[k + 1:])
+        # hops from each allowed lock back to start: prunes paths that cannot close in time
+        dist = {start: 0}
+        frontier = [start]
+        for d in range(1, bound):
+            nxt = []
+            for n in frontier:
+                for m in pred[n]:
+                    if m in allowed and m not in dist:
+                        dist[m] = d
+                        nxt.append(m)
+            frontier = nxt
+        path = [start]
+        on_path = {start}
+        stack = [iter(succ[start])]
+        while stack:
+            for m in stack[-1]:
+                if m == start:
+                    if len(path) > 1:
+                        found.append(tuple(path))
+                        if len(found) >= cap:
+                            return False
+                elif m in dist and m not in on_path and len(path) + dist[m] <= bound:
+                    path.append(m)
+                    on_path.add(m)
+                    stack.append(iter(succ[m]))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(path.pop())
+    return True
 
 
-def _shortest_cycle(G: nx.DiGraph) -> list[str]:
-    start = min(G.nodes)
-    best: list[str] | None = None
-    for pred in sorted(G.predecessors(start)):
-        p = shortest_path_or_none(G, start, pred)
-        if p is not None and (best is None or len(p) < len(best)):
-            best = p
-    return best or [start]
+def _shortest_cycle(G: nx.DiGraph, comp: list[str]) -> list[str]:
+    """A shortest cycle through the component's smallest lock (breadth-first, successors in
+    name order, so the answer depends on the names only)."""
+    members = set(comp)
+    start = comp[0]
+    parent: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for m in sorted(G.successors(n)):
+                if m == start and n != start:
+                    path = [n]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return path[::-1]
+                if m in members and m != start and m not in parent:
+                    parent[m] = n
+                    nxt.append(m)
+        frontier = nxt
+    return [start]
 
 
 def cycle_edges(c: tuple[str, ...]) -> Iterator[tuple[str, str]]:
