@@ -328,22 +328,13 @@ def _apply_series(tree: Path, patches: list[tuple[Patch, list[str]]], sources: l
 
 def _scan_and_judge(root: Path, rels: list[str], config: Path | None, dtors: tuple[str, ...],
                     jobs: int, cache_dir: Path | None, progress, warn):
-    """One side of the review, judged exactly as `check --src` would judge it.
-
-    The scanner records guard classes in a module table (kb.GUARDS); it is restored after
-    each side, so a guard the base declares cannot leak into the head's scan.
-    """
-    from lockgraph.static.facts import kb
+    """One side of the review, judged exactly as `check --src` would judge it (each side's
+    guard types live in its own scan's ScanContext, so none leaks into the other side)."""
     from lockgraph.pipeline import run, scan
 
-    saved = dict(kb.GUARDS)
-    try:
-        paths = [root / r for r in rels if (root / r).exists()]
-        st = scan(paths, config, root, jobs=jobs, cache_dir=cache_dir, progress=progress,
-                  warn=warn) if paths else None
-    finally:
-        kb.GUARDS.clear()
-        kb.GUARDS.update(saved)
+    paths = [root / r for r in rels if (root / r).exists()]
+    st = scan(paths, config, root, jobs=jobs, cache_dir=cache_dir, progress=progress,
+              warn=warn) if paths else None
     if st is None or st.files == 0:
         return run([], dtors, None), None
     return run([], dtors, st), st

@@ -260,3 +260,31 @@ def test_blind_spots_under_a_lock_come_first_frees_and_byte_order_last(tmp_path)
     import json
     flags = {u["call"]: u["under_lock"] for u in json.loads(res.stdout)["unresolved_calls"]}
     assert flags == {b: b in locked for b in ranked}
+
+
+def test_a_tree_s_own_guard_types_stay_in_its_scan(tmp_path):
+    """Guard types a tree declares (DEFINE_GUARD) live in that scan's ScanContext: a second
+    scan in the same process (review's base and head sides) must not inherit them."""
+    from lockgraph.static.facts import kb
+
+    declares = tmp_path / "a"
+    declares.mkdir()
+    (declares / "g.c").write_text(
+        "DEFINE_GUARD(foo, struct mutex *, mutex_lock(_T), mutex_unlock(_T))\n"
+        "static DEFINE_MUTEX(m);\n"
+        "void f(void) { guard(mutex)(&m); }\n")
+    uses = tmp_path / "b"
+    uses.mkdir()
+    (uses / "u.c").write_text("static DEFINE_SPINLOCK(s);\n"
+                              "void g(struct foo_dev *d) { guard(foo)(&d->lock); spin_lock(&s); spin_unlock(&s); }\n")
+    before = dict(kb.BUILTIN_GUARDS)
+    first = scan_paths([declares], tmp_path, None)
+    assert any("foo" in f.guards for f in first)
+    second = solve(scan_paths([uses], tmp_path, None))
+    assert dict(kb.BUILTIN_GUARDS) == before
+    assert {a["kind"] for a in second.acquisitions if a["function"] == "g"} == {"spin"}
+    # the same tree with its declaration: the guard takes the mutex
+    both = solve(scan_paths([declares, uses], tmp_path, None))
+    assert "mutex" in {a["kind"] for a in both.acquisitions if a["function"] == "g"}
+    with pytest.raises(TypeError):
+        kb.BUILTIN_GUARDS["foo"] = "spin_lock"  # type: ignore[index]

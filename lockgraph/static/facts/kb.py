@@ -7,7 +7,9 @@ up here; adding an API is adding a row.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 # Lock kinds: whether holding them may sleep, and whether lockdep records edges for them.
 SLEEPING_KINDS = frozenset({"mutex", "rwsem", "percpu_rwsem", "rtnl", "console", "sock",
@@ -193,9 +195,10 @@ DEFINE_PRIMS: dict[str, str] = {
 MEMBER_INITS = frozenset({"__MUTEX_INITIALIZER", "__SPIN_LOCK_UNLOCKED", "__RAW_SPIN_LOCK_UNLOCKED",
                           "__RWSEM_INITIALIZER", "INIT_LOCAL_LOCK", "__RW_LOCK_UNLOCKED"})
 
-#: Guard types (§1.12) → the primitive they wrap.  Guards the scanned tree declares with
-#: DEFINE_GUARD / DEFINE_LOCK_GUARD_* are added at scan time.
-GUARDS: dict[str, str] = {
+#: Guard types (§1.12) → the primitive they wrap, as the kernel headers define them.  The
+#: guards a scanned tree declares with DEFINE_GUARD / DEFINE_LOCK_GUARD_* join them in that
+#: scan's ScanContext (walk.py), never here: this table is read-only.
+BUILTIN_GUARDS: Mapping[str, str] = MappingProxyType({
     "mutex": "mutex_lock", "mutex_try": "mutex_trylock", "mutex_intr": "mutex_lock_interruptible",
     "rwsem_read": "down_read", "rwsem_read_try": "down_read_trylock",
     "rwsem_read_intr": "down_read_interruptible", "rwsem_write": "down_write",
@@ -215,7 +218,7 @@ GUARDS: dict[str, str] = {
     "local_lock_nested_bh": "local_lock_nested_bh", "srcu": "srcu_read_lock",
     "rcu": "rcu_read_lock", "cpus_read_lock": "cpus_read_lock", "rtnl": "rtnl_lock",
     "console_lock": "console_lock", "device": "device_lock", "task_lock": "task_lock",
-}
+})
 
 #: Allocation APIs (§3.4): gfp argument index; None = always GFP_KERNEL.
 ALLOCS: dict[str, int | None] = {

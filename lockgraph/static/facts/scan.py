@@ -19,8 +19,8 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import BodyParseError, flat_atoms, parse_body
 from lockgraph.static.facts.prepass import FileText, prepare
-from lockgraph.static.facts.walk import (GATE_WORDS, FuncFacts, local_types, parse_params,
-                                         walk_function)
+from lockgraph.static.facts.walk import (GATE_WORDS, FuncFacts, ScanContext, local_types,
+                                         parse_params, walk_function)
 
 _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
 _PERCPU_DEF = re.compile(r"\bDEFINE_PER_CPU(?:_ALIGNED|_SHARED_ALIGNED)?\s*\(\s*((?:struct\s+)?\w+)\s*,\s*(\w+)\s*\)")
@@ -140,8 +140,8 @@ def structure_matters(body: str) -> bool:
     return False
 
 
-def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]) -> FileFacts:
-    ft = prepare(path, src, config)
+def scan_file(path: str, src: str, ctx: ScanContext) -> FileFacts:
+    ft = prepare(path, src, ctx.config)
     ff = FileFacts(path, unbalanced=ft.unbalanced)
     ff.includes = [os.path.normpath(os.path.join(os.path.dirname(path), n)) for n in c_includes(src)]
     text = ft.text
@@ -173,13 +173,13 @@ def scan_file(path: str, src: str, config: Config | None, guards: dict[str, str]
             facts.structure = "not needed"
             stmts = flat_atoms(body, first)
         try:
-            walk_function(facts, stmts)
+            walk_function(facts, stmts, ctx)
         except Exception as exc:  # an analyser bug must cost one function, never the scan
             facts = FuncFacts(fn.name, path, fn.line, fn.is_static, facts.params, facts.locals,
                               annotations=fn.annotations,
                               structure=f"unknown (analyser error {type(exc).__name__})")
             try:
-                walk_function(facts, flat_atoms(body, first))
+                walk_function(facts, flat_atoms(body, first), ctx)
             except Exception:
                 pass
         _trim(facts)
@@ -354,14 +354,10 @@ def _rel(p: Path, root: Path) -> str:
     return full[len(base):] if full.startswith(base) else str(p)
 
 
-def _init_worker(guards: dict[str, str]) -> None:
-    kb.GUARDS.update(guards)
-
-
-def _scan_one(job: tuple[str, str, Config | None, dict[str, str]]) -> FileFacts:
-    path, rel, config, guards = job
+def _scan_one(job: tuple[str, str, ScanContext]) -> FileFacts:
+    path, rel, ctx = job
     try:
-        return scan_file(rel, _read(Path(path)), config, guards)
+        return scan_file(rel, _read(Path(path)), ctx)
     except RecursionError:
         return FileFacts(rel, error="recursion limit while parsing")
 
@@ -398,7 +394,7 @@ def source_set(paths: list[Path], root: Path, exclude: Iterable[Path] = (),
     from lockgraph.cache import SETTLED_NS, FactCache, code_digest, digest
 
     files = iter_sources(paths, exclude)
-    guards = dict(kb.GUARDS)
+    guards = dict(kb.BUILTIN_GUARDS)
     digests: dict[str, str] = {}
     sizes: dict[str, int] = {}
     rels: dict[str, str] = {}
@@ -458,7 +454,7 @@ def scan_paths(paths: list[Path], root: Path, config: Config | None, jobs: int =
 
     ss = sources or source_set(paths, root)
     files, rels, digests, sizes, guards = ss.files, ss.rels, ss.digests, ss.sizes, ss.guards
-    kb.GUARDS.update(guards)
+    sctx = ScanContext(config, guards)
     if progress is not None:
         progress.begin(len(files), sum(sizes.values()))
     size_of = {rels[k]: v for k, v in sizes.items()}
@@ -475,7 +471,7 @@ def scan_paths(paths: list[Path], root: Path, config: Config | None, jobs: int =
             if progress is not None:
                 progress.advance(size_of.get(hit.path, 0))
         else:
-            work.append((str(p), rel, config, guards))
+            work.append((str(p), rel, sctx))
     pending: list[tuple[str, str, FileFacts]] = []
 
     def done(ff: FileFacts) -> None:
@@ -492,7 +488,7 @@ def scan_paths(paths: list[Path], root: Path, config: Config | None, jobs: int =
         import multiprocessing as mp
 
         ctx = mp.get_context("fork")
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(guards,)) as pool:
+        with ctx.Pool(jobs) as pool:
             for ff in pool.imap_unordered(_scan_one, work, chunksize=4):
                 done(ff)
     else:

@@ -11,11 +11,14 @@ by the solver (`static/solve.py`, `Resolver`), when every file's init sites are 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import atom_text, split_args, split_top
-from lockgraph.static.facts.kb import (ALLOCS, BLOCKING_KINDS, CALL_ALIASES, GUARDS, INIT_PRIMS,
-                                        PRIMITIVES, SCOPES, SLEEPING_CALLS, Prim, base_name)
+from lockgraph.static.facts.kb import (ALLOCS, BLOCKING_KINDS, BUILTIN_GUARDS, CALL_ALIASES,
+                                        INIT_PRIMS, PRIMITIVES, SCOPES, SLEEPING_CALLS, Prim,
+                                        base_name)
 
 _LOCKEXPR = re.compile(r"^&?\s*\(?\s*\*?(?P<root>[A-Za-z_]\w*)\s*\)?(?P<path>(?:\s*(?:->|\.)\s*\w+|\s*\[[^\]]*\])*)$")
 _PERCPU = re.compile(r"^&?\s*(?:per_cpu_ptr|this_cpu_ptr|raw_cpu_ptr|per_cpu)\s*\(\s*&?\s*(?P<root>\w+)\s*[,)]")
@@ -328,9 +331,21 @@ def local_types(body: str) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class ScanContext:
+    """What one scan knows besides a file's text: the .config and the guard types of the
+    tree (the headers' built-in ones plus the tree's own DEFINE_GUARDs).  Passed down, not
+    kept in a module table, so two scans in one process (review's base and head) never see
+    each other's guards."""
+
+    config: Config | None = None
+    guards: Mapping[str, str] = field(default_factory=lambda: BUILTIN_GUARDS)
+
+
 class Walker:
-    def __init__(self, facts: FuncFacts) -> None:
+    def __init__(self, facts: FuncFacts, ctx: ScanContext) -> None:
         self.f = facts
+        self.guards = ctx.guards
         self.gotos: dict[str, _State] = {}
         self.breaks: list[list[_State]] = []
         self.guard_frames: list[int] = []
@@ -408,9 +423,9 @@ class Walker:
         g_true, g_false = branch_gates(key or cond_key(cond), self.f.aliases, self.params)
         t_state, f_state = t_state.with_gates(g_true), f_state.with_gates(g_false)
         for call, prim in on_true:
-            t_state = self.acquire(call, prim, t_state, cond_try=True)
+            t_state = self.acquire(call, prim, t_state)
         for call, prim in on_false:
-            f_state = self.acquire(call, prim, f_state, cond_try=True)
+            f_state = self.acquire(call, prim, f_state)
         t_end = self.stmt(then, t_state)
         f_end = self.stmt(els, f_state) if els is not None else f_state
         if key.startswith("!"):
@@ -460,15 +475,14 @@ class Walker:
             return self.stmt(body, st)
         gtype = atom_text(args[0])
         lock_args = args[2:] if name == "scoped_cond_guard" else args[1:]
-        prim_name = GUARDS.get(gtype)
+        prim_name = self.guards.get(gtype)
         gid = self.next_guard
         self.next_guard += 1
         inner = st.copy()
         if prim_name and lock_args:
             prim = PRIMITIVES[prim_name]
             fake = ("call", prim_name, lock_args, line, False)
-            inner = self.acquire(fake, prim, inner, guard=gid,
-                                 cond_try=prim.op in ("try", "try0") or name == "scoped_cond_guard")
+            inner = self.acquire(fake, prim, inner, guard=gid)
         self.breaks.append([])
         self.guard_frames.append(gid)
         end = self.stmt(body, inner)
@@ -550,7 +564,7 @@ class Walker:
 
     def guard(self, call: tuple, group: tuple, st: _State) -> _State:
         gtype = atom_text(call[2][0]) if call[2] else ""
-        prim_name = GUARDS.get(gtype)
+        prim_name = self.guards.get(gtype)
         if not prim_name:
             return st
         prim = PRIMITIVES[prim_name]
@@ -620,8 +634,7 @@ class Walker:
             text = prim.template.format(text)
         return LockExpr.parse(text)
 
-    def acquire(self, a: tuple, prim: Prim, st: _State, guard: int = 0,
-                cond_try: bool = False) -> _State:
+    def acquire(self, a: tuple, prim: Prim, st: _State, guard: int = 0) -> _State:
         lk = self.lock_of(a, prim)
         if lk is None:
             return st
@@ -656,8 +669,8 @@ class Walker:
 
 
 
-def walk_function(facts: FuncFacts, stmts: list[tuple]) -> FuncFacts:
-    w = Walker(facts)
+def walk_function(facts: FuncFacts, stmts: list[tuple], ctx: ScanContext = ScanContext()) -> FuncFacts:
+    w = Walker(facts, ctx)
     end = w.stmts(stmts, _State())
     if end is not None:
         facts.exit_held.extend(h for h in end.held
