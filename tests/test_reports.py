@@ -78,9 +78,10 @@ def test_rfc_example_shows_the_strict_leaf_violations_and_the_dtor_safe_reasonin
     for r in (mm, tc):
         viol = {(v["lock"], v["to"]) for v in r["strict_leaf"]["violations"]}
         assert ("pcpu_lock", "stock_lock") in viol
-        # taken under stock_lock, so lockdep's edge is stock_lock's, not pcpu_lock's
+        # the rstat lock is taken under stock_lock (stock_lock's edge) and, by the free
+        # hook's mod_memcg_state() (include/linux/memcontrol.h), right under pcpu_lock
         assert ("stock_lock", "per_cpu_ptr(&cgroup_rstat_cpu_lock, cpu)") in viol
-        assert ("pcpu_lock", "per_cpu_ptr(&cgroup_rstat_cpu_lock, cpu)") not in viol
+        assert ("pcpu_lock", "per_cpu_ptr(&cgroup_rstat_cpu_lock, cpu)") in viol
         assert r["strict_leaf"]["verdict"] == "violated"
         assert r["dtor_safe"]["verdict"] == "unproven"          # blind spots remain
         assert any("spinning" in why for why in r["dtor_safe"]["reasons"])
@@ -97,7 +98,10 @@ def test_rfc_example_shows_the_strict_leaf_violations_and_the_dtor_safe_reasonin
 def test_rfc_checklist_names_the_percpu_edge_with_its_place():
     md = (RFC / "report.md").read_text()
     assert "## Slab destructor `tcf_action_dtor`" in md
-    assert ("- [ ] `pcpu_lock` is a leaf — no: `pcpu_lock` → `stock_lock` via `free_percpu` → "
+    assert ("- [ ] `pcpu_lock` is a leaf — no, 2 outgoing dependencies:\n"
+            "  - `pcpu_lock` → `per_cpu_ptr(&cgroup_rstat_cpu_lock, cpu)` via `free_percpu` → "
+            "`pcpu_memcg_free_hook` → … → `__cgroup_rstat_updated` (mm/percpu.c:2257)\n"
+            "  - `pcpu_lock` → `stock_lock` via `free_percpu` → "
             "`pcpu_memcg_free_hook` → … → `refill_obj_stock` (mm/percpu.c:2257)") in md
     assert "(mm/percpu.c:2257)" in md
     assert "- [x] `tcf_action_dtor` takes only spinning locks" in md
