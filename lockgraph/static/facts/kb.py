@@ -30,6 +30,8 @@ class Prim:
     """One lock primitive: what it does to which argument.
 
     op: acquire | release | try (non-zero = acquired) | try0 (zero = acquired)
+        | cond (non-zero = acquired, but taken blocking: atomic_dec_and_lock() spins on
+          the lock like spin_lock(), so lockdep records edges into it, unlike a trylock)
         | assert | might (acquire+release at once)
     arg: index of the lock argument, or -1 for a fixed `name` (rtnl_lock(), cpus_read_lock()).
     template: how the lock expression is built from the argument ("{}" = as written).
@@ -59,7 +61,7 @@ def _table() -> dict[str, Prim]:
         subclass_arg=1)
     add("mutex_trylock", op="try", kind="mutex")
     add("mutex_unlock", op="release", kind="mutex")
-    add("atomic_dec_and_mutex_lock refcount_dec_and_mutex_lock", op="try", kind="mutex", arg=1)
+    add("atomic_dec_and_mutex_lock refcount_dec_and_mutex_lock", op="cond", kind="mutex", arg=1)
     # spinlock_t / raw_spinlock_t (§1.2)
     add("spin_lock spin_lock_irq spin_lock_irqsave spin_lock_bh spin_lock_nest_lock",
         op="acquire", kind="spin")
@@ -69,7 +71,7 @@ def _table() -> dict[str, Prim]:
     add("spin_unlock spin_unlock_irq spin_unlock_irqrestore spin_unlock_bh", op="release", kind="spin")
     add("pte_unmap_unlock", op="release", kind="spin", arg=1)   # include/linux/mm.h:3085
     add("atomic_dec_and_lock atomic_dec_and_lock_irqsave refcount_dec_and_lock "
-        "refcount_dec_and_lock_irqsave", op="try", kind="spin", arg=1)
+        "refcount_dec_and_lock_irqsave", op="cond", kind="spin", arg=1)
     add("raw_spin_lock raw_spin_lock_irq raw_spin_lock_irqsave raw_spin_lock_bh "
         "raw_spin_lock_nest_lock", op="acquire", kind="raw_spin")
     add("raw_spin_lock_nested", op="acquire", kind="raw_spin", subclass_arg=1)

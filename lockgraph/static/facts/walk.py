@@ -446,8 +446,8 @@ class Walker:
                 a = a[1][0]
             if a[0] == "call":
                 prim = PRIMITIVES.get(a[1])
-                if prim and prim.op in ("try", "try0"):
-                    held_when_true = (prim.op == "try") != negate
+                if prim and prim.op in ("try", "try0", "cond"):
+                    held_when_true = (prim.op != "try0") != negate
                     (on_true if held_when_true else on_false).append((a, prim))
                     negate = False
                     continue
@@ -579,7 +579,7 @@ class Walker:
         prim = PRIMITIVES.get(name)
         f = self.f
         if prim is not None:
-            if prim.op in ("acquire", "try", "try0"):
+            if prim.op in ("acquire", "try", "try0", "cond"):
                 return self.acquire(a, prim, st)
             if prim.op == "release":
                 return self.release(a, prim, st)
