@@ -184,6 +184,7 @@ for r in range(rounds):
             except BaseException:
                 traceback.print_exc()
             finally:
+                meet.abort()  # a process that never got to its first open fails the others
                 os._exit(code)
         pids.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
