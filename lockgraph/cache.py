@@ -3,22 +3,39 @@
 Rows are keyed by (path, content digest, analyser key); the analyser key covers the
 lockgraph version, the fact schema, the .config and the guard classes of the tree, so an
 upgrade or a different configuration simply misses.  SQLite in WAL mode gives atomic
-batches (a `kill -9` mid-scan loses at most the batch in flight) and lets two scans of the
-same tree share the file.  A damaged cache file is detected, reported once and rebuilt.
+batches (a `kill -9` mid-scan loses at most the batch in flight) and lets scans running at
+once share the file.
+
+A busy database is not a damaged one.  SQLite's busy timeout is set as a connection opens,
+before the switch to WAL (which needs a lock of its own), and what SQLite reports busy without
+waiting (that switch, on a new file) is tried again with backoff; a cache still busy after
+BUSY_WAIT_S is left alone and the run goes on without it.  Only damage (not a database, a
+malformed image, a row that does not unpickle) is reported and rebuilt, and a rebuild never
+removes a database another process has open: every process holds a shared flock on
+`facts.sqlite.lock` while it uses the cache, and the files are removed only under an
+exclusive one.  A damaged cache that another process is using is left for a later run to
+rebuild and this run goes without it, with one warning: waiting could mean waiting for
+another whole-tree scan, and the output is the same without the cache, only slower.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import pickle
+import random
 import sqlite3
+import time
+import weakref
 import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from lockgraph import __version__
+
+T = TypeVar("T")
 
 #: Bump when the pickled fact types change shape.
 FACT_SCHEMA = 5
@@ -82,8 +99,125 @@ def analyser_key(*parts: str) -> str:
     return h.hexdigest()[:16]
 
 
+#: SQLite's own busy timeout, set when a connection opens (so before the switch to WAL).
+SQLITE_TIMEOUT_S = 60.0
+#: How long a busy cache is waited for in all, counting the retries of what SQLite reports
+#: busy without waiting (the switch to WAL on a new file does: measured, 24 of 300 rounds of
+#: six processes opening one new cache at once failed at once with "database is locked").
+BUSY_WAIT_S = 60.0
+LOCK_NAME = "facts.sqlite.lock"
+
+#: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL (a lost race for a WAL lock): try again.
+_BUSY_CODES = (5, 6, 15)
+#: SQLITE_CORRUPT, SQLITE_NOTADB: the file is damaged.
+_DAMAGE_CODES = (11, 26)
+#: What a stored row that no longer loads raises: damage too.
+_BAD_ROW = (zlib.error, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError)
+
+
+def _sqlite_says(exc: BaseException, codes: tuple[int, ...], words: tuple[str, ...]) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11; before, only the message
+    return code & 0xFF in codes if code is not None else any(w in str(exc) for w in words)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, BlockingIOError) or (  # BlockingIOError: a flock held elsewhere
+        isinstance(exc, sqlite3.OperationalError)
+        and _sqlite_says(exc, _BUSY_CODES, ("locked", "busy", "locking protocol")))
+
+
+def _is_damage(exc: BaseException) -> bool:
+    return isinstance(exc, _BAD_ROW) or (
+        isinstance(exc, sqlite3.DatabaseError)
+        and _sqlite_says(exc, _DAMAGE_CODES, ("malformed", "not a database")))
+
+
+def _why(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def _pickled(value: Any) -> bytes:
+    return zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _unpickled(db: sqlite3.Connection, sql: str, args: tuple) -> Any | None:
+    row = db.execute(sql, args).fetchone()
+    return None if row is None else pickle.loads(zlib.decompress(row[0]))
+
+
+_sleep = time.sleep
+
+
+def _patiently(op: Callable[[], T]) -> T:
+    """op(), tried again with backoff while it reports busy, for up to BUSY_WAIT_S."""
+    deadline = time.monotonic() + BUSY_WAIT_S
+    delay = 0.002
+    while True:
+        try:
+            return op()
+        except (sqlite3.OperationalError, BlockingIOError) as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        _sleep(delay * random.uniform(0.5, 1.5))  # jitter: racing openers do not retry in step
+        delay = min(delay * 2, 0.25)
+
+
+class _Hold:
+    """This process's shared flock on a cache directory's lock file, and its FactCaches.
+
+    One per process and directory: a flock belongs to an open file, so a second one in the
+    same process would conflict with the first and no rebuild could ever be done."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pid = os.getpid()
+        self.users: weakref.WeakSet[FactCache] = weakref.WeakSet()
+        self.off = False
+        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self.shared()
+        except BaseException:
+            self.release()
+            raise
+
+    def shared(self) -> None:
+        assert self.fd is not None
+        fd = self.fd
+        _patiently(lambda: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB))
+
+    def exclusive(self) -> bool:
+        """Whether the lock became exclusive: no other process has the database open."""
+        assert self.fd is not None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            self.shared()  # flock converts by dropping the old lock first: take it again
+            return False
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if _HOLDS.get(str(self.path)) is self:
+            del _HOLDS[str(self.path)]
+
+
+_HOLDS: dict[str, _Hold] = {}
+
+
+def _hold(path: Path) -> _Hold:
+    hold = _HOLDS.get(str(path))
+    if hold is None or hold.pid != os.getpid() or hold.fd is None:  # a forked child opens its own
+        hold = _HOLDS[str(path)] = _Hold(path)
+    return hold
+
+
 class FactCache:
-    """get/put pickled per-file facts; every SQLite failure degrades to a rebuild, never a crash."""
+    """get/put pickled per-file facts; no SQLite failure is ever a crash.
+
+    A busy database is waited for, a damaged one rebuilt (unless another process has it
+    open), and anything else makes the run go on without the cache, with one warning."""
 
     def __init__(self, directory: Path, key: str, warn=None) -> None:
         self.dir = directory
@@ -93,12 +227,24 @@ class FactCache:
         self.hits = 0
         self.misses = 0
         self.db: sqlite3.Connection | None = None
-        self._open()
-
-    def _open(self, retry: bool = True) -> None:
+        self.hold: _Hold | None = None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.hold = _hold(directory / LOCK_NAME)
+        except BlockingIOError:
+            self.warn(f"{self.path}: warning: fact cache busy for {BUSY_WAIT_S:.0f} s"
+                      " (another process is rebuilding it); running without it")
+            return
+        except OSError as exc:
+            self.warn(f"{self.path}: warning: fact cache disabled ({_why(exc)})")
+            return
+        self.hold.users.add(self)
+        self._open()
+
+    def _connect(self) -> sqlite3.Connection:
+        # timeout= is SQLite's busy timeout: in force from here, so for the switch to WAL too
+        db = sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT_S, isolation_level=None)
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("CREATE TABLE IF NOT EXISTS facts (path TEXT NOT NULL, digest TEXT NOT NULL,"
@@ -115,96 +261,132 @@ class FactCache:
             if self.key:  # registered at open, so a scan in flight is never pruned away
                 db.execute("INSERT OR REPLACE INTO keys VALUES (?, (SELECT coalesce(max(seq), 0) + 1"
                            " FROM keys))", (self.key,))
-            self.db = db
-        except sqlite3.DatabaseError as exc:
-            if retry:
-                self.warn(f"{self.path}: warning: fact cache unreadable ({exc}); rebuilding it")
-                self._remove()
-                self._open(retry=False)
-            else:
-                self.warn(f"{self.path}: warning: fact cache disabled ({exc})")
-                self.db = None
-        except OSError as exc:
-            self.warn(f"{self.path}: warning: fact cache disabled ({exc.strerror})")
-            self.db = None
+            return db
+        except BaseException:
+            db.close()
+            raise
 
-    def _remove(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                Path(str(self.path) + suffix).unlink()
-            except FileNotFoundError:
-                pass
+    def _open(self) -> None:
+        try:
+            self.db = _patiently(self._connect)
+        except (sqlite3.Error, OSError) as exc:
+            self._trouble(exc)
 
-    def _fail(self, exc: Exception) -> None:
+    def _conn(self) -> sqlite3.Connection | None:
+        """The connection; reopened when a rebuild by another FactCache of this process closed it."""
+        if self.db is None and self.hold is not None and not self.hold.off:
+            self._open()
+        return self.db
+
+    def _do(self, op: Callable[[sqlite3.Connection], T], default: T) -> T:
+        """op(db), waiting while the database is busy; any failure returns `default`."""
+        db = self._conn()
+        if db is None:
+            return default
+        try:
+            return _patiently(lambda: op(db))
+        except (sqlite3.Error, OSError, *_BAD_ROW) as exc:
+            self._trouble(exc)
+            return default
+
+    def _trouble(self, exc: BaseException) -> None:
+        if _is_damage(exc):
+            self._rebuild(exc)
+        elif _is_busy(exc):
+            self._disable(f"fact cache busy for {BUSY_WAIT_S:.0f} s ({exc}); running without it")
+        else:
+            self._disable(f"fact cache disabled ({_why(exc)})")
+
+    def _rebuild(self, exc: BaseException) -> None:
+        """Remove the damaged files and start afresh, only when no other process has them open."""
+        hold = self.hold
+        assert hold is not None
+        for user in list(hold.users):  # this process's connections are closed first
+            user._disconnect()
+        try:
+            alone = hold.exclusive()
+            if alone:
+                try:
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(str(self.path) + suffix).unlink(missing_ok=True)
+                finally:
+                    hold.shared()
+        except OSError as err:
+            self._disable(f"fact cache damaged ({exc}) and cannot be rebuilt ({_why(err)})")
+            return
+        if not alone:
+            self._disable(f"fact cache damaged ({exc}); another process is using it, so this run"
+                          " goes without it and a later one rebuilds it")
+            return
         self.warn(f"{self.path}: warning: fact cache damaged ({exc}); rebuilding it")
         try:
-            if self.db is not None:
+            self.db = _patiently(self._connect)
+        except (sqlite3.Error, OSError) as err:
+            self._disable(f"fact cache disabled ({_why(err)})")
+
+    def _disable(self, why: str) -> None:
+        """The rest of this run goes without the cache: one warning, every connection of this
+        process closed and the lock let go (a process not using the database holds no lock)."""
+        hold = self.hold
+        if hold is None or hold.off:
+            return
+        self.warn(f"{self.path}: warning: {why}")
+        hold.off = True
+        for user in list(hold.users):
+            user._disconnect()
+        hold.release()
+
+    def _disconnect(self) -> None:
+        if self.db is not None:
+            try:
                 self.db.close()
-        except sqlite3.Error:
-            pass
-        self.db = None
-        self._remove()
-        self._open(retry=False)
+            except sqlite3.Error:
+                pass
+            self.db = None
 
     def get(self, path: str, dig: str) -> Any | None:
-        if self.db is None:
+        value = self._do(lambda db: _unpickled(db, "SELECT blob FROM facts WHERE path = ? AND"
+                                               " digest = ? AND key = ?", (path, dig, self.key)), None)
+        if value is None:
             self.misses += 1
-            return None
-        try:
-            row = self.db.execute("SELECT blob FROM facts WHERE path = ? AND digest = ? AND key = ?",
-                                  (path, dig, self.key)).fetchone()
-            if row is None:
-                self.misses += 1
-                return None
-            value = pickle.loads(zlib.decompress(row[0]))
-        except (sqlite3.DatabaseError, zlib.error, pickle.UnpicklingError, EOFError,
-                AttributeError, ImportError, TypeError) as exc:
-            self._fail(exc)
-            self.misses += 1
-            return None
-        self.hits += 1
+        else:
+            self.hits += 1
         return value
 
     def put_many(self, rows: list[tuple[str, str, Any]]) -> None:
-        if self.db is None or not rows:
+        if not rows:
             return
-        blobs = [(p, d, self.key, zlib.compress(pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL), 1))
-                 for p, d, v in rows]
+        blobs = [(p, d, self.key, _pickled(v)) for p, d, v in rows]
         self._transaction(lambda db: db.executemany(
             "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?)", blobs))
 
-    def _transaction(self, body) -> None:
-        """Run body(db) as one write transaction; a failure rolls back and rebuilds."""
-        assert self.db is not None
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-            body(self.db)
-            self.db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
+    def _transaction(self, body: Callable[[sqlite3.Connection], object]) -> None:
+        """Run body(db) as one write transaction; a failed try is rolled back."""
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self._fail(exc)
+                body(db)
+                db.execute("COMMIT")
+            except BaseException:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+
+        self._do(op, None)
 
     def get_result(self, key: str) -> Any | None:
         """A whole command's result for exactly these inputs (see pipeline.result_key)."""
-        if self.db is None:
-            return None
-        try:
-            row = self.db.execute("SELECT blob FROM results WHERE key = ?", (key,)).fetchone()
-            return None if row is None else pickle.loads(zlib.decompress(row[0]))
-        except (sqlite3.DatabaseError, zlib.error, pickle.UnpicklingError, EOFError,
-                AttributeError, ImportError, TypeError) as exc:
-            self._fail(exc)
-            return None
+        return self._do(lambda db: _unpickled(db, "SELECT blob FROM results WHERE key = ?", (key,)),
+                        None)
 
     def put_result(self, key: str, value: Any) -> None:
         """Keep the newest RESULTS_KEPT results: a result is worth keeping while the tree
         has not changed, and a changed tree makes older ones dead weight."""
-        if self.db is None:
+        if self._conn() is None:
             return
-        blob = zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        blob = _pickled(value)
 
         def body(db: sqlite3.Connection) -> None:
             seq = (db.execute("SELECT max(seq) FROM results").fetchone()[0] or 0) + 1
@@ -215,20 +397,11 @@ class FactCache:
 
     def signatures(self, tree: str) -> dict[str, tuple[str, str, str]]:
         """path -> (stat signature, content digest, guards JSON) recorded for a tree."""
-        if self.db is None:
-            return {}
-        try:
-            return {p: (sig, d, g) for p, sig, d, g in self.db.execute(
-                "SELECT path, sig, digest, guards FROM stats WHERE tree = ?", (tree,))}
-        except sqlite3.DatabaseError as exc:
-            self._fail(exc)
-            return {}
+        return self._do(lambda db: {p: (sig, d, g) for p, sig, d, g in db.execute(
+            "SELECT path, sig, digest, guards FROM stats WHERE tree = ?", (tree,))}, {})
 
     def put_signatures(self, tree: str, rows: list[tuple[str, str, str, str]]) -> None:
         """Record (path, signature, digest, guards JSON) rows; keep TREES_KEPT trees."""
-        if self.db is None:
-            return
-
         def body(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO trees VALUES (?, (SELECT coalesce(max(seq), 0) + 1"
                        " FROM trees))", (tree,))
@@ -244,33 +417,35 @@ class FactCache:
     def prune(self, live: dict[str, str]) -> None:
         """Drop this key's rows for the scanned paths whose content has since changed, and
         every row of keys older than the KEYS_KEPT most recently used."""
-        if self.db is None:
-            return
-        try:
-            rows = self.db.execute("SELECT path, digest FROM facts WHERE key = ?", (self.key,)).fetchall()
-            stale = [r for r in rows if r[0] in live and live[r[0]] != r[1]]
-            old = [r[0] for r in self.db.execute(
+        def look(db: sqlite3.Connection) -> tuple[list, list, int]:
+            rows = db.execute("SELECT path, digest FROM facts WHERE key = ?", (self.key,)).fetchall()
+            old = [(r[0],) for r in db.execute(
                 "SELECT key FROM keys ORDER BY seq DESC LIMIT -1 OFFSET ?", (KEYS_KEPT,))]
-            unknown = self.db.execute("SELECT count(*) FROM facts WHERE key NOT IN "
-                                      "(SELECT key FROM keys)").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            self._fail(exc)
-            return
+            unknown = db.execute("SELECT count(*) FROM facts WHERE key NOT IN "
+                                 "(SELECT key FROM keys)").fetchone()[0]
+            return [(p, d, self.key) for p, d in rows if p in live and live[p] != d], old, unknown
+
+        stale, old, unknown = self._do(look, ([], [], 0))
 
         def body(db: sqlite3.Connection) -> None:
-            db.executemany("DELETE FROM facts WHERE path = ? AND digest = ? AND key = ?",
-                           [(p, d, self.key) for p, d in stale])
-            db.executemany("DELETE FROM facts WHERE key = ?", [(k,) for k in old])
-            db.executemany("DELETE FROM keys WHERE key = ?", [(k,) for k in old])
+            db.executemany("DELETE FROM facts WHERE path = ? AND digest = ? AND key = ?", stale)
+            db.executemany("DELETE FROM facts WHERE key = ?", old)
+            db.executemany("DELETE FROM keys WHERE key = ?", old)
             db.execute("DELETE FROM facts WHERE key NOT IN (SELECT key FROM keys)")
 
         if stale or old or unknown:
             self._transaction(body)
 
     def close(self) -> None:
-        if self.db is not None:
-            try:
-                self.db.close()
-            except sqlite3.Error:
-                pass
-            self.db = None
+        self._disconnect()
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            hold.users.discard(self)
+            if not hold.users:
+                hold.release()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the module may be half torn down
+            pass
