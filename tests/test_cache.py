@@ -104,7 +104,7 @@ _KILLED_MID_WRITE = r"""
 import os, sys
 from pathlib import Path
 from lockgraph import cache as cm
-from lockgraph.ingest.source.scan import scan_paths
+from lockgraph.static.facts.scan import scan_paths
 
 real = cm.FactCache.put_many
 
