@@ -151,3 +151,20 @@ def test_check_output_is_identical_under_another_hash_seed(tmp_path):
     assert len(outs) == 1
     out = json.loads(outs.pop())
     assert sum(f["rule"] == "LG103" for f in out["findings"]) == 500
+
+
+def test_a_new_lock_to_fs_reclaim_edge_under_a_destructor_is_one_finding():
+    """The destructor allocates with GFP_KERNEL under its own mutex: non-leaf lock, the
+    destructor entering reclaim and the context cycle through reclaim are one root cause."""
+    src = rel(CORPUS.parent / "csrc" / "grouping")
+    res, out = check_json("--src", src, "--root", ".")
+    assert res.exit_code == 1
+    (f,) = out["findings"]
+    assert (f["rule"], f["lock"], f["root"]) == ("LG105", "pool_mutex", "baz_dtor")
+    whats = [e["what"] for e in f["evidence"]]
+    assert "'pool_mutex' -> 'fs_reclaim' (static analysis)" in whats
+    assert any("baz_dtor() enters memory reclaim" in w for w in whats)
+    assert f["detail"].count("WARNING: possible circular locking dependency detected") == 1
+    text = run("check", "--src", src, "--root", ".").stdout
+    assert text.count("WARNING: possible circular locking dependency detected") == 1
+    assert "'fs_reclaim' is taken in slab destructor" not in text
