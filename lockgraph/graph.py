@@ -120,54 +120,117 @@ def canonical_cycle(cycle: list[str]) -> tuple[str, ...]:
     return tuple(cycle[k:] + cycle[:k])
 
 
-def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500) -> tuple[list[tuple[str, ...]], bool]:
+#: Successor-list entries one cycle search may read.  The cap on cycles found does not
+#: bound the work: the whole tree's lock graph (one strongly connected component of ~10k
+#: classes, millions of edges) let networkx's bounded search read edges for hours between
+#: two cycles, from a start node that a set's hash order picked.  Counted, not timed, so a
+#: capped answer is the same on every machine and in every process.
+CYCLE_STEPS = 20_000_000
+
+
+def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500,
+           steps: int = CYCLE_STEPS) -> tuple[list[tuple[str, ...]], bool]:
     """Distinct simple cycles (canonical, sorted) and whether enumeration was capped.
 
-    Enumeration is bounded (a dense /proc/lockdep graph has exponentially many cycles);
-    every non-trivial strongly connected component still yields at least its shortest
-    cycle, so no deadlock-capable SCC goes unreported.
+    Shortest first, each from its smallest node, in name order: which cycles a capped
+    search returns depends on the graph alone, never on hash seeds or insertion order.
+    Enumeration stops after `cap` cycles or `steps` successor reads (a dense graph has
+    exponentially many cycles); every non-trivial strongly connected component still
+    yields at least its shortest cycle, so no deadlock-capable SCC goes unreported.
     """
     import networkx as nx
 
     found: set[tuple[str, ...]] = set()
     capped = False
-    # Self-loops are no cycles here.  Without copying the whole graph to drop them: they
-    # change neither the strongly connected components nor the order they come in, and a
-    # view that hides them iterates nodes and successors exactly like the loop-free copy.
-    H = None  # that copy, built only for the rare component without a short cycle
-    for comp in nx.strongly_connected_components(G):
-        if len(comp) < 2:
-            continue
-        sub = nx.subgraph_view(G, filter_node=nx.filters.show_nodes(G.nbunch_iter(comp)),
-                               filter_edge=_not_a_loop)
+    budget = [steps]
+    comps = sorted((sorted(c) for c in nx.strongly_connected_components(G) if len(c) >= 2),
+                   key=lambda c: c[0])
+    for comp in comps:
         before = len(found)
-        for c in nx.simple_cycles(sub, length_bound=length_bound):
-            found.add(canonical_cycle(c))
-            if len(found) >= cap:
-                capped = True
-                break
+        if not capped:
+            capped = _short_cycles(G, comp, length_bound, cap, found, budget)
         if len(found) == before:
-            if H is None:  # shortest paths also walk predecessors, whose order a copy changes
-                H = G.copy()
-                H.remove_edges_from(list(nx.selfloop_edges(H)))
-            found.add(canonical_cycle(_shortest_cycle(H.subgraph(comp))))
-        if capped:
-            break
+            found.add(_shortest_cycle(G, comp))
     return sorted(found, key=lambda c: (len(c), c)), capped
 
 
-def _not_a_loop(u: str, v: str) -> bool:
-    return u != v
+def _short_cycles(G: nx.DiGraph, comp: list[str], bound: int, cap: int,
+                  found: set[tuple[str, ...]], budget: list[int]) -> bool:
+    """Add the cycles of one component (`comp` sorted) of length 2, then 3, ... `bound`,
+    each from its smallest node over larger ones only (so once, already canonical); True
+    when the cap or the step budget cut the search short.  Self-loops are no cycles here."""
+    from bisect import bisect_left, bisect_right
+
+    rank = {n: k for k, n in enumerate(comp)}
+    adj = G.succ
+    lists: dict[int, list[int]] = {}
+
+    def succs(k: int) -> list[int]:
+        out = lists.get(k)
+        if out is None:
+            nbrs = adj[comp[k]]
+            budget[0] -= len(nbrs)
+            out = lists[k] = sorted(rank[m] for m in nbrs if m in rank and m != comp[k])
+        return out
+
+    def closes(k: int, s: int) -> bool:
+        out = succs(k)
+        i = bisect_left(out, s)
+        return i < len(out) and out[i] == s
+
+    def walk(path: list[int], on: set[int], length: int) -> bool:
+        s, nxt = path[0], succs(path[-1])
+        last = len(path) + 1 == length  # the next node must close the cycle
+        for i in range(bisect_right(nxt, s), len(nxt)):
+            budget[0] -= 1
+            if budget[0] <= 0:
+                return True
+            w = nxt[i]
+            if w in on:
+                continue
+            if last:
+                if closes(w, s):
+                    found.add(tuple(comp[k] for k in path) + (comp[w],))
+                    if len(found) >= cap:
+                        return True
+                continue
+            path.append(w)
+            on.add(w)
+            stop = walk(path, on, length)
+            path.pop()
+            on.discard(w)
+            if stop:
+                return True
+        return budget[0] <= 0
+
+    for length in range(2, bound + 1):
+        for s in range(len(comp)):
+            if walk([s], {s}, length):
+                return True
+    return False
 
 
-def _shortest_cycle(G: nx.DiGraph) -> list[str]:
-    start = min(G.nodes)
-    best: list[str] | None = None
-    for pred in sorted(G.predecessors(start)):
-        p = shortest_path_or_none(G, start, pred)
-        if p is not None and (best is None or len(p) < len(best)):
-            best = p
-    return best or [start]
+def _shortest_cycle(G: nx.DiGraph, comp: list[str]) -> tuple[str, ...]:
+    """A shortest cycle through the component's smallest node: breadth-first over
+    successors in name order, so ties are broken the same way every time."""
+    members = set(comp)
+    start = comp[0]
+    parent: dict[str, str] = {start: start}
+    level = [start]
+    while level:
+        nxt = []
+        for u in level:
+            for v in sorted(G.successors(u)):
+                if v == start and u != start:
+                    path = [u]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return tuple(reversed(path))
+                if v in members and v not in parent:
+                    parent[v] = u
+                    nxt.append(v)
+        level = nxt
+    return (start,)
 
 
 def cycle_edges(c: tuple[str, ...]) -> Iterator[tuple[str, str]]:
