@@ -17,6 +17,7 @@ import typer
 from lockgraph import __version__
 from lockgraph.errors import ExitCode, LockgraphError
 from lockgraph.model import Diagnostic, Report
+from lockgraph.progress import lap
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Lock-dependency verifier for the Linux kernel: lockdep logs into one "
@@ -156,16 +157,21 @@ class _Results:
             self.key = srcs.key(*parts)
 
     def replay(self) -> None:
+        lap("stored result")
         hit = self.db.get_result(self.key) if self.db is not None else None
         if hit is not None:
             sys.stdout.write(hit["out"])
+            lap(None)
             raise typer.Exit(hit["exit"])
 
     def finish(self, out: str, code: int) -> None:
+        lap("write")
         sys.stdout.write(out)
         if self.db is not None:
+            lap("store result")
             self.db.put_result(self.key, {"out": out, "exit": int(code)})
             self.db.close()
+        lap(None)
         raise typer.Exit(code)
 
 
@@ -235,6 +241,7 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
         _err(f"{names}: error: no lockdep output found; nothing to check")
         raise typer.Exit(ExitCode.USAGE)
     cache_dir = _cache_dir(cache, no_cache)
+    lap("sources (stat, hash)")
     srcs = _sources(src, config, root, arch, cache_dir) if src else None
     # files written and baseline notes are effects a replayed result would not repeat
     effects = any(x is not None for x in (svg, png, baseline, write_baseline))
@@ -253,6 +260,7 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
     for path, kind in ((svg, "svg"), (png, "png")):
         if path is not None:
             _write(path, _image(res, kind, shown))
+    lap("render")
     out = _render_check(fmt, res, reports, diags, shown)
     failed = any(f.severity is Severity.ERROR for f in res.findings)
     results.finish(out, ExitCode.FINDINGS if failed else ExitCode.OK)
@@ -308,10 +316,13 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
     from lockgraph.render.text import scan_text
 
     cache_dir = _cache_dir(cache, no_cache)
+    lap("sources (stat, hash)")
     srcs = _sources(src, config, root, arch, cache_dir)
     results = _Results(cache_dir, srcs, "scan", fmt.value)
     results.replay()
-    data = scan_json(_scan_sources(src, srcs, jobs, cache_dir, quiet))
+    st = _scan_sources(src, srcs, jobs, cache_dir, quiet)
+    lap("render")
+    data = scan_json(st)
     results.finish(dumps(data, compact=True) if fmt is Format.json else scan_text(data), ExitCode.OK)
 
 

@@ -113,10 +113,13 @@ def scan(paths: list[Path], config: Path | None = None, root: Path | None = None
          sources: Sources | None = None, arch: str | None = None) -> StaticScan:
     from lockgraph.ingest.source.scan import scan_paths
     from lockgraph.ingest.source.solve import solve
+    from lockgraph.progress import lap
 
     src = sources or collect_sources(paths, config, root, arch)
+    lap("facts (cached or parsed)")
     files = scan_paths(paths, src.root, src.config, jobs=jobs, progress=progress,
                        cache_dir=cache_dir, warn=warn, sources=src.files)
+    lap("solve")
     return StaticScan(solve(files), src.root, src.config, len(files), src.excluded)
 
 
@@ -269,6 +272,9 @@ def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tup
 
 def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) -> CheckResult:
     """Checks on the merged graph; root verdicts when a source tree was scanned."""
+    from lockgraph.progress import lap
+
+    lap("graph")
     G = build_graph(reports)
     dtor_ctx, reclaim_ctx = mark_contexts(reports, dtors)
     verdicts: list[RootVerdict] = []
@@ -282,16 +288,20 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
         name = name_mapper(set(G.nodes))
         seen: set[tuple] = set()
         add_static_edges(G, S, name, st.root)
+        lap("roots and reclaim contexts")
         roots = find_roots(S, dtors)
         redges, rctx = reclaim_root_contexts(S, roots, name, st.root)
         for e in redges:
             add_edge(G, e, seen)
         for k, v in rctx.items():
             reclaim_ctx.setdefault(k, []).extend(v)
+        lap("verdicts")
         verdicts, findings = judge(S, roots, G, name)
         if not S.funcs:
             blind.append("no C functions found in the scanned sources")
+    lap("destructor and reclaim checks")
     findings += list(check_dtor_leaf(G, dtor_ctx)) + list(check_reclaim(G, reclaim_ctx))
+    lap("cycles")
     cyc, capped = check_cycles(G)
     findings += cyc
     uniq = {f.id: f for f in findings}
