@@ -94,11 +94,15 @@ def check(*rule_ids: str) -> Callable[[Check], Check]:
 
 def run_checks(inp: CheckInput) -> list[Finding]:
     """Every registered check, one root cause per finding, in report order."""
+    from lockgraph.progress import lap
+
     found: list[Finding] = []
     for rule_ids, fn in CHECKS:
+        lap("cycles" if rule_ids == ("LG103",) else f"checks {', '.join(rule_ids)}")
         for f in fn(inp):
             assert f.rule in rule_ids, (fn.__name__, f.rule)
             found.append(f)
+    lap("grouping findings")
     found = group_root_causes(merge_same_id(distinct_ids(found)))
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
     return sorted(found, key=lambda f: (order[f.severity], f.rule, f.lock, f.path, f.id))

@@ -127,13 +127,21 @@ def canonical_cycle(cycle: list[str]) -> tuple[str, ...]:
     return tuple(cycle[k:] + cycle[:k])
 
 
+#: Successor-list entries one cycle search may read.  The cap on cycles found does not
+#: bound the work: the whole tree's lock graph (one strongly connected component of ~10k
+#: classes, millions of edges) let networkx's bounded search read edges for hours between
+#: two cycles, from a start node that a set's hash order picked.  Counted, not timed, so a
+#: capped answer is the same on every machine and in every process.
+CYCLE_STEPS = 20_000_000
+
+
 @dataclass(slots=True)
 class Cycles:
     """The cycles reported, and exactly what the enumeration bound left out."""
 
     cycles: list[tuple[str, ...]]
     components: int          # strongly connected components with a cycle
-    partial: int             # of them, enumerated only in part (past the cap: one cycle each)
+    partial: int             # of them, not searched to the end (past the cap: one cycle each)
 
     @property
     def capped(self) -> bool:
@@ -141,99 +149,119 @@ class Cycles:
 
     def blind_spot(self) -> str:
         return (f"cycle enumeration capped: {self.partial} of {self.components} cyclic "
-                "component(s) show only some of their cycles (each shows at least its shortest)")
+                "component(s) not searched to the end (each shows at least its shortest cycle)")
 
 
-def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500) -> Cycles:
+def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500,
+           steps: int = CYCLE_STEPS) -> Cycles:
     """Distinct simple cycles (canonical, sorted), at least one per cyclic component.
 
-    Enumeration is bounded (a dense /proc/lockdep graph has exponentially many cycles):
-    up to `cap` cycles of length <= `length_bound` in all; past the cap, and in a component
-    without a short cycle, a component yields its shortest cycle through its smallest node,
-    so no deadlock-capable SCC goes unreported and the count of partly shown ones is exact.
-    Which cycles are kept under the cap depends only on the lock names: components in
-    order of their smallest lock, each cycle found from its smallest lock, successors in
-    name order (networkx's enumeration order follows set iteration, which changes with
-    Python's hash seed, so the same graph gave other cycles from run to run).
+    Shortest first, each from its smallest node, components and successors in name order:
+    which cycles a capped search returns depends on the graph alone, never on hash seeds or
+    insertion order (networkx's search starts from a set's first element, so the kept
+    cycles changed from run to run).  Enumeration stops after `cap` cycles or `steps`
+    successor reads (a dense graph has exponentially many cycles); every strongly connected
+    component still yields at least its shortest cycle, so no deadlock-capable SCC goes
+    unreported, and the components shown only in part are counted exactly.
     """
     import networkx as nx
 
-    found: list[tuple[str, ...]] = []
+    found: set[tuple[str, ...]] = set()
     components = partial = 0
-    comps = sorted((sorted(c) for c in nx.strongly_connected_components(G) if len(c) > 1),
+    cut = False
+    budget = [steps]
+    comps = sorted((sorted(c) for c in nx.strongly_connected_components(G) if len(c) >= 2),
                    key=lambda c: c[0])
     for comp in comps:
         components += 1
         before = len(found)
-        complete = len(found) < cap and _enumerate(G, comp, length_bound, cap, found)
+        if not cut:
+            cut = _short_cycles(G, comp, length_bound, cap, found, budget)
+            partial += cut
+        else:
+            partial += 1
         if len(found) == before:
-            found.append(canonical_cycle(_shortest_cycle(G, comp)))
-        partial += not complete
-    return Cycles(sorted(set(found), key=lambda c: (len(c), c)), components, partial)
+            found.add(_shortest_cycle(G, comp))
+    return Cycles(sorted(found, key=lambda c: (len(c), c)), components, partial)
 
 
-def _enumerate(G: nx.DiGraph, comp: list[str], bound: int, cap: int,
-               found: list[tuple[str, ...]]) -> bool:
-    """Append the component's simple cycles of length <= bound, each once (from its smallest
-    lock), until `found` holds `cap`; True when none was left out."""
-    members = set(comp)
-    succ = {n: sorted(m for m in G.successors(n) if m in members and m != n) for n in comp}
-    pred = {n: [m for m in G.predecessors(n) if m in members and m != n] for n in comp}
-    for k, start in enumerate(comp):
-        allowed = set(comp[k + 1:])
-        # hops from each allowed lock back to start: prunes paths that cannot close in time
-        dist = {start: 0}
-        frontier = [start]
-        for d in range(1, bound):
-            nxt = []
-            for n in frontier:
-                for m in pred[n]:
-                    if m in allowed and m not in dist:
-                        dist[m] = d
-                        nxt.append(m)
-            frontier = nxt
-        path = [start]
-        on_path = {start}
-        stack = [iter(succ[start])]
-        while stack:
-            for m in stack[-1]:
-                if m == start:
-                    if len(path) > 1:
-                        found.append(tuple(path))
-                        if len(found) >= cap:
-                            return False
-                elif m in dist and m not in on_path and len(path) + dist[m] <= bound:
-                    path.append(m)
-                    on_path.add(m)
-                    stack.append(iter(succ[m]))
-                    break
-            else:
-                stack.pop()
-                on_path.discard(path.pop())
-    return True
+def _short_cycles(G: nx.DiGraph, comp: list[str], bound: int, cap: int,
+                  found: set[tuple[str, ...]], budget: list[int]) -> bool:
+    """Add the cycles of one component (`comp` sorted) of length 2, then 3, ... `bound`,
+    each from its smallest node over larger ones only (so once, already canonical); True
+    when the cap or the step budget cut the search short.  Self-loops are no cycles here."""
+    from bisect import bisect_left, bisect_right
+
+    rank = {n: k for k, n in enumerate(comp)}
+    adj = G.succ
+    lists: dict[int, list[int]] = {}
+
+    def succs(k: int) -> list[int]:
+        out = lists.get(k)
+        if out is None:
+            nbrs = adj[comp[k]]
+            budget[0] -= len(nbrs)
+            out = lists[k] = sorted(rank[m] for m in nbrs if m in rank and m != comp[k])
+        return out
+
+    def closes(k: int, s: int) -> bool:
+        out = succs(k)
+        i = bisect_left(out, s)
+        return i < len(out) and out[i] == s
+
+    def walk(path: list[int], on: set[int], length: int) -> bool:
+        s, nxt = path[0], succs(path[-1])
+        last = len(path) + 1 == length  # the next node must close the cycle
+        for i in range(bisect_right(nxt, s), len(nxt)):
+            budget[0] -= 1
+            if budget[0] <= 0:
+                return True
+            w = nxt[i]
+            if w in on:
+                continue
+            if last:
+                if closes(w, s):
+                    found.add(tuple(comp[k] for k in path) + (comp[w],))
+                    if len(found) >= cap:
+                        return True
+                continue
+            path.append(w)
+            on.add(w)
+            stop = walk(path, on, length)
+            path.pop()
+            on.discard(w)
+            if stop:
+                return True
+        return budget[0] <= 0
+
+    for length in range(2, bound + 1):
+        for s in range(len(comp)):
+            if walk([s], {s}, length):
+                return True
+    return False
 
 
-def _shortest_cycle(G: nx.DiGraph, comp: list[str]) -> list[str]:
-    """A shortest cycle through the component's smallest lock (breadth-first, successors in
-    name order, so the answer depends on the names only)."""
+def _shortest_cycle(G: nx.DiGraph, comp: list[str]) -> tuple[str, ...]:
+    """A shortest cycle through the component's smallest node: breadth-first over
+    successors in name order, so ties are broken the same way every time."""
     members = set(comp)
     start = comp[0]
-    parent: dict[str, str] = {}
-    frontier = [start]
-    while frontier:
+    parent: dict[str, str] = {start: start}
+    level = [start]
+    while level:
         nxt = []
-        for n in frontier:
-            for m in sorted(G.successors(n)):
-                if m == start and n != start:
-                    path = [n]
+        for u in level:
+            for v in sorted(G.successors(u)):
+                if v == start and u != start:
+                    path = [u]
                     while path[-1] != start:
                         path.append(parent[path[-1]])
-                    return path[::-1]
-                if m in members and m != start and m not in parent:
-                    parent[m] = n
-                    nxt.append(m)
-        frontier = nxt
-    return [start]
+                    return tuple(reversed(path))
+                if v in members and v not in parent:
+                    parent[v] = u
+                    nxt.append(v)
+        level = nxt
+    return (start,)
 
 
 def cycle_edges(c: tuple[str, ...]) -> Iterator[tuple[str, str]]:

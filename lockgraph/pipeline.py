@@ -111,12 +111,15 @@ def _is_tree(p: Path) -> bool:
 def scan(paths: list[Path], config: Path | None = None, root: Path | None = None,
          jobs: int = 1, cache_dir: Path | None = None, progress=None, warn=None,
          sources: Sources | None = None, arch: str | None = None) -> StaticScan:
+    from lockgraph.progress import lap
     from lockgraph.static.facts.scan import scan_paths
     from lockgraph.static.solve import solve
 
     src = sources or collect_sources(paths, config, root, arch)
+    lap("facts (cached or parsed)")
     files = scan_paths(paths, src.root, src.config, jobs=jobs, progress=progress,
                        cache_dir=cache_dir, warn=warn, sources=src.files)
+    lap("solve")
     return StaticScan(solve(files), src.root, src.config, len(files), src.excluded)
 
 
@@ -269,6 +272,9 @@ def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tup
 
 def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) -> CheckResult:
     """Every registered check on the merged graph; root verdicts when a source tree was scanned."""
+    from lockgraph.progress import lap
+
+    lap("graph")
     G = build_graph(reports)
     dtor_ctx, reclaim_ctx = mark_contexts(reports, dtors)
     inp = CheckInput(G, reports, dtor_ctx, reclaim_ctx)
@@ -282,15 +288,18 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
         name = name_mapper(set(G.nodes))
         seen: set[tuple] = set()
         add_static_edges(G, S, name, st.root)
+        lap("roots and reclaim contexts")
         roots = find_roots(S, dtors)
         redges, rctx = reclaim_root_contexts(S, roots, name, st.root)
         for e in redges:
             add_edge(G, e, seen)
         for k, v in rctx.items():
             reclaim_ctx.setdefault(k, []).extend(v)
+        lap("verdicts")
         inp.roots, inp.solved, inp.name = judge(S, roots, G, name), S, name
         if not S.funcs:
             inp.blind_spots.append("no C functions found in the scanned sources")
+    lap("checks")
     findings = run_checks(inp)
     capped = any(b.startswith("cycle enumeration capped") for b in inp.blind_spots)
     return CheckResult(findings, G, dtor_ctx, reclaim_ctx, capped, inp.blind_spots, inp.roots,

@@ -1,4 +1,5 @@
-"""A progress bar on stderr for scans that take more than about a second.
+"""A progress bar on stderr for scans that take more than about a second, and phase
+timings on request ($LOCKGRAPH_TIMINGS).
 
 Silent when stderr is not a terminal (CI logs, pipes) or with --quiet, so output stays
 byte-identical across runs.
@@ -52,3 +53,45 @@ class ScanProgress:
                                             of=self.total_files)
         if self._bar is not None:
             self._bar.update(self._task, completed=self.bytes, files=self.files)
+
+
+class _Laps:
+    """Phase timings on stderr, with $LOCKGRAPH_TIMINGS set: a whole-tree run spends
+    minutes in phases no progress bar shows (solve, graph, verdicts, cycles, JSON), and a
+    run that stalls should say in which."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.name: str | None = None
+        self.start = self.t0
+
+    def lap(self, name: str | None) -> None:
+        import os
+
+        if not os.environ.get("LOCKGRAPH_TIMINGS"):
+            return
+        now = time.monotonic()
+        if self.name is not None:
+            sys.stderr.write(f"lockgraph: [{now - self.t0:7.1f} s] {self.name}: {now - self.start:.1f} s, "
+                             f"peak RSS {_peak_mb()} MB\n")
+        if name is not None:
+            sys.stderr.write(f"lockgraph: [{now - self.t0:7.1f} s] {name} ...\n")
+        sys.stderr.flush()
+        self.name, self.start = name, now
+
+
+def _peak_mb() -> int:
+    try:
+        import resource
+    except ImportError:  # not on every platform
+        return -1
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+_laps = _Laps()
+
+
+def lap(name: str | None) -> None:
+    """End the current phase and start `name` (None: the last one ended).  Silent unless
+    $LOCKGRAPH_TIMINGS is set, so output stays byte-identical."""
+    _laps.lap(name)

@@ -173,10 +173,18 @@ for r in range(rounds):
 
                 sqlite3.connect = connect
                 sys.argv = ["lockgraph", *argv, "--cache", cache]
+                leave = os._exit  # main() leaves by os._exit: this child still has to report
+
+                def no_exit(c):
+                    raise SystemExit(c)
+
+                os._exit = no_exit
                 try:
                     main()
                 except SystemExit as e:
                     code = e.code if isinstance(e.code, int) else 1
+                finally:
+                    os._exit = leave
                 sys.stdout.flush()
                 sys.stderr.flush()
                 with open(f"{base}/{r}-{i}.ino", "w") as f:

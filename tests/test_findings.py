@@ -95,7 +95,7 @@ def test_past_the_cap_every_cyclic_component_still_shows_a_cycle_and_the_count_i
     shown = {c[0][0] for c in found.cycles}
     assert shown == {"d", "r", "s", "t"}                 # at least one cycle per component
     assert found.partial == 4 and found.capped            # dense cut, rings past the cap
-    assert "4 of 4 cyclic component(s)" in found.blind_spot()
+    assert "4 of 4 cyclic component(s) not searched to the end" in found.blind_spot()
     ring12 = [c for c in found.cycles if c[0][0] == "t"]
     assert ring12 == [tuple(f"t{k}" for k in range(12))]
 
@@ -105,52 +105,6 @@ def test_below_the_cap_nothing_is_partial():
     found = cycles(G)
     assert (found.components, found.partial, found.capped) == (2, 0, False)
     assert len(found.cycles) == 2
-
-
-def test_which_cycles_survive_the_cap_depends_on_the_lock_names_only():
-    """The same graph built in another order (another log order, another hash seed) keeps
-    the same cycles under the cap: finding ids must not change between runs."""
-    import random
-
-    nodes = [f"L{k}" for k in range(9)]
-    rng = random.Random(5)
-    edges = sorted({(a, b) for a in nodes for b in nodes if a != b and rng.random() < 0.5})
-    results = set()
-    for seed in range(4):
-        order = edges[:]
-        random.Random(seed).shuffle(order)
-        found = cycles(nx.DiGraph(order), cap=40)
-        assert found.capped
-        results.add(tuple(found.cycles))
-    assert len(results) == 1
-
-
-def test_check_output_is_identical_under_another_hash_seed(tmp_path):
-    """End to end on a log whose graph has more cycles than the cap would ever keep."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    log = tmp_path / "dense.txt"
-    names = [f"lock_{k}" for k in range(7)]
-    lines = []
-    for a in names:  # /proc/lockdep: every class depends on every other
-        lines.append(f"ffffffff8{names.index(a):07x} FD:    8 BD:    8 +.+.: {a}")
-        lines += [f" -> [ffffffff8{names.index(b):07x}] {b}" for b in names if b != a]
-        lines.append("")
-    log.write_text("all lock classes:\n" + "\n".join(lines) + "\n")
-    outs = set()
-    for seed in ("1", "2", "3"):
-        env = dict(os.environ, PYTHONHASHSEED=seed)
-        res = subprocess.run([sys.executable, "-m", "lockgraph", "check", "--format", "json", str(log)],
-                             capture_output=True, text=True, env=env, cwd=ROOT)
-        assert res.returncode == 1, res.stderr
-        outs.add(res.stdout)
-    assert len(outs) == 1
-    out = json.loads(outs.pop())
-    assert sum(f["rule"] == "LG103" for f in out["findings"]) == 500
 
 
 def test_a_new_lock_to_fs_reclaim_edge_under_a_destructor_is_one_finding():
