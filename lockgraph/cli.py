@@ -33,6 +33,14 @@ class Format(str, Enum):
     json = "json"
 
 
+class ScanFormat(str, Enum):
+    """`scan` formats: `edges` is one tab-separated line per lock-class edge, streamed."""
+
+    text = "text"
+    json = "json"
+    edges = "edges"
+
+
 class CheckFormat(str, Enum):
     """`check` formats: `checklist` is the review checklist as a 72-column plain-text mail,
     `markdown` the same for a forge; `text` stays the lockdep-like report."""
@@ -362,7 +370,9 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
                                           help="kernel tree, directories or C files"),
          config: Optional[Path] = ConfigOpt, root: Optional[Path] = RootOpt,
          arch: Optional[str] = ArchOpt, jobs: int = JobsOpt, cache: Optional[Path] = CacheOpt,
-         no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt, fmt: Format = FormatOpt) -> None:
+         no_cache: bool = NoCacheOpt, quiet: bool = QuietOpt,
+         fmt: ScanFormat = typer.Option(ScanFormat.text, "--format", "-f",
+                                        help="text, json, or edges (from<TAB>to<TAB>file:line<TAB>function)")) -> None:
     """Scan raw kernel C into the static lock graph (acquisitions, edges, blind spots)."""
     from lockgraph.render.json import scan_json
     from lockgraph.render.json import dumps
@@ -371,12 +381,20 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
     cache_dir = _cache_dir(cache, no_cache)
     lap("sources (stat, hash)")
     srcs = _sources(src, config, root, arch, cache_dir)
+    if fmt is ScanFormat.edges:  # streamed: never held whole, so not kept as a result
+        st = _scan_sources(src, srcs, jobs, cache_dir, quiet)
+        lap("render")
+        from lockgraph.render.edges import scan_edges
+
+        sys.stdout.writelines(scan_edges(st))
+        lap(None)
+        raise typer.Exit(ExitCode.OK)
     results = _Results(cache_dir, srcs, "scan", fmt.value)
     results.replay()
     st = _scan_sources(src, srcs, jobs, cache_dir, quiet)
     lap("render")
     data = scan_json(st)
-    results.finish(dumps(data, compact=True) if fmt is Format.json else scan_text(data), ExitCode.OK)
+    results.finish(dumps(data, compact=True) if fmt is ScanFormat.json else scan_text(data), ExitCode.OK)
 
 
 @app.command()

@@ -342,3 +342,16 @@ def test_parse_text_shows_the_facts_of_the_json(log, lines):
                 "context"):
         if r[key]:
             assert any(ln.endswith(r[key]) or f" {r[key]} at " in ln for ln in text), key
+
+
+def test_scan_edges_format_is_one_line_per_edge_matching_the_json():
+    src = rel(FIXTURES / "csrc" / "cases")
+    res = run("scan", src, "--format", "edges", "--no-cache")
+    assert res.exit_code == 0
+    lines = res.stdout.splitlines()
+    data = json.loads(run("scan", src, "--format", "json", "--no-cache").stdout)
+    want = [f"{e['from']}\t{e['to']}\t{e['evidence'][0]['file']}:{e['evidence'][0]['line']}"
+            f"\t{e['evidence'][0]['function']}" for e in data["edges"]]
+    assert lines == want and len(lines) > 20
+    assert all(len(ln.split("\t")) == 4 for ln in lines)
+    assert "big_mutex\tfs_reclaim\t" in res.stdout
