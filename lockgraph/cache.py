@@ -111,8 +111,16 @@ LOCK_NAME = "facts.sqlite.lock"
 _BUSY_CODES = (5, 6, 15)
 #: SQLITE_CORRUPT, SQLITE_NOTADB: the file is damaged.
 _DAMAGE_CODES = (11, 26)
-#: What a stored row that no longer loads raises: damage too.
-_BAD_ROW = (zlib.error, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError)
+class BadRow(Exception):
+    """A stored row that no longer loads (truncated, garbage, or pickled by a class shape
+    that changed): damage.  Raised only around decoding a row, so a plain bug elsewhere in a
+    cache operation (a TypeError, say) is never mistaken for damage and never wipes the cache."""
+
+
+#: What decoding a row may raise when the row, not the code, is bad.
+_ROW_ERRORS = (zlib.error, pickle.UnpicklingError, EOFError, AttributeError, ImportError,
+               TypeError, ValueError, IndexError)
+_BAD_ROW = (BadRow,)
 
 
 def _sqlite_says(exc: BaseException, codes: tuple[int, ...], words: tuple[str, ...]) -> bool:
@@ -142,7 +150,12 @@ def _pickled(value: Any) -> bytes:
 
 def _unpickled(db: sqlite3.Connection, sql: str, args: tuple) -> Any | None:
     row = db.execute(sql, args).fetchone()
-    return None if row is None else pickle.loads(zlib.decompress(row[0]))
+    if row is None:
+        return None
+    try:
+        return pickle.loads(zlib.decompress(row[0]))
+    except _ROW_ERRORS as exc:
+        raise BadRow(f"{type(exc).__name__}: {exc}") from None
 
 
 _sleep = time.sleep

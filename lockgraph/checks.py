@@ -10,7 +10,6 @@ names that blind spot, so a clean run cannot be mistaken for a proof.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -45,6 +44,9 @@ class CheckInput:
     solved: Any = None                               # static.solve.Solved, with --src
     name: Callable[[str], str] = str                 # static class -> merged graph node
     blind_spots: list[str] = field(default_factory=list)   # checks add theirs
+    cycles_capped: bool = False                             # set by the cycle check
+    #: finding id -> every lock cycle it states (an LG105 states one per context)
+    states: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -103,7 +105,7 @@ def run_checks(inp: CheckInput) -> list[Finding]:
             assert f.rule in rule_ids, (fn.__name__, f.rule)
             found.append(f)
     lap("grouping findings")
-    found = group_root_causes(merge_same_id(distinct_ids(found)))
+    found = group_root_causes(merge_same_id(distinct_ids(found)), inp.states)
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
     return sorted(found, key=lambda f: (order[f.severity], f.rule, f.lock, f.path, f.id))
 
@@ -119,15 +121,27 @@ def cycle_key(c: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def distinct_ids(findings: list[Finding]) -> list[Finding]:
-    """Findings whose `#N`-free ids collide in one run fall back to the exact id.
+    """Findings whose `#N`-free ids collide within one boot fall back to the exact id.
 
-    Two classes with one name (`X#1`, `X#2`) are two findings here: a shared id would make
-    one of them disappear when findings are keyed by id.  The same finding seen twice (a
-    destructor judged from its log and from its source) keeps one id and is merged."""
-    groups: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
+    Two classes with one name (`X#1`, `X#2`) in one log are two findings: a shared id would
+    make one of them disappear when findings are keyed by id.  The same id from two logs
+    (`X#3` in one boot is `X#7` in the next: N is registration order) is one finding, under
+    the stable id, merged later — so a baseline keeps matching whatever logs are combined."""
+    variants: dict[str, dict[tuple[str, tuple[str, ...]], set[str]]] = {}
     for f in findings:
-        groups.setdefault(f.id, set()).add((f.lock, f.path))
-    return [f if len(groups[f.id]) == 1 else replace(f, id=exact_id(f.rule, f.lock, *f.path))
+        files = variants.setdefault(f.id, {}).setdefault((f.lock, f.path), set())
+        files.update(e.file for e in f.evidence)
+
+    def one_boot(sides: dict) -> bool:
+        seen: set[str] = set()
+        for files in sides.values():
+            if seen & files:
+                return True
+            seen |= files
+        return False
+
+    split = {i for i, sides in variants.items() if len(sides) > 1 and one_boot(sides)}
+    return [replace(f, id=exact_id(f.rule, f.lock, *f.path)) if f.id in split else f
             for f in findings]
 
 
@@ -144,20 +158,25 @@ def merge_same_id(findings: list[Finding]) -> list[Finding]:
     return list(by_id.values())
 
 
-def group_root_causes(findings: list[Finding]) -> list[Finding]:
+def group_root_causes(findings: list[Finding],
+                      states: dict[str, list[tuple[str, ...]]] | None = None) -> list[Finding]:
     """One root cause, one finding.  A destructor's non-leaf lock whose edge closes a context
     cycle is that cycle (LG105): its non-leaf edges become the cycle's evidence.  A
     destructor entering reclaim, when one of its cycles already runs through fs_reclaim,
-    is that cycle's cause and joins its evidence too.  A lock cycle that is exactly a
-    context cycle is stated by that LG105; a reclaim re-entry (LG102) that is exactly a
-    lock cycle is stated by the cycle (LG103), with the reclaim context as evidence."""
+    is that cycle's cause and joins its evidence too.  A lock cycle that is exactly one of
+    an LG105's context cycles is stated by that LG105; a reclaim re-entry (LG102) that is
+    exactly a lock cycle is stated by the cycle (LG103), with the reclaim context as
+    evidence.  Cycles are compared in order (rotated to their smallest lock), not as sets
+    of locks: a -> b -> c -> a and a -> c -> b -> a are two deadlocks."""
+    states = states or {}
     primary: dict[str, dict[str, Finding]] = {}
-    by_nodes: dict[str, dict[frozenset[str], Finding]] = {"LG105": {}, "LG103": {}}
+    by_cycle: dict[str, dict[tuple[str, ...], Finding]] = {"LG105": {}, "LG103": {}}
     for f in findings:
         if f.rule == "LG105":
             primary.setdefault(f.root, {})[f.lock] = f
-        if f.rule in by_nodes:
-            by_nodes[f.rule].setdefault(frozenset(f.path), f)
+        if f.rule in by_cycle:
+            for c in states.get(f.id, [f.path]):
+                by_cycle[f.rule].setdefault(cycle_key(tuple(c)), f)
     extra: dict[str, list[Evidence]] = {}
     out: list[Finding] = []
     for f in findings:
@@ -166,10 +185,10 @@ def group_root_causes(findings: list[Finding]) -> list[Finding]:
         if into is None and f.rule == "LG101" and f.lock == FS_RECLAIM:
             into = next((g for _, g in sorted(mine.items()) if FS_RECLAIM in g.path), None)
         if into is None and f.rule == "LG103":
-            into = by_nodes["LG105"].get(frozenset(f.path))
+            into = by_cycle["LG105"].get(cycle_key(f.path))
         if into is None and f.rule == "LG102":
-            cyc = by_nodes["LG103"].get(frozenset(f.path))
-            into = None if cyc is None or by_nodes["LG105"].get(frozenset(cyc.path)) else cyc
+            cyc = by_cycle["LG103"].get(cycle_key(f.path))
+            into = None if cyc is None or by_cycle["LG105"].get(cycle_key(cyc.path)) else cyc
         if into is not None:
             extra.setdefault(into.id, []).extend(f.evidence)
         else:
@@ -223,9 +242,14 @@ def dtor_nonleaf(inp: CheckInput) -> Iterable[Finding]:
     G = inp.graph
     for lock in sorted(inp.dtor_locks):
         outs = [b for _, b in out_edges_sorted(G, lock)] if lock in G else []
-        if outs and lock not in PSEUDO_LOCKS:
-            roots = sorted({c.root for c in inp.dtor_locks[lock]})
-            yield _nonleaf(G, lock, roots, _contexts(inp.dtor_locks[lock]), outs)
+        for root in sorted({c.root for c in inp.dtor_locks[lock]}):
+            ctxs = [c for c in inp.dtor_locks[lock] if c.root == root]
+            if lock in PSEUDO_LOCKS:
+                ev = ctxs[0].evidence
+                yield _enters_reclaim(G, root, [{"file": ev.file, "line": ev.line}],
+                                      *_contexts(ctxs)[:1])
+            elif outs:  # one finding per destructor: its id does not depend on the others
+                yield _nonleaf(G, lock, [root], _contexts(ctxs), list(outs))
     for v in inp.roots:
         if v.root.kind != "dtor":
             continue
@@ -283,6 +307,7 @@ def lock_cycles(inp: CheckInput) -> Iterable[Finding]:
     G = inp.graph
     found = cycles(G)
     if found.capped:
+        inp.cycles_capped = True
         inp.blind_spots.append(found.blind_spot())
     for c in found.cycles:
         edges = list(cycle_edges(c))
@@ -307,11 +332,13 @@ def dtor_context_cycles(inp: CheckInput) -> Iterable[Finding]:
             cs.sort(key=lambda c: (c.held != FS_RECLAIM, c.held))
             takes = "enters memory reclaim" if lock in PSEUDO_LOCKS else f"takes '{lock}'"
             ev = [e for c in cs for e in c.evidence]
-            yield make("LG105", lock, list(dict.fromkeys(ev)), tuple(cs[0].path),
+            f = make("LG105", lock, list(dict.fromkeys(ev)), tuple(cs[0].path),
                        detail="\n\n".join(c.splat for c in cs), root=v.root.function, takes=takes,
                        contexts=" and ".join(f"'{c.held}' ({c.why})" for c in cs),
                        paths=" and ".join(" --> ".join(f"'{n}'" for n in (c.path[0], c.path[-1]))
                                           for c in cs))
+            inp.states[f.id] = [tuple(c.path) for c in cs]
+            yield f
 
 
 @check("LG106")
@@ -394,7 +421,10 @@ def lockdep_reports(inp: CheckInput) -> Iterable[Finding]:
         rule, what = REPORT_RULES[kind]
         lock, other = _report_locks(r)
         stack = trim_stack(r.backtrace)
-        frame = next((f for f in stack), "") or (r.new_lock.at if r.new_lock and r.new_lock.at else "")
+        # the acquiring (or releasing) function names the place in the id: a report cut off
+        # before its backtrace still has it, so both copies of one bug keep one id
+        site = r.new_lock or r.subject_lock
+        frame = (site.at if site and site.at else "") or (stack[0] if stack else "")
         ev = []
         if r.site:
             ev.append(Evidence(r.file, r.line, f"{what} at {r.site}", stack))
@@ -402,7 +432,7 @@ def lockdep_reports(inp: CheckInput) -> Iterable[Finding]:
             at = f" at {r.held_lock.at}()" if r.held_lock.at else ""
             ev.append(Evidence(r.file, r.held_lock.line, f"'{r.held_lock.name}' already held, taken{at}"))
         if r.site:
-            pass
+            pass  # the site line above is where it happened
         elif r.new_lock and kind != "bad_unlock_balance":
             at = f" at {r.new_lock.at}()" if r.new_lock.at else ""
             verb = "taken again" if kind == "recursive" else "being taken"

@@ -156,89 +156,105 @@ def cycles(G: nx.DiGraph, length_bound: int = 8, cap: int = 500,
            steps: int = CYCLE_STEPS) -> Cycles:
     """Distinct simple cycles (canonical, sorted), at least one per cyclic component.
 
-    Shortest first, each from its smallest node, components and successors in name order:
-    which cycles a capped search returns depends on the graph alone, never on hash seeds or
-    insertion order (networkx's search starts from a set's first element, so the kept
-    cycles changed from run to run).  Enumeration stops after `cap` cycles or `steps`
-    successor reads (a dense graph has exponentially many cycles); every strongly connected
-    component still yields at least its shortest cycle, so no deadlock-capable SCC goes
-    unreported, and the components shown only in part are counted exactly.
+    Shortest first across the whole graph (every component's ABBA pairs, then every
+    component's three-lock cycles, ...), each from its smallest node, components and
+    successors in name order: which cycles a capped search returns depends on the graph
+    alone, never on hash seeds or insertion order (networkx's search starts from a set's
+    first element, so the kept cycles changed from run to run).  Enumeration stops after
+    `cap` cycles or `steps` successor reads (a dense graph has exponentially many cycles);
+    every strongly connected component still yields at least its shortest cycle, so no
+    deadlock-capable SCC goes unreported, and the components whose search did not run to
+    the end are counted exactly.
     """
     import networkx as nx
 
-    found: set[tuple[str, ...]] = set()
-    components = partial = 0
-    cut = False
-    budget = [steps]
+    found: dict[tuple[str, ...], None] = {}   # insertion-ordered: the cap+1-th is dropped
     comps = sorted((sorted(c) for c in nx.strongly_connected_components(G) if len(c) >= 2),
                    key=lambda c: c[0])
+    searches = [_ComponentSearch(G, comp) for comp in comps]
+    budget = [steps]
+    done = [0] * len(comps)      # longest cycle length searched to the end, per component
+    cut = False
+    for length in range(2, length_bound + 1):
+        for k, search in enumerate(searches):
+            if length > len(comps[k]):
+                continue          # no simple cycle is longer than its component
+            if search.run(length, cap + 1, found, budget):
+                cut = True
+                break
+            done[k] = length
+        if cut:
+            break
+    if len(found) > cap:
+        found.popitem()           # it only showed that more exist
+    # a two-lock component has one cycle, which the fallback below shows whatever happened
+    partial = sum(1 for k, comp in enumerate(comps)
+                  if len(comp) > 2 and done[k] < min(len(comp), length_bound))
+    result = set(found)
+    shown = {c[0] for c in result}  # a cycle starts at its smallest lock, in its component
     for comp in comps:
-        components += 1
-        before = len(found)
-        if not cut:
-            cut = _short_cycles(G, comp, length_bound, cap, found, budget)
-            partial += cut
-        else:
-            partial += 1
-        if len(found) == before:
-            found.add(_shortest_cycle(G, comp))
-    return Cycles(sorted(found, key=lambda c: (len(c), c)), components, partial)
+        if shown.isdisjoint(comp):
+            result.add(_shortest_cycle(G, comp))
+    return Cycles(sorted(result, key=lambda c: (len(c), c)), len(comps), partial)
 
 
-def _short_cycles(G: nx.DiGraph, comp: list[str], bound: int, cap: int,
-                  found: set[tuple[str, ...]], budget: list[int]) -> bool:
-    """Add the cycles of one component (`comp` sorted) of length 2, then 3, ... `bound`,
-    each from its smallest node over larger ones only (so once, already canonical); True
-    when the cap or the step budget cut the search short.  Self-loops are no cycles here."""
-    from bisect import bisect_left, bisect_right
+class _ComponentSearch:
+    """The cycles of one component (`comp` sorted) of one exact length, each from its
+    smallest node over larger ones only (so once, already canonical).  Successor lists are
+    built once per node and shared by every length; every list entry read costs one step
+    of the shared budget."""
 
-    rank = {n: k for k, n in enumerate(comp)}
-    adj = G.succ
-    lists: dict[int, list[int]] = {}
+    def __init__(self, G: nx.DiGraph, comp: list[str]) -> None:
+        self.G, self.comp = G, comp
+        self.rank = {n: k for k, n in enumerate(comp)}
+        self.lists: dict[int, list[int]] = {}
 
-    def succs(k: int) -> list[int]:
-        out = lists.get(k)
+    def succs(self, k: int, budget: list[int]) -> list[int]:
+        out = self.lists.get(k)
         if out is None:
-            nbrs = adj[comp[k]]
+            nbrs = self.G.succ[self.comp[k]]
             budget[0] -= len(nbrs)
-            out = lists[k] = sorted(rank[m] for m in nbrs if m in rank and m != comp[k])
+            rank = self.rank
+            out = self.lists[k] = sorted(rank[m] for m in nbrs if m in rank and m != self.comp[k])
         return out
 
-    def closes(k: int, s: int) -> bool:
-        out = succs(k)
-        i = bisect_left(out, s)
-        return i < len(out) and out[i] == s
+    def run(self, length: int, cap: int, found: dict, budget: list[int]) -> bool:
+        """Add every cycle of `length`; True when the cap or the budget cut it short."""
+        from bisect import bisect_left, bisect_right
 
-    def walk(path: list[int], on: set[int], length: int) -> bool:
-        s, nxt = path[0], succs(path[-1])
-        last = len(path) + 1 == length  # the next node must close the cycle
-        for i in range(bisect_right(nxt, s), len(nxt)):
-            budget[0] -= 1
-            if budget[0] <= 0:
-                return True
-            w = nxt[i]
-            if w in on:
-                continue
-            if last:
-                if closes(w, s):
-                    found.add(tuple(comp[k] for k in path) + (comp[w],))
-                    if len(found) >= cap:
-                        return True
-                continue
-            path.append(w)
-            on.add(w)
-            stop = walk(path, on, length)
-            path.pop()
-            on.discard(w)
-            if stop:
-                return True
-        return budget[0] <= 0
+        comp = self.comp
 
-    for length in range(2, bound + 1):
-        for s in range(len(comp)):
-            if walk([s], {s}, length):
-                return True
-    return False
+        def closes(k: int, s: int) -> bool:
+            out = self.succs(k, budget)
+            i = bisect_left(out, s)
+            return i < len(out) and out[i] == s
+
+        def walk(path: list[int], on: set[int]) -> bool:
+            s, nxt = path[0], self.succs(path[-1], budget)
+            last = len(path) + 1 == length  # the next node must close the cycle
+            for i in range(bisect_right(nxt, s), len(nxt)):
+                budget[0] -= 1
+                if budget[0] <= 0:
+                    return True
+                w = nxt[i]
+                if w in on:
+                    continue
+                if last:
+                    if closes(w, s):
+                        found[tuple(comp[k] for k in path) + (comp[w],)] = None
+                        if len(found) >= cap:
+                            return True
+                    continue
+                path.append(w)
+                on.add(w)
+                stop = walk(path, on)
+                path.pop()
+                on.discard(w)
+                if stop:
+                    return True
+            return budget[0] <= 0
+
+        return any(walk([s], {s}) for s in range(len(comp)))
 
 
 def _shortest_cycle(G: nx.DiGraph, comp: list[str]) -> tuple[str, ...]:

@@ -301,6 +301,5 @@ def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) ->
             inp.blind_spots.append("no C functions found in the scanned sources")
     lap("checks")
     findings = run_checks(inp)
-    capped = any(b.startswith("cycle enumeration capped") for b in inp.blind_spots)
-    return CheckResult(findings, G, dtor_ctx, reclaim_ctx, capped, inp.blind_spots, inp.roots,
+    return CheckResult(findings, G, dtor_ctx, reclaim_ctx, inp.cycles_capped, inp.blind_spots, inp.roots,
                        st is not None, st.files if st else 0)

@@ -150,5 +150,5 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          "lockdep turned itself off (after its first report, or a limit): the log after it "
          "carries no lock evidence",
          "lockdep is turned off from here on{where}: the log after it has no lock evidence",
-         ("file",)),
+         ()),
 )}

@@ -153,10 +153,6 @@ def _steps(steps: tuple[Step, ...]) -> list[dict[str, Any]]:
     return [s.to_json() for s in steps]
 
 
-def _stack(steps: tuple[Step, ...]) -> tuple[str, ...]:
-    return tuple(s.label() for s in steps)
-
-
 def _edge_ev(G: nx.DiGraph, a: str, b: str) -> Evidence:
     e = best_evidence(G, a, b)
     src = "static analysis" if e.source == "static" else f"{e.source}, runtime"

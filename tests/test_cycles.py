@@ -64,7 +64,8 @@ def test_a_step_budget_stops_the_search_and_every_component_is_still_reported():
     found = res.cycles
     assert res.capped and 0 < len(found) < 10_000
     assert ("z1", "z2") in found
-    assert (res.components, res.partial) == (2, 2)   # the budget ran out in the first one
+    # the budget ran out in the dense one; the two-lock one was searched to the end
+    assert (res.components, res.partial) == (2, 1)
     # the same graph built in another order gives the same cycles
     again = cycles(nx.DiGraph(list(reversed(edges))), cap=10_000, steps=3_000)
     assert again.cycles == found
@@ -93,3 +94,16 @@ def test_uncapped_cycles_are_all_short_cycles(pairs):
     for c in extra:  # only components with no short cycle
         assert len(c) > 8
     assert found == sorted(found, key=lambda c: (len(c), c))
+
+
+def test_shortest_first_across_components_and_an_exact_partial_count():
+    """Under the cap, every component's ABBA pairs come before any longer cycle, and a
+    component whose cycles are all shown is not counted as cut."""
+    dense = [(a, b) for a in "abcdef" for b in "abcdef" if a != b]
+    tri = [(a, b) for a in ("x1", "x2", "x3") for b in ("x1", "x2", "x3") if a != b]
+    res = cycles(nx.DiGraph(dense + tri), cap=100)
+    assert {("x1", "x2"), ("x1", "x3"), ("x2", "x3")} <= set(res.cycles)
+    assert max(map(len, res.cycles)) == 4 and len(res.cycles) == 100
+    assert (res.components, res.partial) == (2, 1)     # x1..x3: all 5 of its cycles shown
+    two = cycles(nx.DiGraph([("a", "b"), ("b", "a"), ("c", "d"), ("d", "c")]), cap=1)
+    assert two.cycles == [("a", "b"), ("c", "d")] and two.partial == 0

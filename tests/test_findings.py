@@ -122,3 +122,48 @@ def test_a_new_lock_to_fs_reclaim_edge_under_a_destructor_is_one_finding():
     text = run("check", "--src", src, "--root", ".").stdout
     assert text.count("WARNING: possible circular locking dependency detected") == 1
     assert "'fs_reclaim' is taken in slab destructor" not in text
+
+
+def test_the_same_bug_from_two_boots_is_one_finding_under_its_stable_id(tmp_path):
+    """`X#3` in one boot is `X#7` in the next: combining the logs must not split the finding
+    into two boot-dependent ids (a baseline would stop matching)."""
+    text = (CORPUS / "ml-block-recursive-crypto.log").read_text()
+    for name, n in (("a.log", 3), ("b.log", 7)):
+        (tmp_path / name).write_text(text.replace("&profile->lock", f"&profile->lock#{n}"))
+    alone = check_json(str(tmp_path / "a.log"))[1]["findings"]
+    both = check_json(str(tmp_path / "a.log"), str(tmp_path / "b.log"))[1]["findings"]
+    assert [f["id"] for f in both] == [f["id"] for f in alone]
+    assert {e["file"] for e in both[0]["evidence"]} == {str(tmp_path / "a.log"), str(tmp_path / "b.log")}
+
+
+def test_a_destructor_seen_entering_reclaim_in_a_log_is_said_so():
+    """fs_reclaim acquired under a destructor frame: a finding worded as entering reclaim,
+    never as 'fs_reclaim is taken in slab destructor'."""
+    from lockgraph.checks import CheckInput, run_checks
+    from lockgraph.contexts import Context
+    from lockgraph.model import Evidence
+
+    ev = Evidence("x.log", 5, "'fs_reclaim' acquired in slab destructor foo_dtor()",
+                  ("kmalloc", "foo_dtor", "__free_slab"))
+    G = nx.DiGraph([("fs_reclaim", "&zone->lock")])
+    for e in G.edges:
+        G.edges[e].update(evidence=[], certain=True)
+    (f,) = run_checks(CheckInput(G, [], {"fs_reclaim": [Context("foo_dtor", ev)]}, {}))
+    assert (f.rule, f.lock, f.root) == ("LG101", "fs_reclaim", "foo_dtor")
+    assert f.message.startswith("slab destructor foo_dtor() enters memory reclaim")
+    assert "x.log:5" in f.message and "is taken in slab destructor" not in f.message
+
+
+def test_grouping_compares_cycles_in_order_not_as_sets_of_locks():
+    from lockgraph.checks import group_root_causes
+    from lockgraph.model import Evidence
+    from lockgraph.rules import make
+
+    ev = [Evidence("x.log", 1, "e")]
+    reentry = make("LG102", "a", ev, ("a", "b", "fs_reclaim"), chain="", route=("a", "b", "fs_reclaim"))
+    same = make("LG103", "a", ev, ("a", "b", "fs_reclaim"), chain="", cycle=("a", "b", "fs_reclaim"),
+                start="a", inferred="")
+    other = make("LG103", "a", ev, ("a", "fs_reclaim", "b"), chain="", cycle=("a", "fs_reclaim", "b"),
+                 start="a", inferred="")
+    assert [f.rule for f in group_root_causes([reentry, same])] == ["LG103"]
+    assert sorted(f.rule for f in group_root_causes([reentry, other])) == ["LG102", "LG103"]

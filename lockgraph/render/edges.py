@@ -26,6 +26,6 @@ def scan_edges(st: StaticScan) -> Iterator[str]:
     from lockgraph.pipeline import display
 
     for (a, b), e in sorted(st.solved.edges.items()):
-        step, _via = e.evidence[0]
+        step = e.raw[0][0]  # the call site only: `evidence` would search every witness's chain
         yield (f"{_field(a)}\t{_field(b)}\t{display(step.file, st.root)}:{step.line}"
                f"\t{step.function}\n")
