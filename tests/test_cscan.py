@@ -288,3 +288,29 @@ def test_a_tree_s_own_guard_types_stay_in_its_scan(tmp_path):
     assert "mutex" in {a["kind"] for a in both.acquisitions if a["function"] == "g"}
     with pytest.raises(TypeError):
         kb.BUILTIN_GUARDS["foo"] = "spin_lock"  # type: ignore[index]
+
+
+def test_a_sleep_reached_only_through_an_indirect_call_is_a_warning(tmp_path):
+    """Through a function pointer the target is a may-target (resolved by member name): the
+    whole-kernel call graph makes thousands of such paths, so they are warnings, not errors."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lockgraph.cli import app
+
+    (tmp_path / "ops.c").write_text(
+        "struct foo_ops { void (*go)(void); };\n"
+        "static DEFINE_SPINLOCK(l);\n"
+        "static void sleeper(void) { msleep(1); }\n"
+        "static struct foo_ops my_ops = { .go = sleeper };\n"
+        "void direct(void) { spin_lock(&l); sleeper(); spin_unlock(&l); }\n"
+        "void indirect(struct foo_ops *o) { spin_lock(&l); o->go(); spin_unlock(&l); }\n")
+    res = CliRunner().invoke(app, ["check", "--src", str(tmp_path), "--root", str(tmp_path),
+                                   "--no-cache", "--format", "json"])
+    got = {f["evidence"][0]["what"].split(" in ")[-1]: f for f in json.loads(res.stdout)["findings"]
+           if f["rule"] == "LG107"}
+    assert got["direct()"]["severity"] == "error" and "may-path" not in got["direct()"]["message"]
+    assert got["indirect()"]["severity"] == "warning"
+    assert "through the indirect call o->go() at ops.c:6" in got["indirect()"]["message"]
+    assert res.exit_code == 1

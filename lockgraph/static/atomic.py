@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lockgraph.model import Evidence, Finding
+from lockgraph.model import Evidence, Finding, Severity
 from lockgraph.rules import make
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import (ARG_FALSE, ARG_TRUE, IRQS_ON, PREEMPTIBLE, FuncFacts,
@@ -297,6 +297,27 @@ class _Analysis:
                             queue.append(c)
 
     # -- findings ---------------------------------------------------------------------------
+    def indirect_hop(self, i: str, s: Sleep) -> str:
+        """The first call of the witness made through a function pointer (an ops-table
+        member resolved by name, not by the object it is called on), as text; "" if none.
+        Such a hop is a may-path: the pointer may never hold that function there."""
+        S = self.S
+        cur, j, seen = s, i, {i}
+        while cur.callee is not None and len(seen) <= MAX_CHAIN:
+            f = S.funcs[j]
+            for c in f.calls:
+                if c.line == cur.line and c.member:
+                    what = f"{c.base}->{c.name}()" if c.base else f"{c.name}()"
+                    return f"{what} at {f.file}:{c.line}"
+            nxt_j = cur.callee
+            nxt = (self.ptop.get(nxt_j, {}).get(cur.via) if cur.via is not None
+                   else next(iter(self.top.get(nxt_j, ())), None))
+            if nxt is None or nxt_j in seen:
+                break
+            seen.add(nxt_j)
+            cur, j = nxt, nxt_j
+        return ""
+
     def chain(self, i: str, s: Sleep) -> tuple[Step, ...]:
         """The witness: i's event, then each callee's step down to the sleeping operation."""
         S = self.S
@@ -389,6 +410,9 @@ def _add(A: _Analysis, found: dict[str, Finding], i: str, cls: str, h: Held, s: 
                                                  f"which reaches {f.name}()"))
         via = f", with {arg} from {step.function}()"
     where = "" if leaf.function == f.name else f" in {leaf.function}() ({leaf.file}:{leaf.line})"
+    hop = A.indirect_hop(i, s)
+    may = f" (a may-path: through the indirect call {hop})" if hop else ""
     fnd = make("LG107", lock, ev, (lock, label), label=label, where=where, held_how=held_how,
-               func=f.name, via=via, file=f.file, leaf=leaf.function)
+               func=f.name, via=via, file=f.file, leaf=leaf.function, may=may,
+               severity=Severity.WARNING if hop else None)
     found.setdefault(fnd.id, fnd)
