@@ -297,45 +297,39 @@ class _Analysis:
                             queue.append(c)
 
     # -- findings ---------------------------------------------------------------------------
-    def indirect_hop(self, i: str, s: Sleep) -> str:
-        """The first call of the witness made through a function pointer (an ops-table
-        member resolved by name, not by the object it is called on), as text; "" if none.
-        Such a hop is a may-path: the pointer may never hold that function there."""
-        S = self.S
-        cur, j, seen = s, i, {i}
-        while cur.callee is not None and len(seen) <= MAX_CHAIN:
-            f = S.funcs[j]
-            for c in f.calls:
-                if c.line == cur.line and c.member:
-                    what = f"{c.base}->{c.name}()" if c.base else f"{c.name}()"
-                    return f"{what} at {f.file}:{c.line}"
-            nxt_j = cur.callee
-            nxt = (self.ptop.get(nxt_j, {}).get(cur.via) if cur.via is not None
-                   else next(iter(self.top.get(nxt_j, ())), None))
-            if nxt is None or nxt_j in seen:
-                break
-            seen.add(nxt_j)
-            cur, j = nxt, nxt_j
-        return ""
-
-    def chain(self, i: str, s: Sleep) -> tuple[Step, ...]:
-        """The witness: i's event, then each callee's step down to the sleeping operation."""
-        S = self.S
-        f = S.funcs[i]
-        out = [Step(f.name, f.file, s.line)]
+    def hops(self, i: str, s: Sleep):
+        """(function id, its event) along the witness: i's event, then each callee's event
+        down to the sleeping operation."""
+        yield i, s
         seen = {i}
         cur = s
-        while cur.callee is not None and len(out) < MAX_CHAIN:
+        while cur.callee is not None and len(seen) < MAX_CHAIN:
             j = cur.callee
             nxt = (self.ptop.get(j, {}).get(cur.via) if cur.via is not None
                    else next(iter(self.top.get(j, ())), None))
             if nxt is None or j in seen:
-                break
+                return
             seen.add(j)
-            g = S.funcs[j]
-            out.append(Step(g.name, g.file, nxt.line))
+            yield j, nxt
             cur = nxt
-        return tuple(out)
+
+    def indirect_hop(self, i: str, s: Sleep) -> str:
+        """The first call of the witness made through a function pointer (an ops-table
+        member resolved by name, not by the object it is called on), as text; "" if none.
+        Such a hop is a may-path: the pointer may never hold that function there."""
+        for j, ev in self.hops(i, s):
+            if ev.callee is None:
+                break
+            f = self.S.funcs[j]
+            c = next((c for c in f.calls if c.line == ev.line and c.member), None)
+            if c is not None:
+                return (f"{c.base}->{c.name}()" if c.base else f"{c.name}()") + f" at {f.file}:{c.line}"
+        return ""
+
+    def chain(self, i: str, s: Sleep) -> tuple[Step, ...]:
+        """The witness: i's event, then each callee's step down to the sleeping operation."""
+        return tuple(Step(self.S.funcs[j].name, self.S.funcs[j].file, ev.line)
+                     for j, ev in self.hops(i, s))
 
 
 def sleep_in_atomic(S: Solved, name: Callable[[str], str] = str) -> list[Finding]:
