@@ -267,6 +267,21 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, sleeps: 
     v.dtor_safe.not_irq_safe = not_irq
 
 
+def _sleep_chain(S: Solved, fid: str, limit: int = 40) -> tuple[Step, ...]:
+    """The calls from fid down to the function that sleeps itself (its sleeping call's line
+    last), following the solver's sleep witnesses."""
+    out: list[Step] = []
+    seen: set[str] = set()
+    while fid in S.sleeps and fid not in seen and len(out) < limit:
+        seen.add(fid)
+        f, w = S.funcs[fid], S.sleeps[fid]
+        out.append(Step(f.name, f.file, w.line))
+        if w.callee is None:
+            break
+        fid = w.callee
+    return tuple(out)
+
+
 def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool) -> None:
     c = v.ctor = CtorContext()
     if FS_RECLAIM in witnesses:
@@ -274,7 +289,10 @@ def _ctor(S: Solved, r: Root, v: RootVerdict, witnesses, sleeps: bool) -> None:
     if sleeps:
         c.why.append("may sleep")
     c.sleeps_or_reclaims = bool(c.why)
-    c.witness = witnesses.get(FS_RECLAIM) or next(iter(witnesses.values()), ())
+    # the evidence of what the finding says: the chain into reclaim, else the chain to the
+    # sleep (not to whichever lock the constructor happens to take first)
+    c.witness = witnesses.get(FS_RECLAIM) or (
+        next((_sleep_chain(S, fid) for fid in r.fids if fid in S.sleeps), ()) if sleeps else ())
     sites = sorted((x for cache in set(r.caches) for x in S.cache_allocs.get(cache, ())),
                    key=lambda x: x[0])
     for _seq, fid, al in sites:

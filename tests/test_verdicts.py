@@ -104,3 +104,24 @@ static void init(void)
     out = json.loads(res.stdout)
     assert sorted(r["function"] for r in out["roots"] if r["kind"] == "dtor") == [
         "passed_dtor", "slab_dtor"]
+
+
+def test_a_constructor_that_sleeps_without_reclaim_shows_the_chain_to_the_sleep(tmp_path):
+    """LG106's evidence is what the finding says: the call chain to the sleep, not the
+    chain to whichever lock the constructor takes first."""
+    (tmp_path / "ctor.c").write_text(
+        "static DEFINE_SPINLOCK(count_lock);\n"
+        "static struct kmem_cache *qux_cache;\n"
+        "static void qux_wait(void)\n{\n\tmsleep(1);\n}\n"
+        "static void qux_ctor(void *obj)\n{\n\tspin_lock(&count_lock);\n"
+        "\tspin_unlock(&count_lock);\n\tqux_wait();\n}\n"
+        "static int __init qux_init(void)\n{\n"
+        "\tqux_cache = kmem_cache_create(\"qux\", 64, 0, 0, qux_ctor);\n\treturn 0;\n}\n"
+        "void *qux_get(void)\n{\n\treturn kmem_cache_alloc(qux_cache, GFP_ATOMIC);\n}\n")
+    res = runner.invoke(app, ["check", "--src", str(tmp_path), "--root", str(tmp_path),
+                              "--no-cache", "--format", "json"])
+    out = json.loads(res.stdout)
+    (f,) = [f for f in out["findings"] if f["rule"] == "LG106"]
+    ctor_ev = f["evidence"][1]
+    assert ctor_ev["what"] == "constructor qux_ctor() may sleep"
+    assert ctor_ev["stack"] == ["qux_ctor (ctor.c:11)", "qux_wait (ctor.c:5)"]
