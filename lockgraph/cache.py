@@ -120,7 +120,6 @@ class BadRow(Exception):
 #: What decoding a row may raise when the row, not the code, is bad.
 _ROW_ERRORS = (zlib.error, pickle.UnpicklingError, EOFError, AttributeError, ImportError,
                TypeError, ValueError, IndexError)
-_BAD_ROW = (BadRow,)
 
 
 def _sqlite_says(exc: BaseException, codes: tuple[int, ...], words: tuple[str, ...]) -> bool:
@@ -135,7 +134,7 @@ def _is_busy(exc: BaseException) -> bool:
 
 
 def _is_damage(exc: BaseException) -> bool:
-    return isinstance(exc, _BAD_ROW) or (
+    return isinstance(exc, BadRow) or (
         isinstance(exc, sqlite3.DatabaseError)
         and _sqlite_says(exc, _DAMAGE_CODES, ("malformed", "not a database")))
 
@@ -298,7 +297,7 @@ class FactCache:
             return default
         try:
             return _patiently(lambda: op(db))
-        except (sqlite3.Error, OSError, *_BAD_ROW) as exc:
+        except (sqlite3.Error, OSError, BadRow) as exc:
             self._trouble(exc)
             return default
 

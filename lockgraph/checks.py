@@ -145,6 +145,11 @@ def distinct_ids(findings: list[Finding]) -> list[Finding]:
             for f in findings]
 
 
+def _union(*lists: Iterable[Evidence]) -> tuple[Evidence, ...]:
+    """Evidence of several findings as one list: first sighting kept, in order."""
+    return tuple(dict.fromkeys(e for ev in lists for e in ev))
+
+
 def merge_same_id(findings: list[Finding]) -> list[Finding]:
     """One finding per id, its evidence the union in first-seen order."""
     by_id: dict[str, Finding] = {}
@@ -153,8 +158,8 @@ def merge_same_id(findings: list[Finding]) -> list[Finding]:
         if old is None:
             by_id[f.id] = f
         else:
-            ev = old.evidence + tuple(e for e in f.evidence if e not in old.evidence)
-            by_id[f.id] = replace(old, evidence=ev, detail=old.detail or f.detail)
+            by_id[f.id] = replace(old, evidence=_union(old.evidence, f.evidence),
+                                  detail=old.detail or f.detail)
     return list(by_id.values())
 
 
@@ -193,9 +198,8 @@ def group_root_causes(findings: list[Finding],
             extra.setdefault(into.id, []).extend(f.evidence)
         else:
             out.append(f)
-    return [replace(f, evidence=f.evidence + tuple(e for e in dict.fromkeys(extra[f.id])
-                                                   if e not in f.evidence))
-            if f.id in extra else f for f in out]
+    return [replace(f, evidence=_union(f.evidence, extra[f.id])) if f.id in extra else f
+            for f in out]
 
 
 def _edge_evidence(G: nx.DiGraph, a: str, b: str) -> Evidence:
@@ -217,9 +221,9 @@ def _contexts(ctxs: list[Context]) -> list[Evidence]:
     return shown
 
 
-def _nonleaf(G: nx.DiGraph, lock: str, roots: list[str], taken: list[Evidence],
+def _nonleaf(G: nx.DiGraph, lock: str, root: str, taken: list[Evidence],
              outs: list[str]) -> Finding:
-    """LG101 for `lock` taken by destructors `roots`: the edge into reclaim first."""
+    """LG101 for `lock` taken by destructor `root`: the edge into reclaim first."""
     to_reclaim = shortest_path_or_none(G, lock, FS_RECLAIM) if lock != FS_RECLAIM else None
     if to_reclaim and len(to_reclaim) > 1:
         outs.sort(key=lambda b: b != to_reclaim[1])
@@ -230,9 +234,8 @@ def _nonleaf(G: nx.DiGraph, lock: str, roots: list[str], taken: list[Evidence],
     ev = taken + [_edge_evidence(G, lock, b) for b in outs[:MAX_EDGES_SHOWN] if G.has_edge(lock, b)]
     if to_reclaim and len(to_reclaim) > 2:
         ev += [_edge_evidence(G, a, b) for a, b in zip(to_reclaim[1:], to_reclaim[2:])]
-    path = (roots[0], *(to_reclaim or (lock, outs[0])))
-    return make("LG101", lock, ev, path, roots=", ".join(r + "()" for r in roots),
-                edges=edges, tail=tail, root=roots[0])
+    path = (root, *(to_reclaim or (lock, outs[0])))
+    return make("LG101", lock, ev, path, roots=f"{root}()", edges=edges, tail=tail, root=root)
 
 
 @check("LG101")
@@ -245,11 +248,9 @@ def dtor_nonleaf(inp: CheckInput) -> Iterable[Finding]:
         for root in sorted({c.root for c in inp.dtor_locks[lock]}):
             ctxs = [c for c in inp.dtor_locks[lock] if c.root == root]
             if lock in PSEUDO_LOCKS:
-                ev = ctxs[0].evidence
-                yield _enters_reclaim(G, root, [{"file": ev.file, "line": ev.line}],
-                                      *_contexts(ctxs)[:1])
+                yield _enters_reclaim(root, _contexts(ctxs)[0])
             elif outs:  # one finding per destructor: its id does not depend on the others
-                yield _nonleaf(G, lock, [root], _contexts(ctxs), list(outs))
+                yield _nonleaf(G, lock, root, _contexts(ctxs), list(outs))
     for v in inp.roots:
         if v.root.kind != "dtor":
             continue
@@ -264,20 +265,21 @@ def dtor_nonleaf(inp: CheckInput) -> Iterable[Finding]:
                           + (f" via {wit[1]['function']}()" if len(wit) > 1 else ""),
                           tuple(_label(s) for s in wit))
             if lock in PSEUDO_LOCKS:
-                yield _enters_reclaim(G, v.root.function, wit, ev)
+                yield _enters_reclaim(v.root.function, ev)
             else:
-                yield _nonleaf(G, lock, [v.root.function], [ev], [b for b in outs if b != "(reclaim)"])
+                yield _nonleaf(G, lock, v.root.function, [ev], [b for b in outs if b != "(reclaim)"])
 
 
 def _label(step: dict) -> str:
     return f"{step['function']} ({step['file']}:{step['line']})"
 
 
-def _enters_reclaim(G: nx.DiGraph, root: str, wit: list[dict], ev: Evidence) -> Finding:
-    """The destructor allocates with a reclaiming gfp: every lock held where it runs gets
-    an edge to fs_reclaim, and inside reclaim it re-enters it.  fs_reclaim is a lockdep
-    map marking that context, so this is not worded as a lock it takes."""
-    site = f"{wit[-1]['file']}:{wit[-1]['line']}" if wit else "an unknown place"
+def _enters_reclaim(root: str, ev: Evidence) -> Finding:
+    """The destructor allocates with a reclaiming gfp (`ev` is where it enters reclaim):
+    every lock held where it runs gets an edge to fs_reclaim, and inside reclaim it
+    re-enters it.  fs_reclaim is a lockdep map marking that context, so this is not worded
+    as a lock it takes."""
+    site = f"{ev.file}:{ev.line}" if ev.file else "an unknown place"
     ev = replace(ev, what=f"{root}() enters memory reclaim at {site}")
     return make("LG101", FS_RECLAIM, [ev], (root, FS_RECLAIM), variant="enters_reclaim",
                 root=root, site=site)
@@ -332,7 +334,7 @@ def dtor_context_cycles(inp: CheckInput) -> Iterable[Finding]:
             cs.sort(key=lambda c: (c.held != FS_RECLAIM, c.held))
             takes = "enters memory reclaim" if lock in PSEUDO_LOCKS else f"takes '{lock}'"
             ev = [e for c in cs for e in c.evidence]
-            f = make("LG105", lock, list(dict.fromkeys(ev)), tuple(cs[0].path),
+            f = make("LG105", lock, _union(ev), tuple(cs[0].path),
                        detail="\n\n".join(c.splat for c in cs), root=v.root.function, takes=takes,
                        contexts=" and ".join(f"'{c.held}' ({c.why})" for c in cs),
                        paths=" and ".join(" --> ".join(f"'{n}'" for n in (c.path[0], c.path[-1]))
@@ -410,6 +412,18 @@ def _report_locks(r: Report) -> tuple[str, str]:
     return (held[-1] if held else ""), ""
 
 
+def _report_place(r: Report, kind: str, what: str, lock: str, stack: tuple[str, ...]) -> Evidence:
+    """Where the reported thing happened: the source site the kernel printed, else the
+    acquisition lockdep caught, else the report's own header line."""
+    if r.site:
+        return Evidence(r.file, r.line, f"{what} at {r.site}", stack)
+    if r.new_lock and kind != "bad_unlock_balance":
+        at = f" at {r.new_lock.at}()" if r.new_lock.at else ""
+        verb = "taken again" if kind == "recursive" else "being taken"
+        return Evidence(r.file, r.new_lock.line, f"'{r.new_lock.name}' {verb}{at}", stack)
+    return Evidence(r.file, r.line, f"{what} reported" + (f" on '{lock}'" if lock else ""), stack)
+
+
 @check(*sorted({rule for rule, _ in REPORT_RULES.values()}))
 def lockdep_reports(inp: CheckInput) -> Iterable[Finding]:
     """Every lockdep report of a kind that is a bug by itself is a finding (a circular
@@ -426,20 +440,10 @@ def lockdep_reports(inp: CheckInput) -> Iterable[Finding]:
         site = r.new_lock or r.subject_lock
         frame = (site.at if site and site.at else "") or (stack[0] if stack else "")
         ev = []
-        if r.site:
-            ev.append(Evidence(r.file, r.line, f"{what} at {r.site}", stack))
         if kind == "recursive" and r.held_lock:
             at = f" at {r.held_lock.at}()" if r.held_lock.at else ""
             ev.append(Evidence(r.file, r.held_lock.line, f"'{r.held_lock.name}' already held, taken{at}"))
-        if r.site:
-            pass  # the site line above is where it happened
-        elif r.new_lock and kind != "bad_unlock_balance":
-            at = f" at {r.new_lock.at}()" if r.new_lock.at else ""
-            verb = "taken again" if kind == "recursive" else "being taken"
-            ev.append(Evidence(r.file, r.new_lock.line, f"'{r.new_lock.name}' {verb}{at}", stack))
-        else:
-            ev.append(Evidence(r.file, r.line, f"{what} reported" + (f" on '{lock}'" if lock else ""),
-                               stack))
+        ev.append(_report_place(r, kind, what, lock, stack))
         for hl in r.held_lists:
             for lk in hl.locks:
                 at = f" at {lk.at}()" if lk.at else ""
@@ -467,4 +471,4 @@ def lockdep_turned_off(inp: CheckInput) -> Iterable[Finding]:
     for r in inp.reports:
         if r.duplicate_of is None and _report_kind(r) == "lockdep_off":
             ev = [Evidence(r.file, r.line, "INFO: lockdep is turned off")]
-            yield make("LG118", "(none)", ev, (), where=f" at {r.file}:{r.line}", file=r.file)
+            yield make("LG118", "(none)", ev, (), where=f" at {r.file}:{r.line}")
