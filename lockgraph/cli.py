@@ -374,25 +374,24 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
          fmt: ScanFormat = typer.Option(ScanFormat.text, "--format", "-f",
                                         help="text, json, or edges (from<TAB>to<TAB>file:line<TAB>function)")) -> None:
     """Scan raw kernel C into the static lock graph (acquisitions, edges, blind spots)."""
-    from lockgraph.render.json import scan_json
-    from lockgraph.render.json import dumps
+    from lockgraph.render.json import dumps, scan_json
     from lockgraph.render.text import scan_text
 
     cache_dir = _cache_dir(cache, no_cache)
     lap("sources (stat, hash)")
     srcs = _sources(src, config, root, arch, cache_dir)
-    if fmt is ScanFormat.edges:  # streamed: never held whole, so not kept as a result
-        st = _scan_sources(src, srcs, jobs, cache_dir, quiet)
-        lap("render")
+    # edges are streamed: never held whole, so not kept as a stored result
+    streamed = fmt is ScanFormat.edges
+    results = _Results(None if streamed else cache_dir, srcs, "scan", fmt.value)
+    results.replay()
+    st = _scan_sources(src, srcs, jobs, cache_dir, quiet)
+    lap("render")
+    if streamed:
         from lockgraph.render.edges import scan_edges
 
         sys.stdout.writelines(scan_edges(st))
         lap(None)
         raise typer.Exit(ExitCode.OK)
-    results = _Results(cache_dir, srcs, "scan", fmt.value)
-    results.replay()
-    st = _scan_sources(src, srcs, jobs, cache_dir, quiet)
-    lap("render")
     data = scan_json(st)
     results.finish(dumps(data, compact=True) if fmt is ScanFormat.json else scan_text(data), ExitCode.OK)
 
