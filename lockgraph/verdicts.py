@@ -22,8 +22,10 @@ import networkx as nx
 from lockgraph.checks import MAX_EDGES_SHOWN
 from lockgraph.graph import FS_RECLAIM, best_evidence, reachable, shortest_path_or_none
 from lockgraph.static.facts import kb
+from lockgraph.static.gfp import gfp_reclaims
 from lockgraph.static.slab_roots import Root
-from lockgraph.static.solve import Solved, Step, entry_contexts, gfp_reclaims
+from lockgraph.static.solve import Solved
+from lockgraph.static.witnesses import Step, entry_contexts
 from lockgraph.model import Evidence
 
 SPINNING = kb.SPINNING_KINDS
@@ -127,7 +129,7 @@ class RootVerdict:
     strict_leaf: StrictLeaf = field(default_factory=StrictLeaf)
     dtor_safe: DtorSafe = field(default_factory=DtorSafe)
     ctor: CtorContext | None = None
-    blind_spots: list[str] = field(default_factory=list)   # most telling first (solve.blind_rank)
+    blind_spots: list[str] = field(default_factory=list)   # most telling first (witnesses.blind_rank)
     blind_locked: list[str] = field(default_factory=list)  # those reached while a lock is held
 
     @property

@@ -186,8 +186,8 @@ def scan_text(data: dict) -> str:
 
 def _unresolved_text(rows: list[dict]) -> list[str]:
     """The unresolved calls most likely to hide an edge first: made under a held lock,
-    then the rest, byte-order helpers and frees last (solve.blind_rank)."""
-    from lockgraph.static.solve import blind_rank
+    then the rest, byte-order helpers and frees last (witnesses.blind_rank)."""
+    from lockgraph.static.witnesses import blind_rank
 
     if not rows:
         return []

@@ -27,7 +27,10 @@ from lockgraph.rules import make
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import (ARG_FALSE, ARG_TRUE, IRQS_ON, PREEMPTIBLE, FuncFacts,
                                          Held, LockExpr, blocking_gate)
-from lockgraph.static.solve import Solved, Step, _sccs, gfp_blocks
+from lockgraph.static.gfp import gfp_blocks
+from lockgraph.static.solve import Solved
+from lockgraph.static.summaries import sccs
+from lockgraph.static.witnesses import Step
 
 #: Held kinds that make the context atomic (kernel-semantics §1.2, §1.3, §1.8).
 ATOMIC_KINDS = kb.SPINNING_KINDS
@@ -273,7 +276,7 @@ class _Analysis:
 
     def solve(self) -> None:
         S = self.S
-        for scc in _sccs(S.targets):
+        for scc in sccs(S.targets):
             if len(scc) == 1:
                 self.summarise(scc[0])
                 if not any(scc[0] in row for row in S.targets[scc[0]]):

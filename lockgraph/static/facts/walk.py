@@ -5,7 +5,7 @@ bodies, goto unwinding (held sets flow to their label), early returns, condition
 acquisition (`if (mutex_trylock(&m))`, `if (!mutex_lock_interruptible(&m))`), memalloc
 scopes.  Held sets are "may be held" sets: at a join, the union of the paths that reach it.
 The walk records events with the held set at each; lock *class names* are resolved later,
-by the solver (`static/solve.py`, `Resolver`), when every file's init sites are known.
+by the solver (`static/resolution.py`, `Resolver`), when every file's init sites are known.
 """
 
 from __future__ import annotations

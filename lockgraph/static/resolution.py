@@ -1,0 +1,283 @@
+"""Names to definitions: the lockdep class of a lock expression (Resolver), the functions
+a call may reach (CallGraph), and the calls that reach none (blind spots).
+
+Both are resolved once, before any summary: the summaries and the edges ask the same
+question of the same site again and again, and the call graph fixes the order the
+summaries are computed in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from lockgraph.static.facts import kb
+from lockgraph.static.facts.scan import FileFacts
+from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
+
+#: An indirect call resolved by member name only (object type unknown) is followed when at
+#: most this many functions are assigned to that member anywhere; beyond, it is a blind spot.
+MAX_UNTYPED_TARGETS = 4
+#: The same bound when the object's struct type is known.
+MAX_TYPED_TARGETS = 8
+IDENT = re.compile(r"[A-Za-z_]\w*")
+_NONE: tuple[str, ...] = ()
+_EMPTY: frozenset[str] = frozenset()
+
+
+def fid(f: FuncFacts) -> str:
+    return f"{f.file}:{f.name}"
+
+
+class Resolver:
+    """Maps lock expressions at a site to lockdep class names (docs/kernel-facts.md §2)."""
+
+    def __init__(self, files: list[FileFacts], funcs: dict[str, FuncFacts]) -> None:
+        self.static: dict[str, set[str]] = defaultdict(set)       # ident -> names
+        self.field: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.globals: dict[str, str] = {}
+        self.kind_of_static: dict[str, str] = {}
+        for ff in files:
+            self.globals.update(ff.globals)
+            for ident, kind, _ in ff.defines:
+                self.static[ident].add(ident)
+                self.kind_of_static[ident] = kind
+            for d in ff.desig:
+                m = re.match(r"(\w+)\s*\(\s*(.*?)\s*\)$", d.value)
+                if m and m.group(1) in kb.MEMBER_INITS and d.type:
+                    self.field[(d.type, d.member)].add(m.group(2))
+        for f in funcs.values():
+            overrides: dict[tuple, set[str]] = defaultdict(set)
+            inits: dict[tuple, set[str]] = defaultdict(set)
+            for prim, lk, name, _line in f.inits:
+                key = self.key_of(lk, f)
+                if key is None:
+                    continue
+                (overrides if prim.startswith("lockdep_set_class") else inits)[key].add(name)
+            for key, names in inits.items():
+                chosen = overrides.get(key) or names
+                self._add(key, chosen)
+            for key, names in overrides.items():
+                if key not in inits:
+                    self._add(key, names)
+
+    def _add(self, key: tuple, names: set[str]) -> None:
+        if key[0] == "static":
+            self.static[key[1]] = (self.static[key[1]] - {key[1]}) | names
+        else:
+            self.field[key].update(names)
+
+    def type_of(self, var: str, f: FuncFacts) -> str:
+        for typ, name in f.params:
+            if name == var:
+                return typ
+        return f.locals.get(var) or self.globals.get(var, "")
+
+    @staticmethod
+    def _struct(typ: str) -> str:
+        t = typ.replace("*", "").strip()
+        return t[7:] if t.startswith("struct ") else t
+
+    def key_of(self, lk: LockExpr, f: FuncFacts) -> tuple | None:
+        if lk.fixed or not lk.root:
+            return None
+        if lk.percpu or (not lk.path and self._is_static(lk.root, f)):
+            return ("static", lk.root)
+        typ = self.type_of(lk.root, f)
+        if typ and lk.path:
+            return (self._struct(typ), lk.path)
+        return None
+
+    def _is_static(self, root: str, f: FuncFacts) -> bool:
+        if any(n == root for _, n in f.params) or root in f.locals:
+            return False
+        return root in self.static or root in self.globals or root not in f.aliases
+
+    def classes(self, lk: LockExpr, f: FuncFacts, depth: int = 0) -> list[str]:
+        """Class names for a lock expression in function f; '@paramN' for a lock parameter."""
+        if lk.fixed:
+            return [lk.fixed]
+        if not lk.root:
+            return [_norm(lk.text)]
+        for k, (typ, name) in enumerate(f.params):
+            if name == lk.root and not lk.path and not lk.percpu:
+                return [f"@param{k}"]
+        if lk.root in f.aliases and not lk.percpu and depth < 3 and lk.root not in self.static:
+            alias = LockExpr.parse(f.aliases[lk.root])
+            if alias.root and alias.root != lk.root:
+                if not lk.path:
+                    return self.classes(alias, f, depth + 1)
+        key = self.key_of(lk, f)
+        if key is not None:
+            if key[0] == "static":
+                names = self.static.get(key[1])
+                return sorted(names) if names else [key[1]]
+            names = self.field.get(key)
+            if names:
+                return sorted(names)
+        return [_norm(lk.text)]
+
+    def kind_hint(self, name: str) -> str:
+        k = self.kind_of_static.get(name, "")
+        return k.split(":", 1)[-1]
+
+    def dropped(self, f: FuncFacts, d: frozenset[str]) -> frozenset[str]:
+        """Class names of the caller locks (as written in f) a path dropped."""
+        if not d:
+            return _EMPTY
+        return frozenset(c for text in d for c in self.classes(LockExpr.parse(text), f))
+
+    def held_classes(self, f: FuncFacts, held: tuple[Held, ...]) -> list[tuple[str, Held]]:
+        """Each lock held at a site with its class name (subclass included), oldest first."""
+        out = []
+        for h in held:
+            for c in self.classes(h.lock, f):
+                out.append((c + (f"/{h.subclass}" if h.subclass else ""), h))
+        return out
+
+
+def _norm(text: str) -> str:
+    return text.replace(" ", "") if "," not in text else re.sub(r"\s+", " ", text)
+
+
+class HeldNames:
+    """Class names held at a call, memoised per call: the summaries ask once per callee and
+    per pass over a component, and the callers index asks again.  Lives for one solve only
+    (keyed by the call object's id)."""
+
+    def __init__(self, res: Resolver) -> None:
+        self.res = res
+        self.memo: dict[int, frozenset[str]] = {}
+
+    def __call__(self, c, f: FuncFacts) -> frozenset[str]:
+        got = self.memo.get(id(c))
+        if got is None:
+            got = self.memo[id(c)] = frozenset(x for x, _ in self.res.held_classes(f, c.held))
+        return got
+
+
+class CallGraph:
+    """targets[i][k]: the functions call k of function i may reach, and what is left blind.
+
+    Indirect calls are followed through designated initialisers and `->member = fn`
+    assignments, by the object's struct type when it is known; a member assigned to too many
+    functions (notifiers, file operations) is a blind spot instead, or every caller would
+    take every callee's locks."""
+
+    def __init__(self, files: list[FileFacts], funcs: dict[str, FuncFacts],
+                 by_name: dict[str, list[str]], res: Resolver) -> None:
+        self.funcs, self.by_name, self.res = funcs, by_name, res
+        self.unit = _translation_units(files)
+        self.member_targets: dict[str, set[str]] = defaultdict(set)
+        self.typed_targets: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for ff in files:
+            for d in ff.desig:
+                v = d.value.lstrip("&").strip()
+                if IDENT.fullmatch(v) and v in by_name:
+                    self.member_targets[d.member].add(v)
+                    if d.type:
+                        self.typed_targets[(d.type, d.member)].add(v)
+        for f in funcs.values():
+            for base, member, value, _ in f.assigns:
+                if value in by_name:
+                    self.member_targets[member].add(value)
+        self.targets: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self.unresolved: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        self.blind: dict[str, frozenset[str]] = {}
+        self.blind_calls: dict[str, tuple[tuple[int, str], ...]] = {}
+        for i, f in funcs.items():
+            self._resolve_calls(i, f)
+
+    def _resolve_calls(self, i: str, f: FuncFacts) -> None:
+        row = []
+        local_blind: set[str] = set()
+        mine: list[tuple[int, str]] = []
+        for k, c in enumerate(f.calls):
+            t = tuple(self.resolve_call(f, c.name, c.member, c.base)) or _NONE
+            row.append(t)
+            if not t and c.name not in kb.LOCK_FREE and c.name not in kb.SLEEPING_CALLS \
+                    and not c.name.isupper() and not c.name.startswith(("trace_", "__builtin")):
+                pointer = c.member or any(n == c.name for _, n in f.params) or c.name in f.locals
+                what = f"{c.base}->{c.name}()" if c.member and c.base else f"{c.name}()"
+                label = (f"unresolved indirect call {what} in {f.name}()" if pointer
+                         else f"missing definition of {what}")
+                local_blind.add(label)
+                self.unresolved[label].append((f.file, c.line))
+                mine.append((k, label))
+        if f.structure.startswith("unknown"):
+            local_blind.add(f"structure unknown in {f.name}() ({f.file}:{f.line})")
+        self.targets[i] = tuple(row)
+        if mine:
+            self.blind_calls[i] = tuple(mine)
+        if local_blind:
+            self.blind[i] = frozenset(local_blind)
+
+    def resolve_call(self, caller: FuncFacts, name: str, member: bool, base: str = "") -> list[str]:
+        funcs, by_name = self.funcs, self.by_name
+        if member:
+            names = self.member_targets.get(name, set())
+            typed = False
+            if base:  # where the object's struct type is known, only that type's tables
+                typ = Resolver._struct(self.res.type_of(base, caller))
+                if typ and self.typed_targets.get((typ, name)):
+                    names = self.typed_targets[(typ, name)]
+                    typed = True
+            if len(names) > (MAX_TYPED_TARGETS if typed else MAX_UNTYPED_TARGETS):
+                # a generic callback (notifier, file operations...): following every table
+                # would make everything take everything; it is a blind spot instead
+                return []
+            return sorted(i for n in names for i in by_name.get(n, ()))
+        if any(n == name for _, n in caller.params) or name in caller.locals:
+            return []  # a call through a function-pointer variable
+        cands = by_name.get(name) or by_name.get(name + "_noprof", [])  # alloc_hooks() wrappers
+        if not cands:
+            return []
+        same = [i for i in cands if funcs[i].file == caller.file]
+        if same:
+            return same
+        tu = self.unit.get(caller.file)
+        if tu is not None:  # a static function of a file the caller's includes (or is included by)
+            mine = [i for i in cands if self.unit.get(funcs[i].file) == tu]
+            if mine:
+                return mine
+        public = [i for i in cands if not funcs[i].static]
+        if public:
+            return public
+        d = caller.file.rsplit("/", 1)[0]
+        # a static function elsewhere is reachable from its own directory (#include "x.c")
+        # or, when a header defines it (static inline), from anywhere
+        return [i for i in cands if funcs[i].file.endswith(".h")
+                or funcs[i].file.rsplit("/", 1)[0] == d]
+
+    def callers(self, held_names: HeldNames) -> dict[str, list[tuple[str, frozenset[str], int]]]:
+        """callee -> (caller, classes held at the call, line): entry contexts read it."""
+        out: dict[str, list[tuple[str, frozenset[str], int]]] = defaultdict(list)
+        for i, f in self.funcs.items():
+            for c, row in zip(f.calls, self.targets[i]):
+                if not row:
+                    continue
+                held = held_names(c, f) if c.held else _EMPTY
+                for j in row:
+                    out[j].append((i, held, c.line))
+        return dict(out)
+
+
+def _translation_units(files: list[FileFacts]) -> dict[str, str]:
+    """Files joined by `#include "x.c"` -> one name per translation unit (the smallest path
+    in it); files that include no .c and are not included are absent."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    present = {ff.path for ff in files}
+    for ff in files:
+        for inc in ff.includes:
+            if inc in present:
+                a, b = find(ff.path), find(inc)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return {x: find(x) for x in parent}

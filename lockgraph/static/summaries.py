@@ -1,0 +1,494 @@
+"""Per-function summaries, bottom-up: the lock classes a function may take (any, and at
+its top level), whether it may enter reclaim or sleep, the lock and gfp parameters whose
+argument decides that, and the caller locks a path drops first.
+
+Computed once per strongly connected component of the call graph in reverse topological
+order — linear in the program, not a global fixpoint.  A summary is a bit set over lock
+classes (fs_reclaim is bit 0), not a dict with a witness per class: on the whole tree most
+functions reach the same few thousand core-kernel classes, and per-class entries for every
+function do not fit in memory.  `top` follows lockdep's edge rule through calls: a caller's
+lock gets an edge only to the classes a callee takes with none of its own non-try locks
+held — what the callee takes under its own lock B is B's edge, not the caller's.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lockgraph.static.facts import kb
+from lockgraph.static.facts.walk import Acq, FuncFacts, Held, LockExpr
+from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
+from lockgraph.static.resolution import HeldNames, Resolver
+
+if TYPE_CHECKING:
+    from lockgraph.static.solve import Solved
+
+#: How far up the call graph a "this path drops caller lock L first" record travels.
+DROP_LEVELS = 3
+_EMPTY: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Witness:
+    """Where a summary entry comes from, kept only where entries are few (lock and gfp
+    parameters, the first sleep): a lock class reached is a bit, its chain is searched
+    when printed."""
+
+    line: int
+    callee: str | None          # function id the lock comes through, None = taken here
+    dropped: frozenset[str] = frozenset()
+    note: str = ""
+    via_param: int = -1         # for gfp-parameter witnesses: the callee's parameter
+    try_: bool = False          # reached through a trylock (lockdep adds no edge into it)
+    irq: bool = False           # the acquisition disables interrupts
+    deep: bool = False          # under a non-try lock of the function's own: no caller edge
+
+    @property
+    def edge(self) -> bool:
+        """A caller's held lock gets a lockdep edge through this witness."""
+        return not (self.try_ or self.deep)
+
+
+def prefer(table: dict, key, w: Witness) -> bool:
+    """Keep w for key unless a witness is kept already; one that makes edges replaces one
+    that does not.  True when the table changed."""
+    old = table.get(key)
+    if old is None or not old.edge and w.edge:
+        table[key] = w
+        return True
+    return False
+
+
+class ClassIndex:
+    """Lock class names <-> bit positions of the summaries."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = list(names)
+        self.ids = {n: k for k, n in enumerate(self.names)}
+
+    def id(self, name: str) -> int:
+        k = self.ids.get(name)
+        if k is None:
+            k = self.ids[name] = len(self.names)
+            self.names.append(name)
+        return k
+
+    @staticmethod
+    def bits(x: int) -> list[int]:
+        """Set bit positions of x, lowest first (str.find skips the zeros in C)."""
+        if not x:
+            return []
+        s = format(x, "b")[::-1]
+        out = []
+        k = s.find("1")
+        while k >= 0:
+            out.append(k)
+            k = s.find("1", k + 1)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    edge: bool       # a caller's held lock gets a lockdep edge to it (see Solved.top)
+
+
+class Takes:
+    """fid -> {class: Taken}, read off the bit sets per question (never stored for every
+    function)."""
+
+    def __init__(self, S: "Solved") -> None:
+        self.S = S
+
+    def get(self, fid: str, default=None):
+        S = self.S
+        if fid not in S.anyb:
+            return default
+        t = S.top[fid]
+        out = {S.classes.names[b]: Taken(bool(t >> b & 1)) for b in S.classes.bits(S.anyb[fid])}
+        for cls, w in S.pcls.get(fid, {}).items():
+            out[cls] = Taken(w.edge)
+        return out
+
+    def __getitem__(self, fid: str):
+        v = self.get(fid)
+        if v is None:
+            raise KeyError(fid)
+        return v
+
+    def __contains__(self, fid: str) -> bool:
+        return fid in self.S.anyb
+
+
+def at_top(held: tuple[Held, ...], f: FuncFacts) -> bool:
+    """No non-try lock of f's own is surely held here (lockdep's edge walk from the newest
+    held lock stops at the first non-try one; a lock held on one path only counts as not
+    held, which keeps the caller's edges).  A lock f received as a parameter does not
+    count either: its class is the caller's argument, and no edge from it is made here, so
+    stopping at it would leave what f takes under it with no incoming edge at all."""
+    for h in held:
+        if not h.try_ and not h.cond and h.kind not in kb.NO_EDGE_KINDS:
+            lk = h.lock
+            if not lk.path and not lk.percpu and not lk.fixed and any(
+                    n == lk.root for _, n in f.params):
+                continue
+            return False
+    return True
+
+
+
+
+def own_acquisitions(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[str, ...], ...]],
+                     res: Resolver) -> tuple[dict[str, list[tuple[str, Acq]]], ClassIndex]:
+    """Each function's own acquisitions with their class names, and the bit of each class.
+
+    Classes taken by much-called functions get the low bits, so the many summaries that
+    reach them stay short integers."""
+    indeg: dict[str, int] = defaultdict(int)
+    for row in targets.values():
+        for t in row:
+            for j in t:
+                indeg[j] += 1
+    weight: dict[str, int] = defaultdict(int)
+    local_acqs: dict[str, list[tuple[str, Acq]]] = {}
+    for i, f in funcs.items():
+        got = []
+        for a in f.acqs:
+            for cls in res.classes(a.lock, f):
+                cls = cls + (f"/{a.subclass}" if a.subclass else "")
+                got.append((cls, a))
+                weight[cls] += 1 + indeg.get(i, 0)
+        local_acqs[i] = got
+    U = ClassIndex([FS_RECLAIM] + sorted((c for c in weight if not c.startswith("@param")
+                                          and c != FS_RECLAIM), key=lambda c: (-weight[c], c)))
+    return local_acqs, U
+
+
+class Summaries:
+    """The summaries of every function, and the lock kinds, interrupt-disabling classes and
+    sleeps met on the way: the state `local` seeds and `pull` grows."""
+
+    def __init__(self, funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[str, ...], ...]],
+                 res: Resolver, held_names: HeldNames) -> None:
+        self.funcs, self.targets, self.res, self.held_names = funcs, targets, res, held_names
+        self.local_acqs, self.classes = own_acquisitions(funcs, targets, res)
+        self.kinds: dict[str, str] = {FS_RECLAIM: "map"}   # lock class -> kind (spin, mutex, ...)
+        self.irq_classes: set[str] = set()
+        self.sleeps: dict[str, Witness] = {}
+        self.anyb: dict[str, int] = {}
+        self.top: dict[str, int] = {}
+        #: top-level classes reached through some path that drops no caller lock (a class
+        #: reached cleanly only under the callee's own lock makes no edge from the caller's
+        #: lock either)
+        self.clean: dict[str, int] = {}
+        self.own: dict[str, frozenset[int]] = {}   # classes taken in the body
+        self.pcls: dict[str, dict[str, Witness]] = {}
+        self.param_reclaim: dict[str, dict[int, Witness]] = {}
+        self.via_gfp: dict[str, int] = {}   # fs_reclaim through a gfp argument: call line
+        #: per level (calls below the function): dropped caller lock -> classes reached
+        self.drop_levels: list[dict[str, dict[str, int]]] = [{} for _ in range(DROP_LEVELS)]
+        self._singles: dict[str, frozenset[str]] = {}
+
+    def run(self) -> None:
+        """Callees before callers, so a function's summary is final before any caller
+        pulls it, except inside a cycle of calls."""
+        for i in self.funcs:
+            self.local(i)
+        funcs, targets, pull = self.funcs, self.targets, self.pull
+        for scc in sccs(targets):
+            if len(scc) == 1 and not any(scc[0] in row for row in targets[scc[0]]):
+                i = scc[0]
+                f = funcs[i]
+                for c, row in zip(f.calls, targets[i]):
+                    for j in row:
+                        pull(i, f, c, j)
+                continue
+            self._component(scc)
+
+    def _component(self, scc: list[str]) -> None:
+        """Inside a component: a worklist; a member is revisited only when a callee grew."""
+        funcs, targets, pull = self.funcs, self.targets, self.pull
+        inside = set(scc)
+        callers_in: dict[str, set[str]] = defaultdict(set)
+        for i in scc:
+            f = funcs[i]
+            for c, row in zip(f.calls, targets[i]):
+                for j in row:
+                    if j in inside:
+                        callers_in[j].add(i)
+                    else:  # callees outside the component are final: absorbed once
+                        pull(i, f, c, j)
+        # Versions: a dequeued member pulls again only from the callees that changed since
+        # it last looked, not from all of them (members of the kernel's big component
+        # have dozens of callees inside it).
+        version = dict.fromkeys(scc, 0)
+        seen: dict[tuple[str, str], int] = {}
+        inner = {i: [(c, j) for c, row in zip(funcs[i].calls, targets[i]) for j in row if j in inside]
+                 for i in scc}
+        queue = sorted(scc, reverse=True)
+        queued = set(queue)
+        while queue:
+            i = queue.pop()
+            queued.discard(i)
+            f = funcs[i]
+            grew = False
+            pairs = inner[i]
+            fresh = {j: version[j] for _, j in pairs if seen.get((i, j)) != version[j]}
+            for c, j in pairs:
+                if j in fresh and pull(i, f, c, j):
+                    grew = True
+            for j, v in fresh.items():
+                seen[(i, j)] = v
+            if grew:
+                version[i] += 1
+                for c in sorted(callers_in.get(i, ()), reverse=True):
+                    if c not in queued:
+                        queued.add(c)
+                        queue.append(c)
+
+    def drops(self) -> dict[str, dict[str, int]]:
+        """Dropped caller lock -> classes, whatever the level."""
+        out: dict[str, dict[str, int]] = {}
+        for level in self.drop_levels:
+            for fid, per in level.items():
+                dst = out.setdefault(fid, {})
+                for lk, bits in per.items():
+                    dst[lk] = dst.get(lk, 0) | bits
+        return out
+
+    def local(self, i: str) -> None:
+        """Seed i's summary with what its own body takes, allocates and sleeps on."""
+        f = self.funcs[i]
+        res, U, kinds, irq_classes = self.res, self.classes, self.kinds, self.irq_classes
+        a_bits = t_bits = c_bits = 0
+        pc: dict[str, Witness] = {}
+        dr: dict[str, int] = {}
+        pr: dict[int, Witness] = {}
+        for cls, a in self.local_acqs[i]:
+            kinds.setdefault(cls, a.kind)
+            if a.irq:
+                irq_classes.add(cls)
+            if cls.startswith("@param"):
+                prefer(pc, cls, Witness(a.line, None, res.dropped(f, a.dropped), try_=a.try_,
+                                        irq=a.irq, deep=not at_top(a.held, f)))
+                continue
+            b = 1 << U.id(cls)
+            d = res.dropped(f, a.dropped)
+            for lk in d:
+                dr[lk] = dr.get(lk, 0) | b
+            a_bits |= b
+            if not a.try_ and at_top(a.held, f):
+                t_bits |= b
+                if not d:
+                    c_bits |= b
+        for al in f.allocs:
+            how, k = gfp_reclaims(al.gfp, f)
+            if masked(al.scopes) or how == "no":
+                continue
+            if how == "param":
+                prefer(pr, k, Witness(al.line, None, res.dropped(f, al.dropped), f"{al.api}()",
+                                      deep=not at_top(al.held, f)))
+            else:
+                d = res.dropped(f, al.dropped)
+                for lk in d:
+                    dr[lk] = dr.get(lk, 0) | 1
+                a_bits |= 1
+                if at_top(al.held, f):
+                    t_bits |= 1
+                    if not d:
+                        c_bits |= 1
+        self.anyb[i], self.top[i], self.clean[i] = a_bits, t_bits, c_bits
+        if a_bits:
+            self.own[i] = frozenset(U.bits(a_bits))
+        if pc:
+            self.pcls[i] = pc
+        if dr:
+            self.drop_levels[0][i] = dr
+        if pr:
+            self.param_reclaim[i] = pr
+        if f.sleeps:
+            self.sleeps[i] = Witness(f.sleeps[0][1], None, note=f.sleeps[0][0] + "()")
+
+    def _single(self, lk: str) -> frozenset[str]:
+        got = self._singles.get(lk)
+        if got is None:
+            got = self._singles[lk] = frozenset((lk,))
+        return got
+
+    def set_drop(self, i: str, bits: int, d: frozenset[str], level: int = 0) -> bool:
+        """Classes `bits` are reached in i through a path that first drops each lock of d,
+        `level` calls below i (0: i drops it itself)."""
+        grew = False
+        dr = self.drop_levels[level].setdefault(i, {})
+        for lk in d:
+            old = dr.get(lk, 0)
+            if old | bits != old:
+                dr[lk] = old | bits
+                grew = True
+        return grew
+
+    def pull(self, i: str, f: FuncFacts, c, j: str) -> bool:
+        """Absorb callee j's summary through call c of i; True when i's summary grew.
+
+        Millions of calls on the whole tree: the state is bound to locals once per call."""
+        anyb, top, clean, set_drop = self.anyb, self.top, self.clean, self.set_drop
+        m = ~1 if masked(c.scopes) else -1
+        before_a, before_t, before_c = anyb[i], top[i], clean[i]
+        ctop = at_top(c.held, f)
+        drop = self.res.dropped(f, c.dropped) if c.dropped else _EMPTY
+        # the common call (nothing dropped, no lock or gfp parameter) is these three unions
+        a_bits = before_a | (anyb[j] & m)
+        t_bits, c_bits = before_t, before_c
+        if ctop:
+            t_bits |= top[j] & m
+            if not drop:
+                c_bits |= clean[j] & m
+        # Per dropped caller lock, the classes reached through a path that drops it first;
+        # a class also reached cleanly (no drop at all) is judged by `clean` at use.  A
+        # record travels up at most DROP_LEVELS - 1 calls (the lock a callee drops is its
+        # caller's, or a wrapper's caller's) and stops at a call that holds that lock.
+        dgrew = set_drop(i, anyb[j] & m, drop) if drop else False
+        held_here = None
+        drop_levels = self.drop_levels
+        for level in range(DROP_LEVELS - 1):
+            dj = drop_levels[level].get(j)
+            if not dj:
+                continue
+            if held_here is None:
+                held_here = self.held_names(c, f) if c.held else _EMPTY
+            for lk, bits in dj.items():
+                if lk not in held_here and set_drop(i, bits & m, self._single(lk), level + 1):
+                    dgrew = True
+        pj = self.pcls.get(j)
+        if pj:
+            a_bits, t_bits, c_bits, grew = self._lock_params(i, f, c, j, pj, drop, ctop,
+                                                             a_bits, t_bits, c_bits)
+            dgrew = dgrew or grew
+        changed = dgrew or a_bits != before_a or t_bits != before_t or c_bits != before_c
+        anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
+        pj = self.param_reclaim.get(j)
+        if pj:
+            changed = self._gfp_params(i, f, c, j, pj, m, drop, ctop) or changed
+        sleeps = self.sleeps
+        if j in sleeps and i not in sleeps:
+            sleeps[i] = Witness(c.line, j)
+            changed = True
+        return changed
+
+    def _lock_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[str, Witness],
+                     drop: frozenset[str], ctop: bool, a_bits: int, t_bits: int,
+                     c_bits: int) -> tuple[int, int, int, bool]:
+        """The classes j takes through its lock parameters are the arguments of call c:
+        i's new (any, top, clean) bits, and whether a drop record or i's own lock-parameter
+        entries grew."""
+        U, kinds, irq_classes = self.classes, self.kinds, self.irq_classes
+        grew = False
+        for cls, w in pj.items():
+            n = int(cls[6:].split("/")[0])
+            if n >= len(c.args):
+                continue
+            for real in self.res.classes(LockExpr.parse(c.args[n]), f):
+                if w.irq:
+                    irq_classes.add(real)
+                kinds.setdefault(real, kinds.get(cls, "spin"))
+                if real.startswith("@param"):
+                    if prefer(self.pcls.setdefault(i, {}), real,
+                              Witness(c.line, j, drop | w.dropped, try_=w.try_, irq=w.irq,
+                                      deep=w.deep or not ctop)):
+                        grew = True  # a caller in the component must look again
+                    continue
+                b = 1 << U.id(real)
+                if drop or w.dropped:
+                    if self.set_drop(i, b, drop | w.dropped):
+                        grew = True
+                a_bits |= b
+                if ctop and w.edge:
+                    t_bits |= b
+                    if not (drop or w.dropped):
+                        c_bits |= b
+        return a_bits, t_bits, c_bits, grew
+
+    def _gfp_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[int, Witness], m: int,
+                    drop: frozenset[str], ctop: bool) -> bool:
+        """Whether j reclaims through a gfp parameter is decided by call c's argument: it
+        reclaims (i's fs_reclaim bit), or the question passes on to i's own parameter.
+        True when i's summary grew."""
+        anyb, top, clean = self.anyb, self.top, self.clean
+        changed = False
+        pr = self.param_reclaim.setdefault(i, {})
+        for n, w in pj.items():
+            if m != -1 or n >= len(c.args):
+                continue
+            how, k2 = gfp_reclaims(c.args[n], f)
+            if how == "param":
+                if prefer(pr, k2, Witness(c.line, j, drop | w.dropped, via_param=n,
+                                          deep=w.deep or not ctop)):
+                    changed = True
+            elif how in ("yes", "unknown"):
+                was = (anyb[i] & 1, top[i] & 1, clean[i] & 1)
+                if (drop or w.dropped) and self.set_drop(i, 1, drop | w.dropped):
+                    changed = True
+                edge = ctop and w.edge
+                if not anyb[i] & 1 or edge and not top[i] & 1:
+                    self.via_gfp[i] = c.line  # where a witness search for fs_reclaim ends
+                anyb[i] |= 1
+                if edge:
+                    top[i] |= 1
+                    if not (drop or w.dropped):
+                        clean[i] |= 1
+                changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1)
+        return changed
+
+
+def sccs(targets: dict[str, tuple[tuple[str, ...], ...]]) -> list[list[str]]:
+    """Strongly connected components, callees before callers (Tarjan, iterative).
+
+    Hand-written rather than networkx: on the whole tree the call graph has ~700k nodes and
+    millions of edges, and a DiGraph of it costs more memory than every summary together."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    counter = 0
+    for start in targets:
+        if start in index:
+            continue
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on.add(start)
+        work = [(start, iter([j for row in targets[start] for j in row]))]
+        while work:
+            v, it = work[-1]
+            pushed = False
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter([j for row in targets[w] for j in row])))
+                    pushed = True
+                    break
+                if w in on and index[w] < low[v]:
+                    low[v] = index[w]
+            if pushed:
+                continue
+            work.pop()
+            if work:
+                u = work[-1][0]
+                if low[v] < low[u]:
+                    low[u] = low[v]
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                comp.sort()
+                out.append(comp)
+    return out

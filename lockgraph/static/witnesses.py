@@ -1,0 +1,300 @@
+"""Evidence, searched when it is printed: the call chain from a function to where a lock
+class is taken, the chain to an allocation whose gfp is a parameter, the locks callers hold
+on entry, and the blind spots a function can reach.
+
+Summaries keep bit sets, not a witness per class (they would not fit in memory on the whole
+tree), so a chain is found afterwards — the shortest one through callees whose summary
+holds the class — and only for the few hundred edges and roots a report shows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lockgraph.static.facts import kb
+from lockgraph.static.facts.walk import FuncFacts, LockExpr
+from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
+from lockgraph.static.summaries import Witness, at_top
+
+if TYPE_CHECKING:
+    from lockgraph.static.solve import Solved
+
+#: Functions a witness search visits breadth-first (shortest chain) before it settles for
+#: the first call that leads to the class (bounded work for classes far down the graph).
+BFS_BUDGET = 200
+#: Entries of the per-function witness-search memo before it is emptied.
+MEMO_BOUND = 1_000_000
+_EMPTY: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One hop of a witness: in `function` at file:line."""
+
+    function: str
+    file: str
+    line: int
+
+    def to_json(self) -> dict:
+        return {"function": self.function, "file": self.file, "line": self.line}
+
+    def label(self, file: str | None = None) -> str:
+        """`function (file:line)`, the form evidence stacks show; `file` overrides the path."""
+        return f"{self.function} ({file or self.file}:{self.line})"
+
+
+
+class ChainSearch:
+    """Call chains to a lock class over one solved program, memoised: an edge's evidence
+    asks for the same (callee, class) from every call site."""
+
+    def __init__(self, S: Solved) -> None:
+        self.S = S
+        self._chains: dict[tuple[str, str, bool, str], tuple[Step, ...]] = {}
+        self._dropmemo: dict[tuple, frozenset[str]] = {}
+        self._hops: dict[tuple, tuple] = {}
+
+    def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
+              avoid: str = "") -> tuple[Step, ...]:
+        """The shortest call chain from j to a function that takes `cls` itself.
+
+        Breadth-first over the callees whose summary holds the class (calls in source
+        order, so ties go to the earlier call); `edge` follows only the paths that make a
+        lockdep edge from a caller's lock (top-level calls, non-try acquisitions); `avoid`
+        is the held lock of the edge being shown, so no path that drops it first is offered
+        as its evidence."""
+        key = (j, cls, edge, avoid)
+        got = self._chains.get(key)
+        if got is None:
+            got = self._chains[key] = self._bfs(j, cls, edge, limit, avoid)
+        return got
+
+    def _drops(self, f: FuncFacts, d: frozenset[str]) -> frozenset[str]:
+        key = (f.file, f.name, d)
+        got = self._dropmemo.get(key)
+        if got is None:
+            got = self._dropmemo[key] = self.S.resolver.dropped(f, d)
+        return got
+
+    def _steps_from(self, cur: str, cls: str, b: int, edge: bool, avoid: str):
+        """At function cur: (step, []) when cur itself takes the class, else (None, the
+        (line, callee) hops to callees whose summary holds it, in source order)."""
+        key = (cur, b, edge, avoid)
+        got = self._hops.get(key)
+        if got is None:
+            if len(self._hops) >= MEMO_BOUND:  # bounded memory on whole-tree questions
+                self._hops.clear()
+            got = self._hops[key] = self._find_steps(cur, cls, b, edge, avoid)
+        return got
+
+    def _find_steps(self, cur: str, cls: str, b: int, edge: bool, avoid: str):
+        S = self.S
+        f = S.funcs[cur]
+        if b in S.own.get(cur, ()):
+            line = self._local_line(cur, cls, edge, avoid)
+            if line:
+                return Step(f.name, f.file, line), []
+        summ = S.top if edge else S.anyb
+        bit = 1 << b
+        drops, clean, pcls = S.drops, S.clean, S.pcls
+        hops = []
+        for c, row in zip(f.calls, S.targets.get(cur, ())):
+            if not row or b == 0 and masked(c.scopes) or edge and not at_top(c.held, f):
+                continue
+            if avoid and c.dropped and avoid in self._drops(f, c.dropped):
+                continue
+            for jj in row:
+                if avoid:
+                    dj = drops.get(jj)
+                    if dj and dj.get(avoid, 0) & bit and not clean.get(jj, 0) & bit:
+                        continue
+                if summ.get(jj, 0) & bit:
+                    hops.append((c.line, jj))
+                elif jj in pcls and self._through_param(f, c, jj, cls, edge):
+                    return Step(f.name, f.file, c.line), []
+        if not hops and b == 0 and cur in S.via_gfp:
+            return Step(f.name, f.file, S.via_gfp[cur]), []
+        return None, hops
+
+    def _bfs(self, j: str, cls: str, edge: bool, limit: int, avoid: str) -> tuple[Step, ...]:
+        S = self.S
+        if cls.startswith("@param"):
+            w = S.pcls.get(j, {}).get(cls)
+            if w is None:
+                return ()
+            f = S.funcs[j]
+            return (Step(f.name, f.file, w.line),)
+        b = S.classes.ids.get(cls)
+        if b is None:
+            return ()
+        parent: dict[str, tuple[str, int] | None] = {j: None}
+        frontier = [j]
+        end: tuple[str, Step] | None = None
+        for _depth in range(limit):
+            nxt: list[str] = []
+            for cur in frontier:
+                last, hops = self._steps_from(cur, cls, b, edge, avoid)
+                if last is not None:
+                    end = (cur, last)
+                    break
+                for line, jj in hops:
+                    if jj not in parent:
+                        parent[jj] = (cur, line)
+                        nxt.append(jj)
+            if end or not nxt:
+                break
+            if len(parent) > BFS_BUDGET:  # far away: follow the first call that leads there
+                return self._greedy(j, cls, b, edge, limit, avoid)
+            frontier = nxt
+        if end is None:
+            return ()
+        cur, last = end
+        out = [last]
+        while parent[cur] is not None:
+            up, line = parent[cur]
+            f = S.funcs[up]
+            out.append(Step(f.name, f.file, line))
+            cur = up
+        return tuple(reversed(out))
+
+    def _greedy(self, j: str, cls: str, b: int, edge: bool, limit: int,
+                avoid: str) -> tuple[Step, ...]:
+        S = self.S
+        out: list[Step] = []
+        seen: set[str] = set()
+        cur = j
+        while len(out) < limit:
+            seen.add(cur)
+            last, hops = self._steps_from(cur, cls, b, edge, avoid)
+            if last is not None:
+                out.append(last)
+                break
+            hop = next(((line, jj) for line, jj in hops if jj not in seen), None)
+            if hop is None:
+                break
+            f = S.funcs[cur]
+            out.append(Step(f.name, f.file, hop[0]))
+            cur = hop[1]
+        return tuple(out)
+
+    def _local_line(self, fid: str, cls: str, edge: bool, avoid: str = "") -> int:
+        S = self.S
+        f = S.funcs[fid]
+        if cls == FS_RECLAIM:
+            for al in f.allocs:
+                how, _ = gfp_reclaims(al.gfp, f)
+                if not masked(al.scopes) and how in ("yes", "unknown") and not (
+                        edge and not at_top(al.held, f)) and not (
+                        avoid and al.dropped and avoid in self._drops(f, al.dropped)):
+                    return al.line
+            return 0
+        for c, a in S.local_acqs.get(fid, ()):
+            if c == cls and not (edge and (a.try_ or not at_top(a.held, f))) and not (
+                    avoid and a.dropped and avoid in self._drops(f, a.dropped)):
+                return a.line
+        return 0
+
+    def _through_param(self, f: FuncFacts, c, j: str, cls: str, edge: bool) -> bool:
+        S = self.S
+        for pc, w in S.pcls[j].items():
+            if edge and not w.edge:
+                continue
+            n = int(pc[6:].split("/")[0])
+            if n < len(c.args) and cls in S.resolver.classes(LockExpr.parse(c.args[n]), f):
+                return True
+        return False
+
+
+def param_chain(j: str, n: int, funcs: dict[str, FuncFacts],
+                pr: dict[str, dict[int, Witness]], limit: int = 40) -> tuple[Step, ...]:
+    """Call chain from j to the allocation whose gfp is j's parameter n."""
+    out: list[Step] = []
+    seen: set[tuple[str, int]] = set()
+    cur: str | None = j
+    while cur is not None and (cur, n) not in seen and len(out) < limit:
+        seen.add((cur, n))
+        w = pr.get(cur, {}).get(n)
+        if w is None:
+            break
+        f = funcs[cur]
+        out.append(Step(f.name, f.file, w.line))
+        cur, n = w.callee, w.via_param
+    return tuple(out)
+
+
+def entry_contexts(S: Solved, fid: str, depth: int = 6) -> dict[str, str]:
+    """Locks held by callers (transitively) when fid runs: lock -> where it is held."""
+    out: dict[str, str] = {}
+    seen = {fid}
+    frontier = [fid]
+    for _ in range(depth):
+        nxt = []
+        for callee in frontier:
+            for caller, held, line in S.callers.get(callee, ()):
+                f = S.funcs[caller]
+                for h in sorted(held):
+                    out.setdefault(h, f"held in {f.name}() calling {S.funcs[callee].name}() ({f.file}:{line})")
+                if caller not in seen:
+                    seen.add(caller)
+                    nxt.append(caller)
+        frontier = nxt
+    return out
+
+
+_CALLEE = re.compile(r"(\w+)\(\)(?: in \w+\(\))?$")
+
+
+def blind_rank(label: str, locked: bool) -> tuple[int, str]:
+    """Sort key of a blind spot: under a held lock first, then the rest, and last the
+    calls that hardly hide a lock (byte-order helpers, kb.NOISE_CALLS) however reached."""
+    m = _CALLEE.search(label)
+    noise = bool(m) and (m.group(1) in kb.NOISE_CALLS or bool(kb.BYTE_ORDER.fullmatch(m.group(1))))
+    return (2 if noise else 0 if locked else 1), label
+
+
+def ranked_blind(S: Solved, fids) -> tuple[list[str], set[str]]:
+    """Blind spots reachable from fids, most telling first (blind_rank), and those met
+    while a lock is held — by the function making the call or by one on the way there:
+    a call that may take anything under a held lock is where an edge can hide."""
+    out: set[str] = set()
+    locked: set[str] = set()
+    state: dict[str, bool] = {}
+    work = [(fid, False) for fid in fids]
+    while work:
+        i, lk = work.pop()
+        if i in state and (state[i] or not lk):
+            continue  # seen already, under a lock or as now
+        state[i] = lk
+        own = S.blind.get(i, _EMPTY)
+        out |= own
+        if lk:
+            locked |= own
+        calls = dict(S.blind_calls.get(i, ()))
+        for k, (c, row) in enumerate(zip(S.funcs[i].calls, S.targets.get(i, ()))):
+            here = lk or any(h.kind not in kb.NO_EDGE_KINDS for h in c.held)
+            if here and k in calls:
+                locked.add(calls[k])
+            for j in row:
+                work.append((j, here))
+    return sorted(out, key=lambda b: blind_rank(b, b in locked)), locked
+
+
+def reachable_blind(S: Solved, fid: str) -> set[str]:
+    """Blind spots of fid and of everything it may call.
+
+    Computed per question rather than stored per function: propagated sets would
+    repeat the same labels in hundreds of thousands of callers."""
+    out: set[str] = set()
+    seen = {fid}
+    work = [fid]
+    while work:
+        i = work.pop()
+        out |= S.blind.get(i, _EMPTY)
+        for row in S.targets.get(i, ()):
+            for j in row:
+                if j not in seen:
+                    seen.add(j)
+                    work.append(j)
+    return out
