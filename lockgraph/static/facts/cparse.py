@@ -222,7 +222,7 @@ def _parser(strict: bool = False) -> Lark:
 
 #: Iteration macros (list_for_each_entry, for_each_possible_cpu, ...): in a parsed body they
 #: are macro loops, not calls; the flat fallback must not count them as calls either.
-_ITERATOR = re.compile(r"(?:^|_)for_each")
+ITERATOR = re.compile(r"(?:^|_)for_each")
 
 
 class BodyParseError(Exception):
@@ -258,18 +258,13 @@ def flat_atoms(body: str, first_line: int) -> list[tuple]:
             stack = [atoms]
             continue
         if (t.type == "NAME" and i + 1 < len(toks) and toks[i + 1].text == "("
-                and t.text not in KEYWORDS and not _ITERATOR.search(t.text)):
+                and t.text not in KEYWORDS and not ITERATOR.search(t.text)):
             member = i > 0 and toks[i - 1].text in ("->", ".")
             pending.append((t.text, t.line, member, len(stack)))
         elif t.text == "(":
             stack.append([])
         elif t.text == ")" and len(stack) > 1:
-            inner = stack.pop()
-            if pending and pending[-1][3] == len(stack):
-                name, line, member, _ = pending.pop()
-                stack[-1].append(("call", name, split_args(inner), line, member))
-            else:
-                stack[-1].append(("group", inner))
+            close_paren(stack, pending)
         else:
             stack[-1].append(("tok", t.text, t.line))
     while len(stack) > 1:
@@ -278,6 +273,17 @@ def flat_atoms(body: str, first_line: int) -> list[tuple]:
     if atoms:
         stmts.append(("expr", atoms, _first_line(atoms) or first_line))
     return stmts
+
+
+def close_paren(stack: list[list], pending: list[tuple[str, int, bool, int]]) -> None:
+    """A `)` in a flat run: the innermost open run becomes the arguments of the call opened
+    at this depth (pending: name, line, member, depth), or a parenthesised group."""
+    inner = stack.pop()
+    if pending and pending[-1][3] == len(stack):
+        name, line, member, _ = pending.pop()
+        stack[-1].append(("call", name, split_args(inner), line, member))
+    else:
+        stack[-1].append(("group", inner))
 
 
 def _tok(toks: list[Tk], child) -> Tk:

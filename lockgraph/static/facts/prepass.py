@@ -63,14 +63,13 @@ def resolve_conditionals(text: str, config: Config | None) -> tuple[str, Conditi
     active = True
     i = 0
     n = len(lines)
-    while i < n:
+    for j in _directive_lines(text):
+        if j < i:
+            continue  # a continuation line of the directive before
+        _copy(lines, i, j, active, stack, out, conds)
+        i = j
         line = lines[i]
         m = _DIRECTIVE.match(line)
-        if not m:
-            out.append(line if active else "")
-            conds.append(tuple(e[3] for e in stack if e[3]))
-            i += 1
-            continue
         # join continuation lines of the directive
         full = line
         span = 1
@@ -102,7 +101,34 @@ def resolve_conditionals(text: str, config: Config | None) -> tuple[str, Conditi
         out.extend([""] * span)
         conds.extend([tuple(e[3] for e in stack if e[3])] * span)
         i += span
+    _copy(lines, i, n, active, stack, out, conds)
     return "\n".join(out), Conditional(conds)
+
+
+_DIRECTIVE_START = re.compile(r"^[ \t]*#[ \t]*\w", re.M)
+
+
+def _directive_lines(text: str) -> list[int]:
+    """Indexes of the lines _DIRECTIVE matches, found in one pass over the text: the lines
+    between them are copied in runs instead of being matched one by one."""
+    out: list[int] = []
+    line = pos = 0
+    for m in _DIRECTIVE_START.finditer(text):
+        line += text.count("\n", pos, m.start())
+        pos = m.start()
+        out.append(line)
+    return out
+
+
+def _copy(lines: list[str], i: int, j: int, active: bool, stack: list[list], out: list[str],
+          conds: list[tuple[str, ...]]) -> None:
+    """Lines i..j-1, none a directive: kept or blanked, each with its own conditions tuple
+    (one object per line, as a pickled FileFacts has always had them)."""
+    if j <= i:
+        return
+    out.extend(lines[i:j] if active else [""] * (j - i))
+    labels = [e[3] for e in stack if e[3]]
+    conds.extend([tuple(labels) for _ in range(j - i)] if labels else [()] * (j - i))
 
 
 def _label(expr: str, _pos: bool) -> str:

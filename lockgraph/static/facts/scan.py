@@ -18,9 +18,10 @@ from pathlib import Path
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import BodyParseError, flat_atoms, parse_body
+from lockgraph.static.facts.fastpath import call_facts, structure_matters
 from lockgraph.static.facts.prepass import FileText, prepare
-from lockgraph.static.facts.walk import (GATE_WORDS, FuncFacts, ScanContext, local_types,
-                                         parse_params, walk_function)
+from lockgraph.static.facts.walk import (FuncFacts, ScanContext, local_types, parse_params,
+                                         walk_function)
 
 _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
 _PERCPU_DEF = re.compile(r"\bDEFINE_PER_CPU(?:_ALIGNED|_SHARED_ALIGNED)?\s*\(\s*((?:struct\s+)?\w+)\s*,\s*(\w+)\s*\)")
@@ -119,35 +120,18 @@ def _designated(ft: FileText, out: list[Desig]) -> None:
             out.append(Desig(var, typ, d.group(1), value, ft.line_of(start + d.start())))
 
 
-_CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
-#: Calls whose presence makes statement structure matter: they change the held set or the
-#: memalloc scope.  Allocations, lock initialisers and header aliases are events too, but in
-#: a body without these every held set and scope is empty, so the flat call list records
-#: them exactly as a parsed body would (about a third of the bodies that mention any
-#: primitive only allocate or initialise).
-TRIGGERS = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | {"guard", "scoped_guard",
-                                                              "scoped_cond_guard"}
-
-
-def structure_matters(body: str) -> bool:
-    """Whether a body calls anything that changes or needs the held-lock set, or tests
-    whether it may sleep (walk.GATE_WORDS: the branch decides whether a sleep happens)."""
-    if any(w in body for w in GATE_WORDS):
-        return True
-    for name in _CALLED.findall(body):
-        if name in TRIGGERS or (name.endswith("_noprof") and name[:-7] in TRIGGERS):
-            return True
-    return False
-
-
-def scan_file(path: str, src: str, ctx: ScanContext) -> FileFacts:
+def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileFacts:
+    """The facts of one file.  `fast=False` sends the bodies without structure through
+    flat_atoms and the walker instead of fastpath.call_facts: the reference the fast path
+    is checked against (scripts/compare-fastpath, tests/test_fastpath.py)."""
     ft = prepare(path, src, ctx.config)
     ff = FileFacts(path, unbalanced=ft.unbalanced)
     ff.includes = [os.path.normpath(os.path.join(os.path.dirname(path), n)) for n in c_includes(src)]
     text = ft.text
-    for m in _DEFINE.finditer(text):
+    # substring tests first: a regex starting with \b is tried at every offset of the file
+    for m in _DEFINE.finditer(text) if any(d in text for d in kb.DEFINE_PRIMS) else ():
         ff.defines.append((m.group(2), kb.DEFINE_PRIMS[m.group(1)], ft.line_of(m.start())))
-    for m in _PERCPU_DEF.finditer(text):
+    for m in _PERCPU_DEF.finditer(text) if "DEFINE_PER_CPU" in text else ():
         typ = " ".join(m.group(1).split())
         ff.globals[m.group(2)] = typ
         if typ in ("spinlock_t", "raw_spinlock_t", "struct mutex", "local_lock_t", "rwlock_t"):
@@ -161,6 +145,7 @@ def scan_file(path: str, src: str, ctx: ScanContext) -> FileFacts:
         first = ft.line_of(fn.body_start + 1)
         facts = FuncFacts(fn.name, path, fn.line, fn.is_static, parse_params(fn.params),
                           local_types(body), annotations=fn.annotations)
+        stmts: list[tuple] | None = None
         if structure_matters(body):
             try:
                 stmts = parse_body(body, first)
@@ -168,12 +153,16 @@ def scan_file(path: str, src: str, ctx: ScanContext) -> FileFacts:
                 facts.structure = f"unknown (grammar stopped at line {exc.line})"
                 stmts = flat_atoms(body, first)
         else:
-            # No lock, guard, allocation or scope primitive: every held set in this body is
-            # empty, so its call list (in order) is all the analysis needs.
+            # No lock, guard or scope primitive: every held set in this body is empty, so
+            # its call list (in order) is all the analysis needs.
             facts.structure = "not needed"
-            stmts = flat_atoms(body, first)
+            if not fast:
+                stmts = flat_atoms(body, first)
         try:
-            walk_function(facts, stmts, ctx)
+            if stmts is not None:
+                walk_function(facts, stmts, ctx)
+            elif not call_facts(body, first, facts, ctx):
+                walk_function(facts, flat_atoms(body, first), ctx)
         except Exception as exc:  # an analyser bug must cost one function, never the scan
             facts = FuncFacts(fn.name, path, fn.line, fn.is_static, facts.params, facts.locals,
                               annotations=fn.annotations,

@@ -316,13 +316,16 @@ def parse_params(params: str) -> list[tuple[str, str]]:
     return out
 
 
-_LOCAL_DECL = re.compile(r"(?:^|[;{}])[ \t\n]*(?:(?:static|const)[ \t]+)*(struct[ \t]+\w+|\w+_t)\b([^;{}]*);", re.M)
+#: A declaration starts after a line end or one of `;{}` (local_types searches "\n" + body,
+#: so the body's start counts too): a leading character class lets `re` skip to the
+#: candidates in C, where `^|[;{}]` tried every offset.
+_LOCAL_DECL = re.compile(r"[;{}\n][ \t\n]*(?:(?:static|const)[ \t]+)*(struct[ \t]+\w+|\w+_t)\b([^;{}]*);")
 
 
 def local_types(body: str) -> dict[str, str]:
     """Types of local variables declared in a body (struct and *_t types only)."""
     out: dict[str, str] = {}
-    for m in _LOCAL_DECL.finditer(body):
+    for m in _LOCAL_DECL.finditer("\n" + body):
         typ = " ".join(m.group(1).split())
         for p in split_top(m.group(2)):
             nm = re.match(r"\s*(\*?)\s*(?:const\s+)?(\w+)\s*(?:\[[^\]]*\])?\s*(?:=|$)", p)
