@@ -193,6 +193,13 @@ class EdgeBuilder:
                 for s in self.sources(f, al.held):
                     self.add(s, FS_RECLAIM, Step(f.name, f.file, al.line), (caller,))
 
+    def _at_call(self, dj: dict[str, int], c, f: FuncFacts) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for key, bits in dj.items():
+            for lk in self.S.resolver.at_call(key, c, f):
+                out[lk] = out.get(lk, 0) | bits
+        return out
+
     def _calls(self, i: str, f: FuncFacts) -> None:
         """A held lock -> what each callee takes at its top level (but not what it reaches
         only through paths that drop that lock first), and -> fs_reclaim where the callee
@@ -210,6 +217,8 @@ class EdgeBuilder:
             for j in row:
                 bits = top[j] & m
                 dj = drops.get(j)
+                if dj and any(k[0] == "@" for k in dj):  # it drops a lock it was handed
+                    dj = self._at_call(dj, c, f)
                 for s in srcs:
                     need = bits & ~full.get(s, 0)
                     if dj and s in dj:  # reached only through paths that drop s first

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from lockgraph.static.callbacks import RESOLVED, add_callback_calls, callback_params
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.scan import FileFacts
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
+from lockgraph.static.layered import TypeIndex
 
 #: An indirect call resolved by member name only (object type unknown) is followed when at
 #: most this many functions are assigned to that member anywhere; beyond, it is a blind spot.
@@ -95,6 +97,8 @@ class Resolver:
 
     def classes(self, lk: LockExpr, f: FuncFacts, depth: int = 0) -> list[str]:
         """Class names for a lock expression in function f; '@paramN' for a lock parameter."""
+        if lk.text.startswith(RESOLVED):  # a callback's argument, resolved in its caller
+            return [lk.text[len(RESOLVED):]]
         if lk.fixed:
             return [lk.fixed]
         if not lk.root:
@@ -126,6 +130,14 @@ class Resolver:
         if not d:
             return _EMPTY
         return frozenset(c for text in d for c in self.classes(LockExpr.parse(text), f))
+
+    def at_call(self, cls: str, c, f: FuncFacts) -> tuple[str, ...]:
+        """A callee's class in the caller's terms: its lock parameter N is call c's
+        argument N (a callee that drops the lock it was handed drops the caller's lock)."""
+        if not cls.startswith("@param"):
+            return (cls,)
+        n = int(cls[6:].split("/")[0])
+        return tuple(self.classes(LockExpr.parse(c.args[n]), f)) if n < len(c.args) else ()
 
     def held_classes(self, f: FuncFacts, held: tuple[Held, ...]) -> list[tuple[str, Held]]:
         """Each lock held at a site with its class name (subclass included), oldest first."""
@@ -170,23 +182,58 @@ class CallGraph:
         self.unit = _translation_units(files)
         self.member_targets: dict[str, set[str]] = defaultdict(set)
         self.typed_targets: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.types = types = TypeIndex(files)
         for ff in files:
             for d in ff.desig:
                 v = d.value.lstrip("&").strip()
                 if IDENT.fullmatch(v) and v in by_name:
                     self.member_targets[d.member].add(v)
-                    if d.type:
-                        self.typed_targets[(d.type, d.member)].add(v)
+                    tag = types.member(types.struct(d.type), d.outer) if d.type else ""
+                    if tag:
+                        self.typed_targets[(tag, d.member)].add(v)
         for f in funcs.values():
             for base, member, value, _ in f.assigns:
                 if value in by_name:
                     self.member_targets[member].add(value)
+                    tag = self._chain_type(base, f)
+                    if tag:
+                        self.typed_targets[(tag, member)].add(value)
         self.targets: dict[str, tuple[tuple[str, ...], ...]] = {}
         self.unresolved: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self.blind: dict[str, frozenset[str]] = {}
         self.blind_calls: dict[str, tuple[tuple[int, str], ...]] = {}
         for i, f in funcs.items():
             self._resolve_calls(i, f)
+        sites = callback_params(funcs, self.targets, res.classes)
+        self.callbacks = add_callback_calls(funcs, self.targets, sites, self.resolve_call,
+                                            res.classes, self.unresolved, self.blind)
+        self._resolved_at_callers(sites)
+
+    def _chain_type(self, chain: str, f: FuncFacts) -> str:
+        """The struct type of member chain `a->b.c` in f (static/layered.py), or ""."""
+        if not chain:
+            return ""
+        root = IDENT.match(chain)
+        return self.types.of_chain(chain, self.res.type_of(root.group(0), f)) if root else ""
+
+    def _resolved_at_callers(self, sites) -> None:
+        """A call through a callback parameter is resolved at each call site
+        (static/callbacks.py): no blind spot of a function that has callers.  One nothing
+        calls keeps it (its callers are outside the scan)."""
+        called = {j for row in self.targets.values() for t in row for j in t}
+        for j, per in sites.items():
+            if j not in called or j not in self.blind:
+                continue
+            f = self.funcs[j]
+            gone = {f"unresolved indirect call {f.params[k][1]}() in {f.name}()" for k in per}
+            self.blind[j] -= gone
+            if not self.blind[j]:
+                del self.blind[j]
+            kept = tuple(x for x in self.blind_calls.get(j, ()) if x[1] not in gone)
+            if kept:
+                self.blind_calls[j] = kept
+            else:
+                self.blind_calls.pop(j, None)
 
     def _resolve_calls(self, i: str, f: FuncFacts) -> None:
         row = []
@@ -218,7 +265,7 @@ class CallGraph:
             names = self.member_targets.get(name, set())
             typed = False
             if base:  # where the object's struct type is known, only that type's tables
-                typ = Resolver._struct(self.res.type_of(base, caller))
+                typ = self._chain_type(base, caller)
                 if typ and self.typed_targets.get((typ, name)):
                     names = self.typed_targets[(typ, name)]
                     typed = True

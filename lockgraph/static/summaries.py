@@ -357,9 +357,10 @@ class Summaries:
                 continue
             if held_here is None:
                 held_here = self.held_names(c, f) if c.held else _EMPTY
-            for lk, bits in dj.items():
-                if lk not in held_here and set_drop(i, bits & m, self._single(lk), level + 1):
-                    dgrew = True
+            for key, bits in dj.items():
+                for lk in self.res.at_call(key, c, f) if key[0] == "@" else (key,):
+                    if lk not in held_here and set_drop(i, bits & m, self._single(lk), level + 1):
+                        dgrew = True
         pj = self.pcls.get(j)
         if pj:
             a_bits, t_bits, c_bits, grew = self._lock_params(i, f, c, j, pj, drop, ctop,

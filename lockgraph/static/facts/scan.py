@@ -20,6 +20,7 @@ from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import BodyParseError, flat_atoms, parse_body
 from lockgraph.static.facts.fastpath import call_facts, structure_matters
 from lockgraph.static.facts.prepass import FileText, prepare
+from lockgraph.static.facts.structs import match_brace, struct_fields, struct_typedefs
 from lockgraph.static.facts.walk import (FuncFacts, ScanContext, local_types, parse_params,
                                          walk_function)
 
@@ -27,7 +28,7 @@ _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)
 _PERCPU_DEF = re.compile(r"\bDEFINE_PER_CPU(?:_ALIGNED|_SHARED_ALIGNED)?\s*\(\s*((?:struct\s+)?\w+)\s*,\s*(\w+)\s*\)")
 _GLOBAL = re.compile(r"^(?:static\s+|extern\s+)?(?:const\s+)?struct\s+(\w+)\s+(\*?\s*\w+)\s*(?:\[[^\]]*\])?\s*[;=]", re.M)
 _INIT_OPEN = re.compile(r"=\s*\{")
-_DESIG = re.compile(r"\.\s*(\w+)\s*=\s*")
+_DESIG_OR_BRACE = re.compile(r"\.\s*(\w+)\s*=(?!=)\s*|[{}]")
 _VAR_BEFORE = re.compile(
     r"(?:DEFINE_PER_CPU\w*\s*\(\s*(?:struct\s+)?(?P<pt>\w+)\s*,\s*(?P<pv>\w+)\s*\)"
     r"|(?:struct\s+(?P<t>\w+)\s+)?\**\s*(?P<v>\w+)\s*(?:\[[^\]]*\])*)\s*$")
@@ -47,6 +48,7 @@ class Desig:
     member: str
     value: str
     line: int
+    outer: str = ""     # members enclosing it in a nested initialiser: "ops" in {.ops = {.free = f}}
 
 
 @dataclass(slots=True)
@@ -58,6 +60,8 @@ class FileFacts:
     globals: dict[str, str] = field(default_factory=dict)                 # name -> type
     guards: dict[str, str] = field(default_factory=dict)
     conds: dict[int, tuple[str, ...]] = field(default_factory=dict)       # line -> CONFIG conds
+    fields: dict[str, dict[str, str]] = field(default_factory=dict)       # struct -> member -> struct
+    typedefs: dict[str, str] = field(default_factory=dict)                # typedef name -> struct
     includes: list[str] = field(default_factory=list)   # `#include "x.c"`, relative to the root
     unbalanced: bool = False
     error: str = ""
@@ -81,17 +85,7 @@ def _designated(ft: FileText, out: list[Desig]) -> None:
     text = ft.text
     for m in _INIT_OPEN.finditer(text):
         start = m.end() - 1
-        depth = 0
-        end = -1
-        for k in range(start, min(len(text), start + 200000)):
-            c = text[k]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    end = k
-                    break
+        end = match_brace(text, start, start + 200000)
         if end < 0:
             continue
         before = text[max(0, m.start() - 200):m.start()]
@@ -101,8 +95,19 @@ def _designated(ft: FileText, out: list[Desig]) -> None:
             var = vm.group("pv") or vm.group("v") or ""
             typ = vm.group("pt") or vm.group("t") or ""
         body = text[start:end]
-        for d in _DESIG.finditer(body):
+        nest: list[str] = []   # enclosing members: "" for a brace no designator opened
+        for d in _DESIG_OR_BRACE.finditer(body):
+            if d.group(0) == "{":
+                nest.append("")
+                continue
+            if d.group(0) == "}":
+                if nest:
+                    nest.pop()
+                continue
             vstart = d.end()
+            if body.startswith("{", vstart):
+                nest.append(d.group(1))
+                continue
             depth2 = 0
             k = vstart
             while k < len(body):
@@ -117,7 +122,8 @@ def _designated(ft: FileText, out: list[Desig]) -> None:
                     break
                 k += 1
             value = " ".join(body[vstart:k].split())
-            out.append(Desig(var, typ, d.group(1), value, ft.line_of(start + d.start())))
+            out.append(Desig(var, typ, d.group(1), value, ft.line_of(start + d.start()),
+                             ".".join(x for x in nest if x)))
 
 
 def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileFacts:
@@ -139,6 +145,8 @@ def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileF
     for m in _GLOBAL.finditer(text):
         ff.globals[m.group(2).lstrip("* ")] = "struct " + m.group(1)
     ff.guards = declared_guards(text)
+    ff.typedefs = struct_typedefs(text)
+    ff.fields = struct_fields(text, ff.typedefs)
     _designated(ft, ff.desig)
     for fn in ft.functions:
         body = text[fn.body_start + 1:fn.body_end - 1]
@@ -196,10 +204,11 @@ def _trim(f: FuncFacts) -> None:
         for g in ev.gates:  # "may block" tests name gfp variables (walk.blocking_gate)
             used.update(_WORD.findall(g))
     for c in f.calls:
+        used.add(c.name)  # a call through a local function pointer must stay indirect
         for a in c.args:
             used.update(_WORD.findall(a))
         if c.base:
-            used.add(c.base)
+            used.add(_WORD.match(c.base).group(0))
     for a in f.acqs:
         used.add(a.lock.root)
         used.update(h.lock.root for h in a.held)

@@ -122,6 +122,29 @@ class FuncFacts:
     annotations: tuple[str, ...] = ()
 
 
+_NAME = re.compile(r"[A-Za-z_]\w*$")
+
+
+def _chain(atoms: list[tuple], dot: int) -> str:
+    """The object expression before the `->`/`.` at atoms[dot], as a member chain
+    (`dev->netdev_ops` in `dev->netdev_ops->ndo_open()`): the solver types each step.
+    "" when the object is no plain chain of names (a call, a cast, an index)."""
+    if dot < 1 or atoms[dot][0] != "tok" or atoms[dot][1] not in ("->", "."):
+        return ""
+    parts: list[str] = []
+    k = dot - 1
+    while k >= 0 and atoms[k][0] == "tok" and _NAME.match(atoms[k][1]):
+        parts.append(atoms[k][1])
+        if k >= 2 and atoms[k - 1][0] == "tok" and atoms[k - 1][1] in ("->", "."):
+            parts.append(atoms[k - 1][1])
+            k -= 2
+            continue
+        break
+    if not parts or not _NAME.match(parts[-1]):
+        return ""
+    return "".join(reversed(parts))
+
+
 class _State:
     """Held locks, memalloc scopes, and caller locks this function has released so far.
 
@@ -303,10 +326,19 @@ def branch_gates(text: str, aliases: dict[str, str],
 _DECL = re.compile(r"\b(struct\s+\w+|\w+)(\s*\*+\s*|\s+)(?:const\s+)?(\w+)\s*(?:\[[^\]]*\])?\s*$")
 
 
+#: `void (*release)(struct kref *)`: a function-pointer parameter or local, named `release`.
+_FNPTR = re.compile(r"\(\s*\*\s*(?:const\s+)?(\w+)\s*\)\s*\(")
+FNPTR = "fnptr"
+
+
 def parse_params(params: str) -> list[tuple[str, str]]:
     out = []
     for p in split_top(params):
         p = re.sub(r"\b(const|volatile|__percpu|__user|__rcu|__iomem|__force|__maybe_unused|restrict)\b", " ", p)
+        fp = _FNPTR.search(p)
+        if fp:
+            out.append((FNPTR, fp.group(1)))
+            continue
         m = _DECL.search(p.strip())
         if m and m.group(3) not in ("void",):
             typ = " ".join(m.group(1).split())
@@ -320,11 +352,20 @@ def parse_params(params: str) -> list[tuple[str, str]]:
 #: so the body's start counts too): a leading character class lets `re` skip to the
 #: candidates in C, where `^|[;{}]` tried every offset.
 _LOCAL_DECL = re.compile(r"[;{}\n][ \t\n]*(?:(?:static|const)[ \t]+)*(struct[ \t]+\w+|\w+_t)\b([^;{}]*);")
+#: `void (*fn)(void *);` / `int (*g)(int) = h;` (the `;`/`=` is not consumed: the next
+#: declaration starts at it).
+_FNPTR_LOCAL = re.compile(r"[;{}\n]\s*(?:(?:static|const|struct|enum|unsigned)\s+)*\w+[\s*]*"
+                          r"\(\s*\*\s*(?:const\s+)?(\w+)\s*\)\s*\([^;{}]*\)\s*(?=[;=])")
 
 
 def local_types(body: str) -> dict[str, str]:
-    """Types of local variables declared in a body (struct and *_t types only)."""
+    """Types of local variables declared in a body (struct and *_t types only), and the
+    names of function-pointer locals (a call through one is indirect, not to a function
+    of that name)."""
     out: dict[str, str] = {}
+    if "(*" in body:
+        for m in _FNPTR_LOCAL.finditer("\n" + body):
+            out.setdefault(m.group(1), FNPTR)
     for m in _LOCAL_DECL.finditer("\n" + body):
         typ = " ".join(m.group(1).split())
         for p in split_top(m.group(2)):
@@ -539,9 +580,7 @@ class Walker:
                     st = self.guard(a, atoms[i + 1], st)
                     i += 2
                     continue
-                base = ""
-                if a[4] and i >= 2 and atoms[i - 1][0] == "tok":
-                    base = atoms[i - 2][1] if atoms[i - 2][0] == "tok" else ""
+                base = _chain(atoms, i - 1) if a[4] else ""
                 st = self.call(a, st, base)
             elif a[0] == "group":
                 st = self.expr(a[1], st) or st
@@ -557,7 +596,7 @@ class Walker:
                 rhs = atoms[k + 1:]
                 text = atom_text(rhs)
                 if k >= 3 and atoms[k - 2][0] == "tok" and atoms[k - 2][1] in ("->", "."):
-                    base = atoms[k - 3][1] if atoms[k - 3][0] == "tok" else ""
+                    base = _chain(atoms, k - 2)
                     if rhs and rhs[-1][0] == "tok" and (
                             len(rhs) == 1 or (len(rhs) == 2 and rhs[0][0] == "tok" and rhs[0][1] == "&")):
                         self.f.assigns.append((base, lhs, rhs[-1][1], rhs[-1][2]))

@@ -1,0 +1,168 @@
+"""Function-pointer parameters, resolved at each call site.
+
+`kref_put(&x->ref, x_release)` calls `x_release` — that call, with that caller's locks
+held, and no other release function.  Inside `kref_put` the call `release(kref)` goes through
+a parameter, so the callee alone cannot know its target; resolving it by signature or by
+"every function ever passed there" would join every subsystem that frees through kref.  The
+caller knows: the argument is a function name.  So each call that passes a function to a
+parameter the callee calls (directly, or by handing it to another such parameter) gains a
+*callback call* to that function at the same line, with the caller's held locks plus the
+locks the callee holds around the callback (`kref_put_mutex` runs `release` under the mutex
+it was given).  The summaries then see the callback where it really runs.
+
+A callback that is stored, not called (`call_rcu`, `queue_work`, timers) is not a parameter
+the callee calls: it runs later, in another context, with none of the caller's locks, so it
+is rightly no callee of the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from lockgraph.static.facts.walk import Call, FuncFacts, Held, LockExpr
+
+#: Rounds of "a wrapper passes its own parameter on to a callback parameter".
+WRAPPER_DEPTH = 4
+_CAST = re.compile(r"^\(\s*(?:const\s+)?(?:struct\s+)?\w+\s*\**\s*\)\s*")
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_NO_CALLBACK = frozenset({"NULL", "0", "nullptr"})
+
+#: Where a callee calls parameter k: (line, locks held there, memalloc scopes, the
+#: arguments it passes), in the callee's own terms.
+Site = tuple[int, tuple[Held, ...], frozenset[str], tuple[str, ...]]
+#: An argument already resolved to its lock class (Resolver.classes reads it): a callback
+#: that unlocks the lock it is handed (list_lru isolate functions) must drop the class the
+#: walker holds, which the caller cannot name from its own variables.
+RESOLVED = "="
+
+
+def callee_name(arg: str) -> str:
+    """The function an argument names (`&f`, `(f)`, a cast of f), or ""."""
+    a = arg.strip()
+    while True:
+        b = _CAST.sub("", a.lstrip("&").strip())
+        if b.startswith("(") and b.endswith(")"):
+            b = b[1:-1].strip()
+        if b == a:
+            break
+        a = b
+    return a if _IDENT.fullmatch(a) else ""
+
+
+def _translate(held: tuple[Held, ...], callee: FuncFacts, call: Call, classes) -> tuple[Held, ...]:
+    """The callee's held locks in the caller's terms: a lock parameter becomes the caller's
+    argument; any other lock keeps the class it has in the callee."""
+    out = []
+    for h in held:
+        for cls in classes(h.lock, callee):
+            if cls.startswith("@param"):
+                n = int(cls[6:].split("/")[0])
+                if n < len(call.args):
+                    out.append(Held(LockExpr.parse(call.args[n]), h.kind, h.mode, h.try_, h.line,
+                                    h.subclass))
+                continue
+            out.append(Held(LockExpr(h.lock.text, fixed=cls), h.kind, h.mode, h.try_, h.line,
+                            h.subclass))
+    return tuple(out)
+
+
+def _translate_args(args: tuple[str, ...], callee: FuncFacts, call: Call, classes) -> tuple[str, ...]:
+    """The callee's arguments to its callback in the caller's terms: the callee's parameter
+    becomes the caller's argument; a lock expression its class."""
+    pidx = {n: k for k, (_, n) in enumerate(callee.params) if n}
+    out = []
+    for a in args:
+        k = pidx.get(a.strip())
+        if k is not None:
+            out.append(call.args[k] if k < len(call.args) else "")
+            continue
+        cls = classes(LockExpr.parse(a), callee)
+        if cls and cls[0].startswith("@param"):
+            n = int(cls[0][6:].split("/")[0])
+            out.append(call.args[n] if n < len(call.args) else "")
+        else:
+            out.append(RESOLVED + cls[0] if cls and not a.startswith(RESOLVED) else a)
+    return tuple(out)
+
+
+def callback_params(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[str, ...], ...]],
+                    classes) -> dict[str, dict[int, Site]]:
+    """Per function, the parameters it calls as functions, with where and under what."""
+    sites: dict[str, dict[int, Site]] = {}
+    params: dict[str, dict[str, int]] = {}
+    for i, f in funcs.items():
+        if not f.params:
+            continue
+        pidx = {n: k for k, (_, n) in enumerate(f.params) if n}
+        params[i] = pidx
+        for c in f.calls:
+            k = pidx.get(c.name)
+            if k is not None and not c.member and c.name not in f.locals:
+                sites.setdefault(i, {}).setdefault(k, (c.line, c.held, c.scopes, tuple(c.args)))
+    # wrappers: a parameter handed to a callee's callback parameter is a callback parameter
+    passing = []
+    for i, pidx in params.items():
+        f = funcs[i]
+        for c, row in zip(f.calls, targets[i]):
+            if row and any(callee_name(a) in pidx for a in c.args):
+                passing.append((i, c, row))
+    for _ in range(WRAPPER_DEPTH):
+        grew = False
+        for i, c, row in passing:
+            pidx = params[i]
+            for j in row:
+                for k, (_, held, scopes, args) in sites.get(j, {}).items():
+                    if k >= len(c.args):
+                        continue
+                    mine = pidx.get(callee_name(c.args[k]))
+                    if mine is None or mine in sites.get(i, {}):
+                        continue
+                    sites.setdefault(i, {})[mine] = (
+                        c.line, c.held + _translate(held, funcs[j], c, classes), c.scopes | scopes,
+                        _translate_args(args, funcs[j], c, classes))
+                    grew = True
+        if not grew:
+            break
+    return sites
+
+
+def add_callback_calls(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[str, ...], ...]],
+                       sites: dict[str, dict[int, Site]], resolve, classes,
+                       unresolved: dict[str, list[tuple[str, int]]],
+                       blind: dict[str, frozenset[str]]) -> int:
+    """Give each call that passes a function to a callback parameter a callback call to it
+    (funcs and targets are updated; the facts the scan made are not touched).  An argument
+    that names no function is a blind spot of the caller.  Returns the calls added."""
+    added = 0
+    for i, f in list(funcs.items()):
+        extra: list[Call] = []
+        rows: list[tuple[str, ...]] = []
+        labels: set[str] = set()
+        pnames = {n for _, n in f.params}
+        for c, row in zip(f.calls, targets[i]):
+            for j in row:
+                for k, (_, held, scopes, args) in sorted(sites.get(j, {}).items()):
+                    if k >= len(c.args):
+                        continue
+                    name = callee_name(c.args[k])
+                    if name in pnames or name in _NO_CALLBACK:
+                        continue  # the caller's own callback parameter: resolved at its callers
+                    got = tuple(resolve(f, name, False)) if name and name not in f.locals else ()
+                    if not got:
+                        label = (f"callback {c.args[k].strip()} passed to {funcs[j].name}() "
+                                 f"in {f.name}()")
+                        labels.add(label)
+                        unresolved.setdefault(label, []).append((f.file, c.line))
+                        continue
+                    extra.append(Call(name, False, c.line, c.held + _translate(held, funcs[j], c, classes),
+                                      c.scopes | scopes, list(_translate_args(args, funcs[j], c, classes)),
+                                      "", c.dropped, c.gates))
+                    rows.append(got)
+        if extra:
+            funcs[i] = replace(f, calls=f.calls + extra)
+            targets[i] = targets[i] + tuple(rows)
+            added += len(extra)
+        if labels:
+            blind[i] = blind.get(i, frozenset()) | labels
+    return added
