@@ -215,14 +215,15 @@ class EdgeBuilder:
             here = Step(f.name, f.file, c.line)
             m = ~noedge & (~1 if masked(c.scopes) else -1)
             for j in row:
-                bits = top[j] & m
+                _, tj, cj = S.callee_bits(c, j)
+                bits = tj & m
                 dj = drops.get(j)
                 if dj and any(k[0] == "@" for k in dj):  # it drops a lock it was handed
                     dj = self._at_call(dj, c, f)
                 for s in srcs:
                     need = bits & ~full.get(s, 0)
                     if dj and s in dj:  # reached only through paths that drop s first
-                        need &= ~(dj[s] & ~clean[j])
+                        need &= ~(dj[s] & ~cj)
                     for b in U.bits(need):
                         cls = U.names[b]
                         if cls == s:

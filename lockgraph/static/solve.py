@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lockgraph.static.caches import cache_allocs, cache_roles, free_sites
+from lockgraph.static.constargs import narrowed
 from lockgraph.static.edges import EdgeBuilder, StaticEdge
 from lockgraph.static.facts.scan import FileFacts
 from lockgraph.static.facts.walk import Acq, Alloc, FuncFacts
@@ -49,6 +50,8 @@ class Solved:
     drops: dict[str, dict[str, int]]            # dropped lock -> classes
     param_reclaim: dict[str, dict[int, Witness]]
     via_gfp: dict[str, int]                     # fs_reclaim through a gfp argument: call line
+    #: gate -> summary without the events behind it (static/constargs.py)
+    restricted: dict[str, dict[str, tuple[int, int, int]]]
     local_acqs: dict[str, list[tuple[str, Acq]]]
     kinds: dict[str, str]                       # lock class -> kind (spin, mutex, ...)
     irq_classes: set[str]
@@ -65,6 +68,10 @@ class Solved:
 
     def __post_init__(self) -> None:
         self.search = ChainSearch(self)
+
+    def callee_bits(self, c, j: str) -> tuple[int, int, int]:
+        """(any, top, clean) of callee j as call c reaches it (constant arguments applied)."""
+        return narrowed(c, j, self.funcs, self.anyb, self.top, self.clean, self.restricted)
 
     @property
     def takes(self) -> Takes:
@@ -115,7 +122,7 @@ def solve(files: list[FileFacts]) -> Solved:
         blind=calls.blind, blind_calls=calls.blind_calls,
         classes=summ.classes, anyb=summ.anyb, top=summ.top, clean=summ.clean, own=summ.own,
         pcls=summ.pcls, drops=summ.drops(), param_reclaim=summ.param_reclaim,
-        via_gfp=summ.via_gfp, local_acqs={i: v for i, v in summ.local_acqs.items() if v},
+        via_gfp=summ.via_gfp, restricted=summ.restricted, local_acqs={i: v for i, v in summ.local_acqs.items() if v},
         kinds=summ.kinds, irq_classes=summ.irq_classes, sleeps=summ.sleeps,
         caches=cache_roles(files, funcs, by_name), free_sites=free_sites(funcs, res),
         cache_allocs=cache_allocs(funcs))

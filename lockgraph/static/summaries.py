@@ -14,9 +14,10 @@ held — what the callee takes under its own lock B is B's edge, not the caller'
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from lockgraph.static.constargs import arg_gates, narrowed
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import Acq, FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
@@ -189,6 +190,9 @@ class Summaries:
         #: per level (calls below the function): dropped caller lock -> classes reached
         self.drop_levels: list[dict[str, dict[str, int]]] = [{} for _ in range(DROP_LEVELS)]
         self._singles: dict[str, frozenset[str]] = {}
+        #: per function with flag-parameter gates, once its summary is final: gate ->
+        #: (any, top, clean) without the events behind that gate (static/constargs.py)
+        self.restricted: dict[str, dict[str, tuple[int, int, int]]] = {}
 
     def run(self) -> None:
         """Callees before callers, so a function's summary is final before any caller
@@ -203,8 +207,35 @@ class Summaries:
                 for c, row in zip(f.calls, targets[i]):
                     for j in row:
                         pull(i, f, c, j)
-                continue
-            self._component(scc)
+            else:
+                self._component(scc)
+            for j in scc:
+                gates = arg_gates(funcs[j])
+                if gates:
+                    self.restricted[j] = {g: self._without(j, g) for g in sorted(gates)}
+
+    def _without(self, j: str, gate: str) -> tuple[int, int, int]:
+        """j's summary as if the events behind `gate` did not exist: computed like any
+        summary, on a scratch copy of j that is removed again."""
+        f = self.funcs[j]
+        keep = [k for k, c in enumerate(f.calls) if gate not in c.gates]
+        g = replace(f, acqs=[a for a in f.acqs if gate not in a.gates],
+                    allocs=[a for a in f.allocs if gate not in a.gates],
+                    calls=[f.calls[k] for k in keep])
+        v = f"{j}#{gate}"
+        self.funcs[v] = g
+        self.targets[v] = tuple(self.targets[j][k] for k in keep)
+        self.local_acqs[v] = [(cls, a) for cls, a in self.local_acqs[j] if gate not in a.gates]
+        self.local(v)
+        for c, row in zip(g.calls, self.targets[v]):
+            for j2 in row:
+                self.pull(v, g, c, j2)
+        out = (self.anyb.pop(v), self.top.pop(v), self.clean.pop(v))
+        for table in (self.funcs, self.targets, self.local_acqs, self.own, self.pcls,
+                      self.param_reclaim, self.sleeps, self.via_gfp, *self.drop_levels):
+            table.pop(v, None)
+        return out
+
 
     def _component(self, scc: list[str]) -> None:
         """Inside a component: a worklist; a member is revisited only when a callee grew."""
@@ -337,18 +368,22 @@ class Summaries:
         before_a, before_t, before_c = anyb[i], top[i], clean[i]
         ctop = at_top(c.held, f)
         drop = self.res.dropped(f, c.dropped) if c.dropped else _EMPTY
+        if j in self.restricted:
+            aj, tj, cj = narrowed(c, j, self.funcs, anyb, top, clean, self.restricted)
+        else:
+            aj, tj, cj = anyb[j], top[j], clean[j]
         # the common call (nothing dropped, no lock or gfp parameter) is these three unions
-        a_bits = before_a | (anyb[j] & m)
+        a_bits = before_a | (aj & m)
         t_bits, c_bits = before_t, before_c
         if ctop:
-            t_bits |= top[j] & m
+            t_bits |= tj & m
             if not drop:
-                c_bits |= clean[j] & m
+                c_bits |= cj & m
         # Per dropped caller lock, the classes reached through a path that drops it first;
         # a class also reached cleanly (no drop at all) is judged by `clean` at use.  A
         # record travels up at most DROP_LEVELS - 1 calls (the lock a callee drops is its
         # caller's, or a wrapper's caller's) and stops at a call that holds that lock.
-        dgrew = set_drop(i, anyb[j] & m, drop) if drop else False
+        dgrew = set_drop(i, aj & m, drop) if drop else False
         held_here = None
         drop_levels = self.drop_levels
         for level in range(DROP_LEVELS - 1):

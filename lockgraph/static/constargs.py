@@ -1,0 +1,69 @@
+"""Constant arguments prune a callee's paths: `__tcf_chain_put(chain, true, false)` cannot
+reach the code behind the callee's `if (!by_act)`.
+
+The walker marks every event (acquisition, allocation, call) behind a test of a flag
+parameter with a gate (`@arg:by_act` where it is true, `@!arg:by_act` where it is false;
+walk.branch_gates).  A caller that passes a literal decides the gate: `true` closes every
+`@!arg:` event of that parameter, `false`/`0`/`NULL` every `@arg:` one.  The callee's summary
+without a gate's events is computed once, when its summary is final (Summaries.restrict),
+and a call that closes the gate takes that narrower summary instead of the whole.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lockgraph.static.facts.walk import ARG_FALSE, ARG_TRUE, FuncFacts
+
+_FALSE = frozenset({"false", "0", "NULL", "0UL", "0L", "0U", "(void *)0"})
+_TRUE_INT = re.compile(r"[1-9]\d*[uUlL]*|0x0*[1-9a-fA-F][0-9a-fA-F]*[uUlL]*")
+
+
+def literal(text: str) -> bool | None:
+    """The truth of a literal argument, None when it is no literal."""
+    t = text.strip()
+    while t.startswith("(") and t.endswith(")") and t.count("(") == 1:
+        t = t[1:-1].strip()
+    if t in _FALSE:
+        return False
+    if t == "true" or _TRUE_INT.fullmatch(t) or t.startswith('"'):
+        return True
+    return None
+
+
+def arg_gates(f: FuncFacts) -> frozenset[str]:
+    """The flag-parameter gates some event of f sits behind."""
+    out: set[str] = set()
+    for ev in (*f.acqs, *f.allocs, *f.calls):
+        for g in ev.gates:
+            if g.startswith((ARG_TRUE, ARG_FALSE)):
+                out.add(g)
+    return frozenset(out)
+
+
+def closed(gate: str, callee: FuncFacts, args: list[str]) -> bool:
+    """Whether a call with `args` can never pass `gate` of the callee."""
+    on_true = gate.startswith(ARG_TRUE)
+    name = gate[len(ARG_TRUE if on_true else ARG_FALSE):]
+    for k, (_, p) in enumerate(callee.params):
+        if p == name:
+            if k >= len(args):
+                return False
+            v = literal(args[k])
+            return v is not None and v != on_true
+    return False
+
+
+def narrowed(c, j: str, funcs: dict[str, FuncFacts], anyb: dict[str, int], top: dict[str, int],
+             clean: dict[str, int], restricted: dict[str, dict[str, tuple[int, int, int]]]
+             ) -> tuple[int, int, int]:
+    """(any, top, clean) of callee j as call c reaches it: without the paths c's constant
+    arguments close."""
+    a, t, cl = anyb[j], top[j], clean[j]
+    r = restricted.get(j)
+    if r is not None and c.args:
+        callee = funcs[j]
+        for gate, (ga, gt, gc) in r.items():
+            if closed(gate, callee, c.args):
+                a, t, cl = a & ga, t & gt, cl & gc
+    return a, t, cl
