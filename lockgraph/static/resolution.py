@@ -148,6 +148,13 @@ class Resolver:
         return out
 
 
+def assigned_function(value: str, f: FuncFacts, by_name) -> bool:
+    """`p->fn = value` in f stores a function: value names one and is no parameter or local
+    of f (`pool->disconnect = disconnect` stores the caller's callback, not a global
+    function that happens to be called `disconnect`)."""
+    return value in by_name and value not in f.locals and all(n != value for _, n in f.params)
+
+
 def _norm(text: str) -> str:
     return text.replace(" ", "") if "," not in text else re.sub(r"\s+", " ", text)
 
@@ -187,17 +194,20 @@ class CallGraph:
             for d in ff.desig:
                 v = d.value.lstrip("&").strip()
                 if IDENT.fullmatch(v) and v in by_name:
-                    self.member_targets[d.member].add(v)
+                    # a table can only hold the functions its own file can name
+                    fids = self.named(v, ff.path)
+                    self.member_targets[d.member].update(fids)
                     tag = types.member(types.struct(d.type), d.outer) if d.type else ""
                     if tag:
-                        self.typed_targets[(tag, d.member)].add(v)
+                        self.typed_targets[(tag, d.member)].update(fids)
         for f in funcs.values():
             for base, member, value, _ in f.assigns:
-                if value in by_name:
-                    self.member_targets[member].add(value)
+                if assigned_function(value, f, by_name):
+                    fids = self.named(value, f.file)
+                    self.member_targets[member].update(fids)
                     tag = self._chain_type(base, f)
                     if tag:
-                        self.typed_targets[(tag, member)].add(value)
+                        self.typed_targets[(tag, member)].update(fids)
         self.targets: dict[str, tuple[tuple[str, ...], ...]] = {}
         self.unresolved: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self.blind: dict[str, frozenset[str]] = {}
@@ -260,29 +270,36 @@ class CallGraph:
             self.blind[i] = frozenset(local_blind)
 
     def resolve_call(self, caller: FuncFacts, name: str, member: bool, base: str = "") -> list[str]:
-        funcs, by_name = self.funcs, self.by_name
         if member:
-            names = self.member_targets.get(name, set())
+            fids = self.member_targets.get(name, set())
             typed = False
             if base:  # where the object's struct type is known, only that type's tables
                 typ = self._chain_type(base, caller)
                 if typ and self.typed_targets.get((typ, name)):
-                    names = self.typed_targets[(typ, name)]
+                    fids = self.typed_targets[(typ, name)]
                     typed = True
-            if len(names) > (MAX_TYPED_TARGETS if typed else MAX_UNTYPED_TARGETS):
+            # the bound counts functions by name: one name defined per configuration (tiny
+            # and tree RCU) is one target for the reader
+            if len({self.funcs[i].name for i in fids}) > (MAX_TYPED_TARGETS if typed else MAX_UNTYPED_TARGETS):
                 # a generic callback (notifier, file operations...): following every table
                 # would make everything take everything; it is a blind spot instead
                 return []
-            return sorted(i for n in names for i in by_name.get(n, ()))
+            return sorted(fids)
         if any(n == name for _, n in caller.params) or name in caller.locals:
             return []  # a call through a function-pointer variable
-        cands = by_name.get(name) or by_name.get(name + "_noprof", [])  # alloc_hooks() wrappers
+        return self.named(name, caller.file)
+
+    def named(self, name: str, file: str) -> list[str]:
+        """The definitions `name` written in `file` refers to: the file's own, its
+        translation unit's, a public one, or a static one of a header or of its directory."""
+        funcs = self.funcs
+        cands = self.by_name.get(name) or self.by_name.get(name + "_noprof", [])  # alloc_hooks() wrappers
         if not cands:
             return []
-        same = [i for i in cands if funcs[i].file == caller.file]
+        same = [i for i in cands if funcs[i].file == file]
         if same:
             return same
-        tu = self.unit.get(caller.file)
+        tu = self.unit.get(file)
         if tu is not None:  # a static function of a file the caller's includes (or is included by)
             mine = [i for i in cands if self.unit.get(funcs[i].file) == tu]
             if mine:
@@ -290,7 +307,7 @@ class CallGraph:
         public = [i for i in cands if not funcs[i].static]
         if public:
             return public
-        d = caller.file.rsplit("/", 1)[0]
+        d = file.rsplit("/", 1)[0]
         # a static function elsewhere is reachable from its own directory (#include "x.c")
         # or, when a header defines it (static inline), from anywhere
         return [i for i in cands if funcs[i].file.endswith(".h")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lockgraph.static.resolution import assigned_function
 from lockgraph.static.solve import Solved
 
 #: Reclaim entry points that run with fs_reclaim held (docs/kernel-facts.md §5).
@@ -62,7 +63,7 @@ def find_roots(S: Solved, dtors: tuple[str, ...] = ()) -> list[Root]:
                 add(m[kind], kind, f"{kind} of cache {cache}", cache)
     for f in S.funcs.values():
         for base, member, value, line in f.assigns:
-            if member in SHRINKER_MEMBERS and value in S.by_name:
+            if member in SHRINKER_MEMBERS and assigned_function(value, f, S.by_name):
                 add(value, "reclaim", f"{base}->{member} = {value} ({f.file}:{line})")
     for name in RECLAIM_ENTRIES:
         if name in S.by_name:

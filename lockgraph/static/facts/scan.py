@@ -203,6 +203,8 @@ def _trim(f: FuncFacts) -> None:
     for ev in (*f.calls, *f.allocs, *f.acqs):
         for g in ev.gates:  # "may block" tests name gfp variables (walk.blocking_gate)
             used.update(_WORD.findall(g))
+    for _, _, value, _ in f.assigns:
+        used.add(value)   # `p->fn = local` stores no global function of that name
     for c in f.calls:
         used.add(c.name)  # a call through a local function pointer must stay indirect
         for a in c.args:
