@@ -122,10 +122,11 @@ def test_sleep_in_atomic_findings_are_the_ones_the_case_names():
     trylock's success branch, under raw/rw/local locks, behind a flag parameter the caller
     sets, behind !irqs_disabled() under a lock that leaves interrupts on; none for
     GFP_ATOMIC/GFP_NOWAIT, a callee that drops the lock (its own or the one passed to it)
-    first, a sleep behind gfpflags_allow_blocking() or a flag passed false, trylocks, SRCU
-    readers, under spin_lock_irqsave() behind !irqs_disabled(), past panic(), after
-    pte_unmap_unlock(), and none at the outer end of a chain whose inner function already
-    holds a spinning lock around the sleep."""
+    first, a gfp parameter masked before the allocation (not after it), a local reassigned
+    a non-blocking gfp under the lock, a sleep behind gfpflags_allow_blocking() or a flag
+    passed false, trylocks, SRCU readers, under spin_lock_irqsave() behind
+    !irqs_disabled(), past panic(), after pte_unmap_unlock(), and none at the outer end of
+    a chain whose inner function already holds a spinning lock around the sleep."""
     from lockgraph.static.atomic import sleep_in_atomic
 
     S = solve(scan_paths([ATOMIC], ATOMIC.parent, None))

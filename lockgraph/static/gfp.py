@@ -4,6 +4,10 @@
 Kept apart from the solver's bookkeeping because the same evaluation answers two checks:
 fs_reclaim edges (gfp_reclaims) and sleeping in atomic context (gfp_blocks), and a gfp
 that is the function's own parameter defers the answer to each caller ("param").
+
+A gfp variable the function reassigns is recorded by the walker as the values it may have
+at the event, `A || B` (walk.effective_gfp): each is evaluated, and the event reclaims or
+blocks if one of them may.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import re
 
 from lockgraph.static.facts import kb
-from lockgraph.static.facts.walk import FuncFacts
+from lockgraph.static.facts.walk import FuncFacts, split_op
 from lockgraph.static.resolution import IDENT
 
 FS_RECLAIM = "fs_reclaim"
@@ -19,6 +23,15 @@ FS_RECLAIM = "fs_reclaim"
 
 class _Dyn(Exception):
     pass
+
+
+#: Helpers that pass a gfp through, keeping (at most) these bits: current_gfp_context()
+#: strips bits only under a memalloc scope, which the walker tracks itself (§3.3);
+#: gfp_nested_mask() (include/linux/gfp.h) keeps GFP_KERNEL|GFP_ATOMIC|__GFP_NOLOCKDEP.
+_PASS_THROUGH = {
+    "current_gfp_context": None,
+    "gfp_nested_mask": kb.GFP["GFP_KERNEL"] | kb.GFP["GFP_ATOMIC"] | kb.GFP["__GFP_NOLOCKDEP"],
+}
 
 
 def _gfp_bits(text: str) -> frozenset[str]:
@@ -33,10 +46,12 @@ def _gfp_bits(text: str) -> frozenset[str]:
         pos += 1
         if t == "~":
             return frozenset({"~"}) | frozenset("~" + b for b in atom())
-        if t == "(":
+        if t == "(" or (t in _PASS_THROUGH and pos < len(toks) and toks[pos] == "("):
+            pos += t != "("
             v = expr()
             pos += 1
-            return v
+            keep = _PASS_THROUGH.get(t)
+            return v & keep if keep is not None else v
         if t in kb.GFP:
             return kb.GFP[t]
         if t.isdigit():
@@ -70,14 +85,26 @@ def _gfp_bits(text: str) -> frozenset[str]:
 
 def gfp_reclaims(text: str, f: FuncFacts) -> tuple[str, int]:
     """('yes'|'no'|'param'|'unknown', param index): does an allocation's gfp in f take
-    fs_reclaim (direct reclaim with __GFP_FS, lockdep not told to look away)?"""
-    return _gfp_test(text, f, _takes_fs_reclaim)
+    fs_reclaim (direct reclaim with __GFP_FS, lockdep not told to look away)?  Of several
+    values, an unknown one outranks a parameter: fs_reclaim edges count it as reclaiming."""
+    return _may(text, f, _takes_fs_reclaim, ("yes", "unknown", "param", "no"))
 
 
 def gfp_blocks(text: str, f: FuncFacts) -> tuple[str, int]:
     """The same answer for "may this allocation sleep": direct reclaim alone decides
-    (gfpflags_allow_blocking()); GFP_NOFS and GFP_NOIO sleep, GFP_ATOMIC/GFP_NOWAIT do not."""
-    return _gfp_test(text, f, _direct_reclaim)
+    (gfpflags_allow_blocking()); GFP_NOFS and GFP_NOIO sleep, GFP_ATOMIC/GFP_NOWAIT do not.
+    Of several values, a parameter outranks an unknown one: LG107 claims nothing on an
+    unknown gfp, and still the finding for callers whose gfp blocks."""
+    return _may(text, f, _direct_reclaim, ("yes", "param", "unknown", "no"))
+
+
+def _may(text: str, f: FuncFacts, test, rank: tuple[str, ...]) -> tuple[str, int]:
+    """The answer for the values `A || B` may be: the first in `rank` any of them gives."""
+    alts = split_op(text, "||") if "||" in text else [text]
+    if len(alts) == 1:
+        return _gfp_test(text, f, test)
+    answers = [_gfp_test(t.strip(), f, test) for t in alts]
+    return min(answers, key=lambda a: rank.index(a[0]))
 
 
 def _takes_fs_reclaim(bits: frozenset[str]) -> bool:

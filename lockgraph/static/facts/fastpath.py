@@ -9,7 +9,9 @@ module computes exactly that without the slow path's per-token objects: one comp
 walker's own expression step records the events (so what a call means stays defined in one
 place, walk.py).
 
-`structure_matters` decides which bodies go to lark instead, from the names the body calls.
+`structure_matters` decides which bodies go to lark instead, from the names the body calls;
+scan.py sends there too a body that reassigns a gfp variable (walk.reassigned_gfp), whose
+value at a call depends on the branches before it.
 `call_facts` declines (returns False) when its tokens show a call that text scan did not (a
 primitive name split from its `(` by a backslash, say): the caller then takes the slow
 path, so the facts never depend on which front end ran.

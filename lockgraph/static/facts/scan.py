@@ -22,7 +22,7 @@ from lockgraph.static.facts.fastpath import call_facts, structure_matters
 from lockgraph.static.facts.prepass import FileText, prepare
 from lockgraph.static.facts.structs import match_brace, struct_fields, struct_typedefs
 from lockgraph.static.facts.walk import (FuncFacts, ScanContext, local_types, parse_params,
-                                         walk_function)
+                                         reassigned_gfp, walk_function)
 
 _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
 _PERCPU_DEF = re.compile(r"\bDEFINE_PER_CPU(?:_ALIGNED|_SHARED_ALIGNED)?\s*\(\s*((?:struct\s+)?\w+)\s*,\s*(\w+)\s*\)")
@@ -154,21 +154,26 @@ def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileF
         facts = FuncFacts(fn.name, path, fn.line, fn.is_static, parse_params(fn.params),
                           local_types(body), annotations=fn.annotations)
         stmts: list[tuple] | None = None
-        if structure_matters(body):
+        tracked = reassigned_gfp(body, facts.params, facts.locals)
+        needs = structure_matters(body)
+        if needs or tracked:
             try:
                 stmts = parse_body(body, first)
             except BodyParseError as exc:
-                facts.structure = f"unknown (grammar stopped at line {exc.line})"
-                stmts = flat_atoms(body, first)
-        else:
+                tracked = frozenset()  # without its branches a mask would cover every path
+                if needs:
+                    facts.structure = f"unknown (grammar stopped at line {exc.line})"
+                    stmts = flat_atoms(body, first)
+        if not needs and stmts is None:
             # No lock, guard or scope primitive: every held set in this body is empty, so
-            # its call list (in order) is all the analysis needs.
+            # its call list (in order) is all the analysis needs.  A body parsed only for
+            # its gfp reassignments is never a blind spot when the grammar stops.
             facts.structure = "not needed"
             if not fast:
                 stmts = flat_atoms(body, first)
         try:
             if stmts is not None:
-                walk_function(facts, stmts, ctx)
+                walk_function(facts, stmts, ctx, tracked)
             elif not call_facts(body, first, facts, ctx):
                 walk_function(facts, flat_atoms(body, first), ctx)
         except Exception as exc:  # an analyser bug must cost one function, never the scan

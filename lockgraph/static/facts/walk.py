@@ -11,8 +11,10 @@ by the solver (`static/resolution.py`, `Resolver`), when every file's init sites
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import product
+from math import prod
 
 from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import atom_text, split_args, split_top
@@ -145,31 +147,45 @@ def _chain(atoms: list[tuple], dot: int) -> str:
     return "".join(reversed(parts))
 
 
+#: A gfp variable's values reaching a point: one text per way it may have been set.
+GfpValues = tuple[tuple[str, tuple[str, ...]], ...]
+
+
 class _State:
     """Held locks, memalloc scopes, and caller locks this function has released so far.
 
     `gates`: the tests of "may this task block" every path here passed — a gfp expression
     that gfpflags_allow_blocking() (or `& __GFP_DIRECT_RECLAIM`) found true, or PREEMPTIBLE
     for preemptible()/!in_atomic().  A sleep behind `if (gfpflags_allow_blocking(gfp))`
-    happens only for callers whose gfp may block, never under a spinning lock."""
+    happens only for callers whose gfp may block, never under a spinning lock.
 
-    __slots__ = ("held", "scopes", "dropped", "gates")
+    `gfp`: the values the reassigned gfp variables (Walker.tracked) may have here, sorted by
+    name; a local not yet assigned on any path is absent."""
+
+    __slots__ = ("held", "scopes", "dropped", "gates", "gfp")
 
     def __init__(self, held: tuple[Held, ...] = (), scopes: tuple[tuple[str, int], ...] = (),
-                 dropped: frozenset[str] = frozenset(), gates: frozenset[str] = frozenset()):
+                 dropped: frozenset[str] = frozenset(), gates: frozenset[str] = frozenset(),
+                 gfp: GfpValues = ()):
         self.held = held
         self.scopes = scopes
         self.dropped = dropped
         self.gates = gates
+        self.gfp = gfp
 
     def copy(self) -> "_State":
-        return _State(self.held, self.scopes, self.dropped, self.gates)
+        return _State(self.held, self.scopes, self.dropped, self.gates, self.gfp)
 
     def with_held(self, held: tuple[Held, ...]) -> "_State":
-        return _State(held, self.scopes, self.dropped, self.gates)
+        return _State(held, self.scopes, self.dropped, self.gates, self.gfp)
 
     def with_gates(self, gates: frozenset[str]) -> "_State":
-        return _State(self.held, self.scopes, self.dropped, self.gates | gates) if gates else self
+        return _State(self.held, self.scopes, self.dropped, self.gates | gates, self.gfp) if gates else self
+
+    def with_gfp(self, var: str, values: tuple[str, ...]) -> "_State":
+        d = dict(self.gfp)
+        d[var] = values
+        return _State(self.held, self.scopes, self.dropped, self.gates, tuple(sorted(d.items())))
 
     def scope_set(self) -> frozenset[str]:
         return frozenset(k for k, v in self.scopes if v > 0)
@@ -196,7 +212,24 @@ def _join(a: _State | None, b: _State | None, cond: str = "") -> _State | None:
             held.append(h)
     sa, sb = dict(a.scopes), dict(b.scopes)
     scopes = tuple(sorted((k, max(sa.get(k, 0), sb.get(k, 0))) for k in set(sa) | set(sb)))
-    return _State(tuple(held), scopes, a.dropped | b.dropped, a.gates & b.gates)
+    return _State(tuple(held), scopes, a.dropped | b.dropped, a.gates & b.gates,
+                  _join_gfp(a.gfp, b.gfp) if a.gfp != b.gfp else a.gfp)
+
+
+def _join_gfp(a: GfpValues, b: GfpValues) -> GfpValues:
+    """May-values at a join: a variable has any value it may have on either side."""
+    da, db = dict(a), dict(b)
+    return tuple(sorted((v, _union(da.get(v, ()), db.get(v, ()))) for v in set(da) | set(db)))
+
+
+#: Values kept per gfp variable; past this (a mask re-applied through nested loops, say)
+#: the variable stands for itself again, evaluated as before flow tracking (the caller's
+#: gfp for a parameter, the first assignment for a local).
+MAX_GFP_VALUES = 8
+
+
+def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(set(a) | set(b)))
 
 
 def _assume(st: _State, cond: str) -> _State:
@@ -251,7 +284,7 @@ def _closes_at_end(t: str) -> bool:
     return False
 
 
-def _split_op(t: str, op: str) -> list[str]:
+def split_op(t: str, op: str) -> list[str]:
     """t split at a binary `&&` or `||` outside parentheses."""
     out, depth, start, k = [], 0, 0, 0
     while k < len(t):
@@ -275,7 +308,7 @@ def blocking_gate(text: str, aliases: dict[str, str], params: frozenset[str] = f
     test's value is `when`.  Follows a local flag (`is_atomic = !gfpflags_allow_blocking(gfp)`);
     a parameter tested as a flag is gate ARG_TRUE + its name."""
     t, neg = _unwrap(text.replace(" ", ""))
-    if len(_split_op(t, "&&")) > 1 or len(_split_op(t, "||")) > 1:
+    if len(split_op(t, "&&")) > 1 or len(split_op(t, "||")) > 1:
         return None  # a compound test: branch_gates looks at its parts
     if t == "preemptible()":
         return PREEMPTIBLE, not neg
@@ -317,9 +350,9 @@ def branch_gates(text: str, aliases: dict[str, str],
                 frozenset(filter(None, [_on(whole, False)])))
     t = text.replace(" ", "")
     on_true = {_on(g, True) for g in filter(None, (blocking_gate(x, aliases, params)
-                                                   for x in _split_op(t, "&&")))} if "&&" in t else set()
+                                                   for x in split_op(t, "&&")))} if "&&" in t else set()
     on_false = {_on(g, False) for g in filter(None, (blocking_gate(x, aliases, params)
-                                                     for x in _split_op(t, "||")))} if "||" in t else set()
+                                                     for x in split_op(t, "||")))} if "||" in t else set()
     return frozenset(on_true - {None}), frozenset(on_false - {None})
 
 
@@ -375,6 +408,136 @@ def local_types(body: str) -> dict[str, str]:
     return out
 
 
+#: `gfp = …`, `gfp &= …`, `gfp |= …` on a variable, not on a struct member.
+_GFP_ASSIGN = re.compile(r"(?<![.>\w])([A-Za-z_]\w*)\s*[&|]?=(?!=)")
+
+
+def reassigned_gfp(body: str, params: list[tuple[str, str]], local: dict[str, str]) -> frozenset[str]:
+    """The gfp variables whose value a body changes: a gfp parameter assigned at all, a
+    gfp_t local assigned more than once (one initialisation is what `aliases` records
+    anyway).  Their uses are evaluated with the values reaching each point (Walker.tracked),
+    so `flags &= ~__GFP_DIRECT_RECLAIM` before a call makes that call's gfp non-reclaiming
+    and one after it does not; these bodies need their statement structure."""
+    par = {n for t, n in params if n and "gfp" in t}
+    names = par | {n for n, t in local.items() if t == "gfp_t"}
+    if not names:
+        return frozenset()
+    count: dict[str, int] = {}
+    for n in _GFP_ASSIGN.findall(body):
+        if n in names:
+            count[n] = count.get(n, 0) + 1
+    return frozenset(n for n, k in count.items() if k > (n not in par))
+
+
+def _wrap(t: str) -> str:
+    """t as an operand: parenthesised unless it is one already (a name, a parenthesised
+    expression, either complemented)."""
+    u = t[1:] if t.startswith("~") else t
+    if _IDENT_ONLY.fullmatch(u) or (u.startswith("(") and _closes_at_end(u)):
+        return t
+    return f"({t})"
+
+
+def _values(text: str, gfp: GfpValues) -> tuple[str, ...] | None:
+    """The texts `text` may stand for: every tracked variable in it replaced, all at once,
+    by each value it may have (one text per combination).  At once: a value that names a
+    parameter means the caller's gfp, not the parameter's value here.  None past
+    MAX_GFP_VALUES combinations."""
+    d = dict(gfp)
+    pat = re.compile(r"(?<![.>\w])(" + "|".join(d) + r")\b")
+    names = sorted(set(pat.findall(text))) if d else []
+    if not names:
+        return (text,)
+    if pat.fullmatch(text):
+        return d[text]
+    if prod(len(d[n]) for n in names) > MAX_GFP_VALUES:
+        return None
+    out = set()
+    for combo in product(*(d[n] for n in names)):
+        pick = dict(zip(names, combo))
+        out.add(pat.sub(lambda m: _wrap(pick[m.group(1)]), text))
+    return tuple(sorted(out))
+
+
+def effective_gfp(text: str, gfp: GfpValues) -> str:
+    """An argument as evaluated at this point: the alternatives it may be, joined by `||`
+    (static/gfp.py evaluates each; no gfp expression of the kernel contains `||`).  Past
+    MAX_GFP_VALUES the text as written."""
+    vals = _values(text, gfp) if gfp else None
+    return " || ".join(vals) if vals else text
+
+
+def _assigns(atoms: list[tuple], tracked: frozenset[str]) -> list[tuple[str, str, str]]:
+    """Assignments to tracked variables at the top level of an expression, in order:
+    (variable, "" | "&" | "|", right-hand side up to the next top-level `,` or `;`)."""
+    out = []
+    for k, a in enumerate(atoms):
+        if a[0] != "tok" or a[1] != "=" or k == 0:
+            continue
+        op, j = "", k - 1
+        if atoms[j][0] == "tok" and atoms[j][1] in ("&", "|"):
+            op, j = atoms[j][1], j - 1
+        if j < 0 or atoms[j][0] != "tok" or atoms[j][1] not in tracked or (
+                j > 0 and atoms[j - 1][0] == "tok" and atoms[j - 1][1] in ("->", ".")):
+            continue
+        end = next((m for m in range(k + 1, len(atoms))
+                    if atoms[m][0] == "tok" and atoms[m][1] in (",", ";")), len(atoms))
+        out.append((atoms[j][1], op, atom_text(atoms[k + 1:end])))
+    return out
+
+
+def _stmt_items(s: tuple | None, tracked: frozenset[str]):
+    """Labels, gotos and tracked assignments of a statement, in source order."""
+    if s is None:
+        return
+    kind = s[0]
+    if kind in ("label", "goto"):
+        yield kind, s[1]
+    elif kind in ("expr", "return"):
+        yield from _atom_items(s[1], tracked)
+    elif kind == "block":
+        for x in s[1]:
+            yield from _stmt_items(x, tracked)
+    elif kind == "if":
+        yield from _atom_items(s[1], tracked)
+        yield from _stmt_items(s[2], tracked)
+        yield from _stmt_items(s[3], tracked)
+    elif kind == "loop":
+        yield from _atom_items(s[2], tracked)
+        yield from _stmt_items(s[3], tracked)
+    elif kind == "switch":
+        yield from _atom_items(s[1], tracked)
+        yield from _stmt_items(s[2], tracked)
+
+
+def _atom_items(atoms: list[tuple], tracked: frozenset[str]):
+    for var, op, rhs in _assigns(atoms, tracked):
+        yield "assign", (var, op, rhs)
+    for a in atoms:
+        if a[0] == "call":
+            for arg in a[2]:
+                yield from _atom_items(arg, tracked)
+        elif a[0] == "group":
+            yield from _atom_items(a[1], tracked)
+        elif a[0] == "block_expr":
+            for x in a[1]:
+                yield from _stmt_items(x, tracked)
+
+
+def _back_regions(stmts: Sequence[tuple], tracked: frozenset[str]) -> dict[str, list]:
+    """label -> the tracked assignments between it and the last `goto` back to it."""
+    items = [it for s in stmts for it in _stmt_items(s, tracked)]
+    out: dict[str, list] = {}
+    for i, (kind, x) in enumerate(items):
+        if kind != "label":
+            continue
+        last = max((j for j in range(i + 1, len(items)) if items[j] == ("goto", x)), default=-1)
+        region = [a for k, a in items[i + 1:last] if k == "assign"]
+        if region:
+            out[x] = region
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ScanContext:
     """What one scan knows besides a file's text: the .config and the guard types of the
@@ -387,7 +550,13 @@ class ScanContext:
 
 
 class Walker:
-    def __init__(self, facts: FuncFacts, ctx: ScanContext) -> None:
+    """`tracked`: the gfp variables the body reassigns (reassigned_gfp); an event's gfp
+    argument naming one is recorded as the values it may have there (effective_gfp).
+    Empty for a body walked without its structure (flat_atoms, the call-list front end):
+    without branches, a mask would apply to paths that never pass it."""
+
+    def __init__(self, facts: FuncFacts, ctx: ScanContext, stmts: Sequence[tuple] = (),
+                 tracked: frozenset[str] = frozenset()) -> None:
         self.f = facts
         self.guards = ctx.guards
         self.gotos: dict[str, _State] = {}
@@ -396,6 +565,8 @@ class Walker:
         self.next_guard = 1
         self.dropped_ever: set[str] = set()   # caller locks this function releases
         self.params = frozenset(n for _, n in facts.params if n)
+        self.tracked = tracked
+        self.back = _back_regions(stmts, tracked) if tracked else {}
 
     # -- statements -------------------------------------------------------------
     def stmts(self, stmts: list[tuple], st: _State | None) -> _State | None:
@@ -406,7 +577,8 @@ class Walker:
     def stmt(self, s: tuple, st: _State | None) -> _State | None:
         kind = s[0]
         if kind == "label":
-            return _join(st, self.gotos.get(s[1]))
+            st = _join(st, self.gotos.get(s[1]))
+            return self.widen(st, self.back[s[1]]) if s[1] in self.back and st else st
         if st is None:
             if kind in ("block",):
                 # a label inside a dead block can revive it
@@ -465,6 +637,9 @@ class Walker:
         t_state = _assume(st, key) if key else st.copy()
         f_state = _assume(st, "!" + key) if key else st.copy()
         g_true, g_false = branch_gates(key or cond_key(cond), self.f.aliases, self.params)
+        if st.gfp:
+            g_true, g_false = (frozenset(g if g.startswith("@") else effective_gfp(g, st.gfp)
+                                         for g in gs) for gs in (g_true, g_false))
         t_state, f_state = t_state.with_gates(g_true), f_state.with_gates(g_false)
         for call, prim in on_true:
             t_state = self.acquire(call, prim, t_state)
@@ -504,6 +679,8 @@ class Walker:
         name = kind[6:] if kind.startswith("macro:") else ""
         if name in ("scoped_guard", "scoped_cond_guard"):
             return self.scoped_guard(name, head, body, st, line)
+        if self.tracked:
+            st = self.widen(st, [x for k, x in _stmt_items(s, self.tracked) if k == "assign"])
         st = self.expr(head, st) or st
         self.breaks.append([])
         end = self.stmt(body, st.copy())
@@ -568,6 +745,7 @@ class Walker:
         if st is None:
             return None
         self._track_assign(atoms)
+        before = st
         i = 0
         n = len(atoms)
         while i < n:
@@ -587,6 +765,26 @@ class Walker:
             elif a[0] == "block_expr":
                 st = self.stmts(a[1], st) or st
             i += 1
+        if self.tracked and st is not None:
+            for var, op, rhs in _assigns(atoms, self.tracked):
+                st = st.with_gfp(var, self.assigned(var, op, rhs, before))
+        return st
+
+    def assigned(self, var: str, op: str, rhs: str, st: _State) -> tuple[str, ...]:
+        """The values var may have after `var op= rhs`, evaluated where the right-hand side
+        is (`st`: before the expression's calls ran)."""
+        text = rhs if not op else f"{var} {op} {_wrap(rhs)}"
+        return _values(text, st.gfp) or (var,)
+
+    def widen(self, st: _State, assigns: list[tuple[str, str, str]]) -> _State:
+        """Entering a loop, or a label a later goto jumps back to: a value given further on
+        may reach here too (`gfp_temp = gfp_mask; goto repeat_alloc;` in mempool_alloc).
+        Two rounds, so a value built from another reassigned variable sees its widening."""
+        for _ in range(2):
+            for var, op, rhs in assigns:
+                cur = dict(st.gfp).get(var, ())
+                vals = _union(cur, self.assigned(var, op, rhs, st))
+                st = st.with_gfp(var, vals if len(vals) <= MAX_GFP_VALUES else (var,))
         return st
 
     def _track_assign(self, atoms: list[tuple]) -> None:
@@ -638,16 +836,16 @@ class Walker:
             scope, delta = SCOPES[name]
             d = dict(st.scopes)
             d[scope] = d.get(scope, 0) + delta
-            return _State(st.held, tuple(sorted(d.items())), st.dropped, st.gates)
+            return _State(st.held, tuple(sorted(d.items())), st.dropped, st.gates, st.gfp)
         if bname in CALL_ALIASES:
             target, mapping = CALL_ALIASES[bname]
-            args = [atom_text(a[2][m]) if isinstance(m, int) and m < len(a[2]) else str(m)
-                    for m in mapping]
+            args = [effective_gfp(atom_text(a[2][m]), st.gfp) if isinstance(m, int) and m < len(a[2])
+                    else str(m) for m in mapping]
             f.calls.append(Call(target, False, a[3], st.held, st.scope_set(), args, "",
                                 st.dropped, st.gates))
         if bname in ALLOCS:
             idx = ALLOCS[bname]
-            gfp = atom_text(a[2][idx]) if idx is not None and idx < len(a[2]) else ""
+            gfp = effective_gfp(atom_text(a[2][idx]), st.gfp) if idx is not None and idx < len(a[2]) else ""
             f.allocs.append(Alloc(bname, gfp, a[3], st.held, st.scope_set(), st.dropped,
                                   atom_text(a[2][0]) if a[2] else "", st.gates))
             return st
@@ -663,7 +861,8 @@ class Walker:
         if name in SLEEPING_CALLS:
             f.sleeps.append((name, a[3]))
         f.calls.append(Call(name, bool(a[4]), a[3], st.held, st.scope_set(),
-                            [atom_text(x) for x in a[2]], base, st.dropped, st.gates))
+                            [effective_gfp(atom_text(x), st.gfp) for x in a[2]], base, st.dropped,
+                            st.gates))
         return st
 
     def lock_of(self, a: tuple, prim: Prim) -> LockExpr | None:
@@ -691,7 +890,7 @@ class Walker:
             self.f.sleeps.append((a[1], a[3]))
         h = Held(lk, prim.kind, prim.mode, is_try, a[3], sub, guard,
                  restores=lk.text in self.dropped_ever)
-        return _State(st.held + (h,), st.scopes, st.dropped - {lk.text}, st.gates)
+        return _State(st.held + (h,), st.scopes, st.dropped - {lk.text}, st.gates, st.gfp)
 
     def release(self, a: tuple, prim: Prim, st: _State) -> _State:
         lk = self.lock_of(a, prim)
@@ -703,17 +902,21 @@ class Walker:
                 restored = held[k].restores
                 del held[k]
                 if restored:  # the caller's lock, re-taken and now dropped again
-                    return _State(tuple(held), st.scopes, st.dropped | {lk.text}, st.gates)
+                    return _State(tuple(held), st.scopes, st.dropped | {lk.text}, st.gates,
+                                  st.gfp)
                 return st.with_held(tuple(held))
         self.f.released_unheld.append((lk, a[3]))
         self.dropped_ever.add(lk.text)
-        return _State(st.held, st.scopes, st.dropped | {lk.text}, st.gates)
+        return _State(st.held, st.scopes, st.dropped | {lk.text}, st.gates, st.gfp)
 
 
 
-def walk_function(facts: FuncFacts, stmts: list[tuple], ctx: ScanContext = ScanContext()) -> FuncFacts:
-    w = Walker(facts, ctx)
-    end = w.stmts(stmts, _State())
+def walk_function(facts: FuncFacts, stmts: list[tuple], ctx: ScanContext = ScanContext(),
+                  tracked: frozenset[str] = frozenset()) -> FuncFacts:
+    w = Walker(facts, ctx, stmts, tracked)
+    # a tracked parameter starts as the caller's gfp
+    entry = _State(gfp=tuple(sorted((n, (n,)) for _, n in facts.params if n in tracked)))
+    end = w.stmts(stmts, entry)
     if end is not None:
         facts.exit_held.extend(h for h in end.held
                                if h.guard == 0 and not h.cond and not h.restores
