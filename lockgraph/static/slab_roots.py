@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lockgraph.static.facts.kb import RECLAIM_CALLS
 from lockgraph.static.resolution import assigned_function
 from lockgraph.static.solve import Solved
 
 #: Reclaim entry points that run with fs_reclaim held (docs/kernel-facts.md §5).
 RECLAIM_ENTRIES = ("kswapd", "balance_pgdat", "__perform_reclaim", "__node_reclaim",
-                   "shrink_all_memory")
+                   *RECLAIM_CALLS)
 #: The struct whose `.ctor`/`.dtor` members are slab constructor/destructor (the RFC's
 #: `.dtor`; 6.12's `.ctor`).  A `.dtor` of any other struct (nouveau's subdev functions,
 #: bpf kptr fields, ...) is some other destructor: it becomes a root only when its struct

@@ -241,6 +241,24 @@ ALLOCS: dict[str, int | None] = {
     "xa_store": 3, "xa_insert": 3, "xa_alloc": 4, "xa_alloc_cyclic": 5,
 }
 
+#: Calls that enter page reclaim, with their gfp argument (None: reclaim with GFP_KERNEL).
+#: Like an allocation, such a call is an acquisition of fs_reclaim for the caller, not a
+#: call into the reclaim code: lockdep's own model (direct reclaim runs under the
+#: fs_reclaim map, mm/page_alloc.c __perform_reclaim), so a lock held here gets the edge
+#: L -> fs_reclaim and what reclaim takes gets fs_reclaim -> X from the reclaim roots
+#: (static/slab_roots.py) — every cycle through reclaim is still a cycle, through
+#: fs_reclaim.  Following the calls instead made every lock held around a memcg charge
+#: precede every lock of every filesystem's writeback (reclaim_clean_pages_from_list ->
+#: shrink_folio_list -> swap_writepage -> ->swap_rw), the largest join of the whole-kernel
+#: call graph.  mm/vmscan.c, 6.12: try_to_free_pages:6513, mem_cgroup_shrink_node:6559,
+#: try_to_free_mem_cgroup_pages:6598, reclaim_clean_pages_from_list:1584,
+#: shrink_all_memory:7339, node_reclaim (after __node_reclaim).
+RECLAIM_CALLS: dict[str, int | None] = {
+    "try_to_free_pages": 2, "try_to_free_mem_cgroup_pages": 2, "mem_cgroup_shrink_node": 1,
+    "node_reclaim": 1, "reclaim_clean_pages_from_list": None, "shrink_all_memory": None,
+}
+ALLOCS.update(RECLAIM_CALLS)
+
 #: Header macros whose implementation may be in the scanned tree: name → (function, args).
 #: An int maps the caller's argument at that index; a string is a literal argument.
 CALL_ALIASES: dict[str, tuple[str, tuple[int | str, ...]]] = {
