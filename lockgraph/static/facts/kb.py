@@ -292,11 +292,26 @@ GFP: dict[str, frozenset[str]] = {
 GFP_NEUTRAL_PREFIX = "__GFP_"
 
 #: Task scopes (§3.3): call → (scope, +1 enter / -1 leave).
+LOCKDEP_OFF = "lockdep_off"
 SCOPES: dict[str, tuple[str, int]] = {
     "memalloc_nofs_save": ("nofs", 1), "memalloc_nofs_restore": ("nofs", -1),
     "memalloc_noio_save": ("noio", 1), "memalloc_noio_restore": ("noio", -1),
     "memalloc_noreclaim_save": ("noreclaim", 1), "memalloc_noreclaim_restore": ("noreclaim", -1),
+    # lockdep records nothing between lockdep_off() and lockdep_on() (the KASAN, KFENCE and
+    # KCSAN reporters, sysrq), nor after debug_locks_off() (oops_enter, panic): no edge,
+    # acquisition or call under them is one lockdep could report (kernel/locking/lockdep.c
+    # lock_acquire returns early on lockdep_recursion / !debug_locks)
+    "lockdep_off": (LOCKDEP_OFF, 1), "lockdep_on": (LOCKDEP_OFF, -1),
+    "debug_locks_off": (LOCKDEP_OFF, 1), "__debug_locks_off": (LOCKDEP_OFF, 1),
 }
+
+#: Calls that never return and stop every other CPU before they take a lock
+#: (kernel/panic.c vpanic: local_irq_disable, panic_other_cpus_shutdown, later
+#: debug_locks_off): with one CPU left and interrupts off, no lock order taken inside them
+#: can complete a deadlock, so lockgraph does not follow them.  Through panic() (reached
+#: from add_taint, check_panic_on_warn, the hung-task and soft-lockup detectors...) every
+#: console and trace dumper in the kernel was a callee of every warning.
+TERMINAL = frozenset({"panic", "vpanic", "nmi_panic"})
 
 #: Calls that sleep without taking a lockdep-visible lock.
 SLEEPING_CALLS = frozenset({

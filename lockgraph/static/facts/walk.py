@@ -19,7 +19,8 @@ from math import prod
 from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import atom_text, split_args, split_top
 from lockgraph.static.facts.kb import (ALLOCS, BLOCKING_KINDS, BUILTIN_GUARDS, CALL_ALIASES,
-                                        INIT_PRIMS, PRIMITIVES, SCOPES, SLEEPING_CALLS, Prim,
+                                        INIT_PRIMS, LOCKDEP_OFF, PRIMITIVES, SCOPES, SLEEPING_CALLS,
+                                        TERMINAL, Prim,
                                         base_name)
 
 _LOCKEXPR = re.compile(r"^&?\s*\(?\s*\*?(?P<root>[A-Za-z_]\w*)\s*\)?(?P<path>(?:\s*(?:->|\.)\s*\w+|\s*\[[^\]]*\])*)$")
@@ -189,6 +190,11 @@ class _State:
 
     def scope_set(self) -> frozenset[str]:
         return frozenset(k for k, v in self.scopes if v > 0)
+
+
+def _lockdep_off(st: _State) -> bool:
+    """lockdep records nothing here (kb.SCOPES: lockdep_off, debug_locks_off)."""
+    return bool(st.scopes) and LOCKDEP_OFF in st.scope_set()
 
 
 def _join(a: _State | None, b: _State | None, cond: str = "") -> _State | None:
@@ -837,6 +843,8 @@ class Walker:
             d = dict(st.scopes)
             d[scope] = d.get(scope, 0) + delta
             return _State(st.held, tuple(sorted(d.items())), st.dropped, st.gates, st.gfp)
+        if name in TERMINAL or _lockdep_off(st):
+            return st
         if bname in CALL_ALIASES:
             target, mapping = CALL_ALIASES[bname]
             args = [effective_gfp(atom_text(a[2][m]), st.gfp) if isinstance(m, int) and m < len(a[2])
@@ -877,7 +885,7 @@ class Walker:
 
     def acquire(self, a: tuple, prim: Prim, st: _State, guard: int = 0) -> _State:
         lk = self.lock_of(a, prim)
-        if lk is None:
+        if lk is None or _lockdep_off(st):
             return st
         sub = 0
         if prim.subclass_arg >= 0 and prim.subclass_arg < len(a[2]):
@@ -894,7 +902,7 @@ class Walker:
 
     def release(self, a: tuple, prim: Prim, st: _State) -> _State:
         lk = self.lock_of(a, prim)
-        if lk is None:
+        if lk is None or _lockdep_off(st):
             return st
         held = list(st.held)
         for k in range(len(held) - 1, -1, -1):
