@@ -37,16 +37,21 @@ Site = tuple[int, tuple[Held, ...], frozenset[str], tuple[str, ...]]
 RESOLVED = "="
 
 
-def callee_name(arg: str) -> str:
-    """The function an argument names (`&f`, `(f)`, a cast of f), or ""."""
+def bare(arg: str) -> str:
+    """An argument without address-of, casts and enclosing parentheses."""
     a = arg.strip()
     while True:
         b = _CAST.sub("", a.lstrip("&").strip())
         if b.startswith("(") and b.endswith(")"):
             b = b[1:-1].strip()
         if b == a:
-            break
+            return a
         a = b
+
+
+def callee_name(arg: str) -> str:
+    """The function an argument names (`&f`, `(f)`, a cast of f), or ""."""
+    a = bare(arg)
     return a if _IDENT.fullmatch(a) else ""
 
 
@@ -155,14 +160,27 @@ def add_callback_calls(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tup
                         labels.add(label)
                         unresolved.setdefault(label, []).append((f.file, c.line))
                         continue
-                    extra.append(Call(name, False, c.line, c.held + _translate(held, funcs[j], c, classes),
-                                      c.scopes | scopes, list(_translate_args(args, funcs[j], c, classes)),
-                                      "", c.dropped, c.gates))
+                    extra.append(site_call(name, c, funcs[j], (0, held, scopes, args), classes))
                     rows.append(got)
         if extra:
-            funcs[i] = replace(f, calls=f.calls + extra)
-            targets[i] = targets[i] + tuple(rows)
+            append_calls(funcs, targets, i, extra, rows)
             added += len(extra)
         if labels:
             blind[i] = blind.get(i, frozenset()) | labels
     return added
+
+
+def append_calls(funcs: dict[str, FuncFacts], targets, i: str, calls: list[Call],
+                 rows: list[tuple[str, ...]]) -> None:
+    """Calls the solver adds to function i, with their targets (the facts the scan made
+    are not touched: i's entry becomes a copy)."""
+    funcs[i] = replace(funcs[i], calls=funcs[i].calls + calls)
+    targets[i] = targets[i] + tuple(rows)
+
+
+def site_call(name: str, c: Call, callee: FuncFacts, site: Site, classes) -> Call:
+    """The call the callee makes at `site`, as the caller's call c: the caller's locks and
+    the callee's around it, the callee's arguments in the caller's terms."""
+    _, held, scopes, args = site
+    return Call(name, False, c.line, c.held + _translate(held, callee, c, classes), c.scopes | scopes,
+                list(_translate_args(args, callee, c, classes)), "", c.dropped, c.gates)

@@ -16,6 +16,7 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.scan import FileFacts
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
 from lockgraph.static.layered import TypeIndex
+from lockgraph.static.opsparams import Tables, add_ops_calls, ops_sites
 
 #: An indirect call resolved by member name only (object type unknown) is followed when at
 #: most this many functions are assigned to that member anywhere; beyond, it is a blind spot.
@@ -218,6 +219,9 @@ class CallGraph:
         self.callbacks = add_callback_calls(funcs, self.targets, sites, self.resolve_call,
                                             res.classes, self.unresolved, self.blind)
         self._resolved_at_callers(sites)
+        tables = Tables(files, self.named)
+        ops = ops_sites(funcs, self.targets, tables, res.classes)
+        self.ops_calls = add_ops_calls(funcs, self.targets, ops, tables, res.classes)
 
     def _chain_type(self, chain: str, f: FuncFacts) -> str:
         """The struct type of member chain `a->b.c` in f (static/layered.py), or ""."""
