@@ -315,3 +315,17 @@ def test_a_sleep_reached_only_through_an_indirect_call_is_a_warning(tmp_path):
     assert got["indirect()"]["severity"] == "warning"
     assert "through the indirect call o->go() at ops.c:6" in got["indirect()"]["message"]
     assert res.exit_code == 1
+
+
+def test_same_named_static_locks_of_two_files_are_two_classes(tmp_path):
+    """DEFINE_MUTEX(lock) in two files are two lockdep classes that share a name; merged by
+    name, their edges would close a cycle that cannot happen."""
+    (tmp_path / "a.c").write_text("static DEFINE_MUTEX(lock);\nDEFINE_SPINLOCK(x);\n"
+                                  "void fa(void) { mutex_lock(&lock); spin_lock(&x); spin_unlock(&x);"
+                                  " mutex_unlock(&lock); }\n")
+    (tmp_path / "b.c").write_text("static DEFINE_MUTEX(lock);\nextern spinlock_t x;\n"
+                                  "void fb(void) { spin_lock(&x); mutex_lock(&lock); mutex_unlock(&lock);"
+                                  " spin_unlock(&x); }\n")
+    S = solve(scan_paths([tmp_path], tmp_path, None))
+    assert ("lock (a.c)", "x") in S.edges and ("x", "lock (b.c)") in S.edges
+    assert ("x", "lock (a.c)") not in S.edges and ("lock", "x") not in S.edges

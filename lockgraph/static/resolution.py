@@ -40,11 +40,15 @@ class Resolver:
         self.field: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.globals: dict[str, str] = {}
         self.kind_of_static: dict[str, str] = {}
+        #: ident -> files defining a lock of that name (DEFINE_MUTEX(lock) in five files are
+        #: five lockdep classes that only share a name)
+        self.defined_in: dict[str, set[str]] = defaultdict(set)
         for ff in files:
             self.globals.update(ff.globals)
             for ident, kind, _ in ff.defines:
                 self.static[ident].add(ident)
                 self.kind_of_static[ident] = kind
+                self.defined_in[ident].add(ff.path)
             for d in ff.desig:
                 m = re.match(r"(\w+)\s*\(\s*(.*?)\s*\)$", d.value)
                 if m and m.group(1) in kb.MEMBER_INITS and d.type:
@@ -116,6 +120,9 @@ class Resolver:
         if key is not None:
             if key[0] == "static":
                 names = self.static.get(key[1])
+                if names == {key[1]} and f.file in self.defined_in.get(key[1], ()) \
+                        and len(self.defined_in[key[1]]) > 1:
+                    return [same_name(key[1], f.file)]
                 return sorted(names) if names else [key[1]]
             names = self.field.get(key)
             if names:
@@ -123,7 +130,7 @@ class Resolver:
         return [_norm(lk.text)]
 
     def kind_hint(self, name: str) -> str:
-        k = self.kind_of_static.get(name, "")
+        k = self.kind_of_static.get(name.split(" (", 1)[0], "")
         return k.split(":", 1)[-1]
 
     def dropped(self, f: FuncFacts, d: frozenset[str]) -> frozenset[str]:
@@ -147,6 +154,13 @@ class Resolver:
             for c in self.classes(h.lock, f):
                 out.append((c + (f"/{h.subclass}" if h.subclass else ""), h))
         return out
+
+
+def same_name(ident: str, file: str) -> str:
+    """The class of a lock defined as `ident` in `file` when other files define one of the
+    same name: lockdep tells them apart by key (printing `lock`, `lock#2`...), a graph keyed
+    by name must say which file's it is, or their edges would join into false cycles."""
+    return f"{ident} ({file})"
 
 
 def assigned_function(value: str, f: FuncFacts, by_name) -> bool:
