@@ -238,45 +238,45 @@ class Summaries:
 
 
     def _component(self, scc: list[str]) -> None:
-        """Inside a component: a worklist; a member is revisited only when a callee grew."""
+        """Inside a component: rounds until no summary grows."""
         funcs, targets, pull = self.funcs, self.targets, self.pull
         inside = set(scc)
-        callers_in: dict[str, set[str]] = defaultdict(set)
         for i in scc:
             f = funcs[i]
             for c, row in zip(f.calls, targets[i]):
                 for j in row:
-                    if j in inside:
-                        callers_in[j].add(i)
-                    else:  # callees outside the component are final: absorbed once
+                    if j not in inside:  # callees outside the component are final: absorbed once
                         pull(i, f, c, j)
-        # Versions: a dequeued member pulls again only from the callees that changed since
-        # it last looked, not from all of them (members of the kernel's big component
-        # have dozens of callees inside it).
+        # Rounds over the members, callees before callers (DFS postorder of the calls
+        # inside the component): one round carries every summary down-to-up along the
+        # order, and only calls against it (the back edges of the recursion) need another.
+        # Versions: a member pulls again only from the callees that changed since it last
+        # looked (members of the kernel's big component have dozens of callees inside it).
+        # A worklist re-queued every caller of every member that grew by one class at a
+        # time: minutes on the whole kernel's 20,000-function component.
         version = dict.fromkeys(scc, 0)
         seen: dict[tuple[str, str], int] = {}
         inner = {i: [(c, j) for c, row in zip(funcs[i].calls, targets[i]) for j in row if j in inside]
                  for i in scc}
-        queue = sorted(scc, reverse=True)
-        queued = set(queue)
-        while queue:
-            i = queue.pop()
-            queued.discard(i)
-            f = funcs[i]
-            grew = False
-            pairs = inner[i]
-            fresh = {j: version[j] for _, j in pairs if seen.get((i, j)) != version[j]}
-            for c, j in pairs:
-                if j in fresh and pull(i, f, c, j):
-                    grew = True
-            for j, v in fresh.items():
-                seen[(i, j)] = v
-            if grew:
-                version[i] += 1
-                for c in sorted(callers_in.get(i, ()), reverse=True):
-                    if c not in queued:
-                        queued.add(c)
-                        queue.append(c)
+        order = _postorder(scc, inner)
+        changed = True
+        while changed:
+            changed = False
+            for i in order:
+                pairs = inner[i]
+                fresh = {j: version[j] for _, j in pairs if seen.get((i, j)) != version[j]}
+                if not fresh:
+                    continue
+                f = funcs[i]
+                grew = False
+                for c, j in pairs:
+                    if j in fresh and pull(i, f, c, j):
+                        grew = True
+                for j, v in fresh.items():
+                    seen[(i, j)] = v
+                if grew:
+                    version[i] += 1
+                    changed = True
 
     def drops(self) -> dict[str, dict[str, int]]:
         """Dropped caller lock -> classes, whatever the level."""
@@ -475,6 +475,29 @@ class Summaries:
                         clean[i] |= 1
                 changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1)
         return changed
+
+
+def _postorder(scc: list[str], inner: dict[str, list]) -> list[str]:
+    """The members of a component in DFS postorder of its inner calls (from the members in
+    name order): a callee comes before the callers that reach it first."""
+    done: set[str] = set()
+    out: list[str] = []
+    for root in scc:  # scc is sorted
+        if root in done:
+            continue
+        done.add(root)
+        stack = [(root, iter(inner[root]))]
+        while stack:
+            v, it = stack[-1]
+            for _, j in it:
+                if j not in done:
+                    done.add(j)
+                    stack.append((j, iter(inner[j])))
+                    break
+            else:
+                stack.pop()
+                out.append(v)
+    return out
 
 
 def sccs(targets: dict[str, tuple[tuple[str, ...], ...]]) -> list[list[str]]:
