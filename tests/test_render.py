@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lockgraph.checks import CheckInput, CheckResult, run_checks
 from lockgraph.rules import stable_name
@@ -359,3 +361,16 @@ def test_same_cycle_in_two_corpus_reports_has_one_id():
     b = cycle_ids("ml-block-pcpu-kswapd-mime.log")
     shared = set(a) & set(b)
     assert shared and all(a[k] == b[k] for k in shared)
+
+
+@given(st.dictionaries(st.text(max_size=5), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12), max_size=6))
+def test_streamed_json_is_the_same_bytes(obj):
+    """A whole-tree result is encoded item by item; the bytes must be those of one dumps()."""
+    from lockgraph.render.json import Items, dumps, dumps_streamed
+
+    lazy = {k: Items(lambda v=v: iter(v)) if isinstance(v, list) else v for k, v in obj.items()}
+    assert dumps_streamed(lazy) == dumps(obj) == json.dumps(obj, indent=2, sort_keys=True,
+                                                             ensure_ascii=False) + "\n"
