@@ -329,3 +329,13 @@ def test_same_named_static_locks_of_two_files_are_two_classes(tmp_path):
     S = solve(scan_paths([tmp_path], tmp_path, None))
     assert ("lock (a.c)", "x") in S.edges and ("x", "lock (b.c)") in S.edges
     assert ("x", "lock (a.c)") not in S.edges and ("lock", "x") not in S.edges
+
+
+def test_a_witness_chain_never_goes_through_a_call_its_constant_closes():
+    """chain_put_maybe(flag) reaches notify_lock through __chain_put; the witness of an edge
+    from a caller passing `true` must not be searched through that call."""
+    case = FIXTURES / "csrc" / "cases" / "const_args.c"
+    S = solve(scan_paths([case], case.parent, None))
+    by = {f.name: i for i, f in S.funcs.items()}
+    assert S.chain(by["chain_put"], "notify_lock")
+    assert not S.chain(by["chain_put_by_act"], "notify_lock")

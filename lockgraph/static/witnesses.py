@@ -110,7 +110,11 @@ class ChainSearch:
                     dj = drops.get(jj)
                     if dj and dj.get(avoid, 0) & bit and not clean.get(jj, 0) & bit:
                         continue
-                if summ.get(jj, 0) & bit:
+                got = summ.get(jj, 0)
+                if jj in S.restricted:  # what this call's constant arguments leave reachable
+                    a, t, _ = S.callee_bits(c, jj)
+                    got = t if edge else a
+                if got & bit:
                     hops.append((c.line, jj))
                 elif jj in pcls and self._through_param(f, c, jj, cls, edge):
                     return Step(f.name, f.file, c.line), []
