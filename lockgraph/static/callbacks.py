@@ -49,6 +49,11 @@ def bare(arg: str) -> str:
         a = b
 
 
+def param_indices(f: FuncFacts) -> dict[str, int]:
+    """f's parameters by name (a nameless one, `void`, has none)."""
+    return {n: k for k, (_, n) in enumerate(f.params) if n}
+
+
 def callee_name(arg: str) -> str:
     """The function an argument names (`&f`, `(f)`, a cast of f), or ""."""
     a = bare(arg)
@@ -75,7 +80,7 @@ def _translate(held: tuple[Held, ...], callee: FuncFacts, call: Call, classes) -
 def _translate_args(args: tuple[str, ...], callee: FuncFacts, call: Call, classes) -> tuple[str, ...]:
     """The callee's arguments to its callback in the caller's terms: the callee's parameter
     becomes the caller's argument; a lock expression its class."""
-    pidx = {n: k for k, (_, n) in enumerate(callee.params) if n}
+    pidx = param_indices(callee)
     out = []
     for a in args:
         k = pidx.get(a.strip())
@@ -99,8 +104,7 @@ def callback_params(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[
     for i, f in funcs.items():
         if not f.params:
             continue
-        pidx = {n: k for k, (_, n) in enumerate(f.params) if n}
-        params[i] = pidx
+        pidx = params[i] = param_indices(f)
         for c in f.calls:
             k = pidx.get(c.name)
             if k is not None and not c.member and c.name not in f.locals:
@@ -117,15 +121,13 @@ def callback_params(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[
         for i, c, row in passing:
             pidx = params[i]
             for j in row:
-                for k, (_, held, scopes, args) in sites.get(j, {}).items():
+                for k, site in sites.get(j, {}).items():
                     if k >= len(c.args):
                         continue
                     mine = pidx.get(callee_name(c.args[k]))
                     if mine is None or mine in sites.get(i, {}):
                         continue
-                    sites.setdefault(i, {})[mine] = (
-                        c.line, c.held + _translate(held, funcs[j], c, classes), c.scopes | scopes,
-                        _translate_args(args, funcs[j], c, classes))
+                    sites.setdefault(i, {})[mine] = caller_site(c, funcs[j], site, classes)
                     grew = True
         if not grew:
             break
@@ -135,11 +137,10 @@ def callback_params(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[
 def add_callback_calls(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[str, ...], ...]],
                        sites: dict[str, dict[int, Site]], resolve, classes,
                        unresolved: dict[str, list[tuple[str, int]]],
-                       blind: dict[str, frozenset[str]]) -> int:
+                       blind: dict[str, frozenset[str]]) -> None:
     """Give each call that passes a function to a callback parameter a callback call to it
     (funcs and targets are updated; the facts the scan made are not touched).  An argument
-    that names no function is a blind spot of the caller.  Returns the calls added."""
-    added = 0
+    that names no function is a blind spot of the caller."""
     for i, f in list(funcs.items()):
         extra: list[Call] = []
         rows: list[tuple[str, ...]] = []
@@ -147,7 +148,7 @@ def add_callback_calls(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tup
         pnames = {n for _, n in f.params}
         for c, row in zip(f.calls, targets[i]):
             for j in row:
-                for k, (_, held, scopes, args) in sorted(sites.get(j, {}).items()):
+                for k, site in sorted(sites.get(j, {}).items()):
                     if k >= len(c.args):
                         continue
                     name = callee_name(c.args[k])
@@ -160,14 +161,12 @@ def add_callback_calls(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tup
                         labels.add(label)
                         unresolved.setdefault(label, []).append((f.file, c.line))
                         continue
-                    extra.append(site_call(name, c, funcs[j], (0, held, scopes, args), classes))
+                    extra.append(site_call(name, c, funcs[j], site, classes))
                     rows.append(got)
         if extra:
             append_calls(funcs, targets, i, extra, rows)
-            added += len(extra)
         if labels:
             blind[i] = blind.get(i, frozenset()) | labels
-    return added
 
 
 def append_calls(funcs: dict[str, FuncFacts], targets, i: str, calls: list[Call],
@@ -178,9 +177,15 @@ def append_calls(funcs: dict[str, FuncFacts], targets, i: str, calls: list[Call]
     targets[i] = targets[i] + tuple(rows)
 
 
-def site_call(name: str, c: Call, callee: FuncFacts, site: Site, classes) -> Call:
-    """The call the callee makes at `site`, as the caller's call c: the caller's locks and
-    the callee's around it, the callee's arguments in the caller's terms."""
+def caller_site(c: Call, callee: FuncFacts, site: Site, classes) -> Site:
+    """The callee's `site` as the caller sees it through call c: at c's line, the caller's
+    locks and the callee's around it, the callee's arguments in the caller's terms."""
     _, held, scopes, args = site
-    return Call(name, False, c.line, c.held + _translate(held, callee, c, classes), c.scopes | scopes,
-                list(_translate_args(args, callee, c, classes)), "", c.dropped, c.gates)
+    return (c.line, c.held + _translate(held, callee, c, classes), c.scopes | scopes,
+            _translate_args(args, callee, c, classes))
+
+
+def site_call(name: str, c: Call, callee: FuncFacts, site: Site, classes) -> Call:
+    """The call the callee makes at `site`, as a call of c's caller to `name`."""
+    line, held, scopes, args = caller_site(c, callee, site, classes)
+    return Call(name, False, line, held, scopes, list(args), "", c.dropped, c.gates)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from lockgraph.static.callbacks import (Site, _translate, _translate_args, append_calls, bare,
+from lockgraph.static.callbacks import (Site, append_calls, bare, caller_site, param_indices,
                                         site_call)
 from lockgraph.static.facts.walk import Call, FuncFacts
 
@@ -38,7 +38,7 @@ def param_path(chain: str, f: FuncFacts) -> tuple[int, str] | None:
     if not chain or not _CHAIN.match(chain):
         return None
     parts = _STEP.split(chain)
-    pidx = {n: k for k, (_, n) in enumerate(f.params) if n}
+    pidx = param_indices(f)
     if parts[0] in pidx:
         return pidx[parts[0]], ".".join(parts[1:])
     alias = f.aliases.get(parts[0], "").strip()
@@ -87,7 +87,7 @@ class Tables:
         if not _CHAIN.match(a) or depth > 3:
             return None
         steps = _STEP.split(a)
-        pidx = {n: k for k, (_, n) in enumerate(f.params) if n}
+        pidx = param_indices(f)
         if steps[0] in pidx:
             return "param", (pidx[steps[0]], ".".join(steps[1:] + ([path] if path else [])))
         if len(steps) > 1:
@@ -158,7 +158,7 @@ def ops_sites(funcs: dict[str, FuncFacts], targets, tables: Tables, classes) -> 
                 continue
             for c, row in zip(f.calls, targets[i]):
                 for j in row:
-                    for (k, path, m), (_, held, scopes, args) in list(sites.get(j, {}).items()):
+                    for (k, path, m), site in list(sites.get(j, {}).items()):
                         if k >= len(c.args):
                             continue
                         r = tables.resolve(c.args[k], path, m, f, c.line)
@@ -167,9 +167,7 @@ def ops_sites(funcs: dict[str, FuncFacts], targets, tables: Tables, classes) -> 
                         key = (r[1][0], r[1][1], m)
                         if key in sites.get(i, {}):
                             continue
-                        sites.setdefault(i, {})[key] = (
-                            c.line, c.held + _translate(held, funcs[j], c, classes),
-                            c.scopes | scopes, _translate_args(args, funcs[j], c, classes))
+                        sites.setdefault(i, {})[key] = caller_site(c, funcs[j], site, classes)
                         out.via[(i, key)] = (j, (k, path, m))
                         grew = True
         if not grew:
@@ -178,19 +176,18 @@ def ops_sites(funcs: dict[str, FuncFacts], targets, tables: Tables, classes) -> 
 
 
 def add_ops_calls(funcs: dict[str, FuncFacts], targets, ops: OpsSites, tables: Tables,
-                  classes) -> int:
+                  classes, called: set[str]) -> None:
     """Each call that hands a table to such a parameter calls that table's member; an
     argument that is no known table calls what the callee's own resolution reached (so does
     a function nothing calls that hands on its own parameter).  The callee's own member call
-    is then resolved at its call sites, when it has any.  Returns the calls added."""
-    called = {j for row in targets.values() for t in row for j in t}
-    added = 0
+    is then resolved at its call sites, when it has any (`called`: the functions some call
+    reaches)."""
     for i, f in list(funcs.items()):
         extra: list[Call] = []
         rows: list[tuple[str, ...]] = []
         for c, row in zip(f.calls, targets[i]):
             for j in row:
-                for key, (_, held, scopes, args) in sorted(ops.sites.get(j, {}).items()):
+                for key, site in sorted(ops.sites.get(j, {}).items()):
                     k, path, m = key
                     if k >= len(c.args):
                         continue
@@ -201,12 +198,10 @@ def add_ops_calls(funcs: dict[str, FuncFacts], targets, ops: OpsSites, tables: T
                         else ops.fallback(j, key)
                     if not got:
                         continue
-                    extra.append(site_call(m, c, funcs[j], (0, held, scopes, args), classes))
+                    extra.append(site_call(m, c, funcs[j], site, classes))
                     rows.append(got)
         if extra:
             append_calls(funcs, targets, i, extra, rows)
-            added += len(extra)
     for j, per in ops.own.items():  # the callee's own call: resolved at its call sites
         if j in called:
             targets[j] = tuple(() if n in per else t for n, t in enumerate(targets[j]))
-    return added

@@ -230,12 +230,15 @@ class CallGraph:
         for i, f in funcs.items():
             self._resolve_calls(i, f)
         sites = callback_params(funcs, self.targets, res.classes)
-        self.callbacks = add_callback_calls(funcs, self.targets, sites, self.resolve_call,
-                                            res.classes, self.unresolved, self.blind)
-        self._resolved_at_callers(sites)
+        add_callback_calls(funcs, self.targets, sites, self.resolve_call, res.classes,
+                           self.unresolved, self.blind)
+        # the functions some call reaches (callback calls included): a function none
+        # reaches keeps its own resolution of what its callers would decide
+        called = {j for row in self.targets.values() for t in row for j in t}
+        self._resolved_at_callers(sites, called)
         tables = Tables(files, self.named)
         ops = ops_sites(funcs, self.targets, tables, res.classes)
-        self.ops_calls = add_ops_calls(funcs, self.targets, ops, tables, res.classes)
+        add_ops_calls(funcs, self.targets, ops, tables, res.classes, called)
 
     def _chain_type(self, chain: str, f: FuncFacts) -> str:
         """The struct type of member chain `a->b.c` in f (static/layered.py), or ""."""
@@ -244,11 +247,10 @@ class CallGraph:
         root = IDENT.match(chain)
         return self.types.of_chain(chain, self.res.type_of(root.group(0), f)) if root else ""
 
-    def _resolved_at_callers(self, sites) -> None:
+    def _resolved_at_callers(self, sites, called: set[str]) -> None:
         """A call through a callback parameter is resolved at each call site
         (static/callbacks.py): no blind spot of a function that has callers.  One nothing
         calls keeps it (its callers are outside the scan)."""
-        called = {j for row in self.targets.values() for t in row for j in t}
         for j, per in sites.items():
             if j not in called or j not in self.blind:
                 continue
