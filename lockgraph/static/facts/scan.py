@@ -21,7 +21,7 @@ from lockgraph.static.facts.cparse import BodyParseError, flat_atoms, parse_body
 from lockgraph.static.facts.fastpath import call_facts, structure_matters
 from lockgraph.static.facts.prepass import FileText, prepare
 from lockgraph.static.facts.structs import match_brace, struct_fields, struct_typedefs
-from lockgraph.static.facts.walk import (FuncFacts, ScanContext, local_types, parse_params,
+from lockgraph.static.facts.walk import (FuncFacts, Releasers, ScanContext, local_types, parse_params,
                                          reassigned_gfp, walk_function)
 
 _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
@@ -148,44 +148,12 @@ def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileF
     ff.typedefs = struct_typedefs(text)
     ff.fields = struct_fields(text, ff.typedefs)
     _designated(ft, ff.desig)
+    walked = []
     for fn in ft.functions:
-        body = text[fn.body_start + 1:fn.body_end - 1]
-        first = ft.line_of(fn.body_start + 1)
-        facts = FuncFacts(fn.name, path, fn.line, fn.is_static, parse_params(fn.params),
-                          local_types(body), annotations=fn.annotations)
-        stmts: list[tuple] | None = None
-        tracked = reassigned_gfp(body, facts.params, facts.locals)
-        needs = structure_matters(body)
-        if needs or tracked:
-            try:
-                stmts = parse_body(body, first)
-            except BodyParseError as exc:
-                tracked = frozenset()  # without its branches a mask would cover every path
-                if needs:
-                    facts.structure = f"unknown (grammar stopped at line {exc.line})"
-                    stmts = flat_atoms(body, first)
-        if not needs and stmts is None:
-            # No lock, guard or scope primitive: every held set in this body is empty, so
-            # its call list (in order) is all the analysis needs.  A body parsed only for
-            # its gfp reassignments is never a blind spot when the grammar stops.
-            facts.structure = "not needed"
-            if not fast:
-                stmts = flat_atoms(body, first)
-        try:
-            if stmts is not None:
-                walk_function(facts, stmts, ctx, tracked)
-            elif not call_facts(body, first, facts, ctx):
-                walk_function(facts, flat_atoms(body, first), ctx)
-        except Exception as exc:  # an analyser bug must cost one function, never the scan
-            facts = FuncFacts(fn.name, path, fn.line, fn.is_static, facts.params, facts.locals,
-                              annotations=fn.annotations,
-                              structure=f"unknown (analyser error {type(exc).__name__})")
-            try:
-                walk_function(facts, flat_atoms(body, first), ctx)
-            except Exception:
-                pass
-        _trim(facts)
+        facts, again = _function_facts(fn, text, ft, path, ctx, fast)
         ff.functions.append(facts)
+        walked.append(again)
+    _rewalk_releasers(ff, walked, ctx)
     # CONFIG conditions of the lines that carry events (evidence shows them)
     for f in ff.functions:
         for ev in (*f.acqs, *f.allocs, *f.calls):
@@ -193,6 +161,102 @@ def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileF
             if c:
                 ff.conds[ev.line] = c
     return ff
+
+
+
+
+def _function_facts(fn, text: str, ft, path: str, ctx: ScanContext, fast: bool):
+    """One function's facts, and how to walk it again with what its same-file callees
+    release (None for a body without lock primitives: it holds nothing)."""
+    body = text[fn.body_start + 1:fn.body_end - 1]
+    first = ft.line_of(fn.body_start + 1)
+    facts = FuncFacts(fn.name, path, fn.line, fn.is_static, parse_params(fn.params),
+                      local_types(body), annotations=fn.annotations)
+    stmts: list[tuple] | None = None
+    tracked = reassigned_gfp(body, facts.params, facts.locals)
+    needs = structure_matters(body)
+    if needs or tracked:
+        try:
+            stmts = parse_body(body, first)
+        except BodyParseError as exc:
+            tracked = frozenset()  # without its branches a mask would cover every path
+            if needs:
+                facts.structure = f"unknown (grammar stopped at line {exc.line})"
+                stmts = flat_atoms(body, first)
+    if not needs and stmts is None:
+        # No lock, guard or scope primitive: every held set in this body is empty, so
+        # its call list (in order) is all the analysis needs.  A body parsed only for
+        # its gfp reassignments is never a blind spot when the grammar stops.
+        facts.structure = "not needed"
+        if not fast:
+            stmts = flat_atoms(body, first)
+    again = None
+    try:
+        if stmts is not None:
+            walk_function(facts, stmts, ctx, tracked)
+            again = (stmts, tracked, facts.locals) if needs else None
+        elif not call_facts(body, first, facts, ctx):
+            walk_function(facts, flat_atoms(body, first), ctx)
+    except Exception as exc:  # an analyser bug must cost one function, never the scan
+        facts = FuncFacts(fn.name, path, fn.line, fn.is_static, facts.params, facts.locals,
+                          annotations=fn.annotations,
+                          structure=f"unknown (analyser error {type(exc).__name__})")
+        try:
+            walk_function(facts, flat_atoms(body, first), ctx)
+        except Exception:
+            pass
+    _trim(facts)
+    return facts, again
+
+#: Rounds of re-walking callers of releasers: a caller that thereby releases its own
+#: caller's lock becomes a releaser for the next round (wrappers of wrappers).
+RELEASE_ROUNDS = 3
+
+
+def _rewalk_releasers(ff: FileFacts, walked: list, ctx: ScanContext) -> None:
+    """Walk again the functions that call a same-file function which releases their lock
+    on every path (wake_futex_pi() drops the wait_lock futex_unlock_pi() took): their
+    first walk kept the lock held after the call, and every later acquisition got a false
+    edge from it.  Callees in other files are not known while one file is scanned."""
+    file_locks = {n for n, _, _ in ff.defines} | set(ff.globals)
+    done: dict[str, tuple] = {}
+    for _ in range(RELEASE_ROUNDS):
+        releasers = _releasers(ff.functions, file_locks)
+        if releasers == done:
+            return
+        done = releasers
+        for k, f in enumerate(ff.functions):
+            again = walked[k]
+            if again is None or not any(not c.member and c.name in releasers for c in f.calls):
+                continue
+            stmts, tracked, local = again
+            g = FuncFacts(f.name, f.file, f.line, f.static, f.params, dict(local),
+                          annotations=f.annotations, structure=f.structure)
+            try:
+                walk_function(g, stmts, ctx, tracked, releasers)
+            except Exception:  # keep the first walk, as scan_file would
+                continue
+            _trim(g)
+            ff.functions[k] = g
+
+
+def _releasers(functions: list[FuncFacts], file_locks: set[str]) -> dict[str, tuple]:
+    """name -> (parameter names, locks released on every path) of the file's functions
+    that release a lock their caller can name: a parameter's, a fixed class, or one of the
+    file's own locks.  A name defined twice in the file (under #if) is left out."""
+    count: dict[str, int] = {}
+    for f in functions:
+        count[f.name] = count.get(f.name, 0) + 1
+    out = {}
+    for f in functions:
+        if not f.releases or count[f.name] > 1:
+            continue
+        params = tuple(n for _, n in f.params)
+        locks = tuple(lk for lk in f.releases
+                      if lk.fixed or lk.root in params or lk.root in file_locks)
+        if locks:
+            out[f.name] = (params, locks)
+    return out
 
 
 _WORD = re.compile(r"[A-Za-z_]\w*")

@@ -120,6 +120,7 @@ class FuncFacts:
     assigns: list[tuple[str, str, str, int]] = field(default_factory=list)  # (base, member, value, line)
     exit_held: list[Held] = field(default_factory=list)
     released_unheld: list[tuple[LockExpr, int]] = field(default_factory=list)
+    releases: list[LockExpr] = field(default_factory=list)  # caller locks dropped on every path
     sleeps: list[tuple[str, int]] = field(default_factory=list)
     structure: str = "parsed"
     annotations: tuple[str, ...] = ()
@@ -163,30 +164,35 @@ class _State:
     `gfp`: the values the reassigned gfp variables (Walker.tracked) may have here, sorted by
     name; a local not yet assigned on any path is absent."""
 
-    __slots__ = ("held", "scopes", "dropped", "gates", "gfp")
+    __slots__ = ("held", "scopes", "dropped", "gates", "gfp", "must")
 
     def __init__(self, held: tuple[Held, ...] = (), scopes: tuple[tuple[str, int], ...] = (),
                  dropped: frozenset[str] = frozenset(), gates: frozenset[str] = frozenset(),
-                 gfp: GfpValues = ()):
+                 gfp: GfpValues = (), must: frozenset[str] = frozenset()):
         self.held = held
         self.scopes = scopes
         self.dropped = dropped
         self.gates = gates
         self.gfp = gfp
+        #: caller locks released on *every* path so far (`dropped` is on some path): what
+        #: the function's callers may stop holding after the call (FuncFacts.releases)
+        self.must = must
 
     def copy(self) -> "_State":
-        return _State(self.held, self.scopes, self.dropped, self.gates, self.gfp)
+        return _State(self.held, self.scopes, self.dropped, self.gates, self.gfp, self.must)
 
     def with_held(self, held: tuple[Held, ...]) -> "_State":
-        return _State(held, self.scopes, self.dropped, self.gates, self.gfp)
+        return _State(held, self.scopes, self.dropped, self.gates, self.gfp, self.must)
 
     def with_gates(self, gates: frozenset[str]) -> "_State":
-        return _State(self.held, self.scopes, self.dropped, self.gates | gates, self.gfp) if gates else self
+        return _State(self.held, self.scopes, self.dropped, self.gates | gates, self.gfp,
+                      self.must) if gates else self
 
     def with_gfp(self, var: str, values: tuple[str, ...]) -> "_State":
         d = dict(self.gfp)
         d[var] = values
-        return _State(self.held, self.scopes, self.dropped, self.gates, tuple(sorted(d.items())))
+        return _State(self.held, self.scopes, self.dropped, self.gates, tuple(sorted(d.items())),
+                      self.must)
 
     def scope_set(self) -> frozenset[str]:
         return frozenset(k for k, v in self.scopes if v > 0)
@@ -219,7 +225,7 @@ def _join(a: _State | None, b: _State | None, cond: str = "") -> _State | None:
     sa, sb = dict(a.scopes), dict(b.scopes)
     scopes = tuple(sorted((k, max(sa.get(k, 0), sb.get(k, 0))) for k in set(sa) | set(sb)))
     return _State(tuple(held), scopes, a.dropped | b.dropped, a.gates & b.gates,
-                  _join_gfp(a.gfp, b.gfp) if a.gfp != b.gfp else a.gfp)
+                  _join_gfp(a.gfp, b.gfp) if a.gfp != b.gfp else a.gfp, a.must & b.must)
 
 
 def _join_gfp(a: GfpValues, b: GfpValues) -> GfpValues:
@@ -562,8 +568,11 @@ class Walker:
     without branches, a mask would apply to paths that never pass it."""
 
     def __init__(self, facts: FuncFacts, ctx: ScanContext, stmts: Sequence[tuple] = (),
-                 tracked: frozenset[str] = frozenset()) -> None:
+                 tracked: frozenset[str] = frozenset(), releasers: Releasers | None = None) -> None:
         self.f = facts
+        self.releasers = releasers or {}
+        self.exit_must: frozenset[str] | None = None   # must-released at every exit so far
+        self.wrapped = False    # a lock-taking callee was called (see call())
         self.guards = ctx.guards
         self.gotos: dict[str, _State] = {}
         self.breaks: list[list[_State]] = []
@@ -603,9 +612,7 @@ class Walker:
         if kind == "return":
             st = self.expr(s[1], st)
             if st is not None:
-                self.f.exit_held.extend(h for h in st.held
-                                        if h.guard == 0 and not h.cond and not h.restores
-                                        and h not in self.f.exit_held)
+                self.exit(st)
             return None
         if kind == "goto":
             self.gotos[s[1]] = _join(self.gotos.get(s[1]), self.release_guards_all(st))  # type: ignore[assignment]
@@ -619,6 +626,13 @@ class Walker:
         if kind == "case":
             return st
         return st
+
+    def exit(self, st: _State) -> None:
+        """A path leaves the function: what it still holds, what it surely released."""
+        self.f.exit_held.extend(h for h in st.held
+                                if h.guard == 0 and not h.cond and not h.restores
+                                and h not in self.f.exit_held)
+        self.exit_must = st.must if self.exit_must is None else self.exit_must & st.must
 
     def block(self, s: tuple, st: _State | None) -> _State | None:
         gid = self.next_guard
@@ -842,7 +856,7 @@ class Walker:
             scope, delta = SCOPES[name]
             d = dict(st.scopes)
             d[scope] = d.get(scope, 0) + delta
-            return _State(st.held, tuple(sorted(d.items())), st.dropped, st.gates, st.gfp)
+            return _State(st.held, tuple(sorted(d.items())), st.dropped, st.gates, st.gfp, st.must)
         if name in TERMINAL or _lockdep_off(st):
             return st
         if bname in CALL_ALIASES:
@@ -868,9 +882,19 @@ class Walker:
             return st
         if name in SLEEPING_CALLS:
             f.sleeps.append((name, a[3]))
-        f.calls.append(Call(name, bool(a[4]), a[3], st.held, st.scope_set(),
-                            [effective_gfp(atom_text(x), st.gfp) for x in a[2]], base, st.dropped,
-                            st.gates))
+        args = [effective_gfp(atom_text(x), st.gfp) for x in a[2]]
+        f.calls.append(Call(name, bool(a[4]), a[3], st.held, st.scope_set(), args, base,
+                            st.dropped, st.gates))
+        if not a[4] and name in self.releasers:
+            return self.callee_releases(name, args, a[3], st)
+        if _RELOCKS.search(name) and "unlock" not in name:
+            # lock_timer(), task_rq_lock(), console_list_lock(): a callee that returns
+            # holding a lock is not followed by the walker, so a release after it may pair
+            # with it, and one before it may be re-taken: from here nothing counts as
+            # surely released for the callers
+            self.wrapped = True
+            if st.must:
+                return _State(st.held, st.scopes, st.dropped, st.gates, st.gfp)
         return st
 
     def lock_of(self, a: tuple, prim: Prim) -> LockExpr | None:
@@ -898,35 +922,93 @@ class Walker:
             self.f.sleeps.append((a[1], a[3]))
         h = Held(lk, prim.kind, prim.mode, is_try, a[3], sub, guard,
                  restores=lk.text in self.dropped_ever)
-        return _State(st.held + (h,), st.scopes, st.dropped - {lk.text}, st.gates, st.gfp)
+        return _State(st.held + (h,), st.scopes, st.dropped - {lk.text}, st.gates, st.gfp,
+                      st.must - {lk.text})
 
     def release(self, a: tuple, prim: Prim, st: _State) -> _State:
         lk = self.lock_of(a, prim)
         if lk is None or _lockdep_off(st):
             return st
+        return self.drop(lk, a[3], st)
+
+    def drop(self, lk: LockExpr, line: int, st: _State, same=None) -> _State:
+        """Release lk: the innermost held lock it names (`same` compares), else a lock of
+        the caller's, which this function now releases for it."""
         held = list(st.held)
         for k in range(len(held) - 1, -1, -1):
-            if held[k].lock.text == lk.text:
+            if held[k].lock.text == lk.text if same is None else same(held[k].lock, lk):
                 restored = held[k].restores
+                text = held[k].lock.text
                 del held[k]
                 if restored:  # the caller's lock, re-taken and now dropped again
-                    return _State(tuple(held), st.scopes, st.dropped | {lk.text}, st.gates,
-                                  st.gfp)
+                    return _State(tuple(held), st.scopes, st.dropped | {text}, st.gates,
+                                  st.gfp, st.must | {text})
                 return st.with_held(tuple(held))
-        self.f.released_unheld.append((lk, a[3]))
+        self.f.released_unheld.append((lk, line))
         self.dropped_ever.add(lk.text)
-        return _State(st.held, st.scopes, st.dropped | {lk.text}, st.gates, st.gfp)
+        return _State(st.held, st.scopes, st.dropped | {lk.text}, st.gates, st.gfp,
+                      st.must if self.wrapped else st.must | {lk.text})
+
+    def callee_releases(self, name: str, args: list[str], line: int, st: _State) -> _State:
+        """A same-file callee that releases a lock of its caller's on every path (it was
+        handed `pi_state` and drops `&pi_state->pi_mutex.wait_lock`, as wake_futex_pi()
+        does): after the call the caller no longer holds it, so what the caller takes next
+        gets no edge from it.  Only must-releases count: a path that may keep the lock
+        keeps it held here."""
+        params, locks = self.releasers[name]
+        for lk in locks:
+            at = at_call(lk, params, args)
+            if at is not None:
+                st = self.drop(at, line, st, same_lock)
+        return st
 
 
 
 def walk_function(facts: FuncFacts, stmts: list[tuple], ctx: ScanContext = ScanContext(),
-                  tracked: frozenset[str] = frozenset()) -> FuncFacts:
-    w = Walker(facts, ctx, stmts, tracked)
+                  tracked: frozenset[str] = frozenset(),
+                  releasers: Releasers | None = None) -> FuncFacts:
+    w = Walker(facts, ctx, stmts, tracked, releasers)
     # a tracked parameter starts as the caller's gfp
     entry = _State(gfp=tuple(sorted((n, (n,)) for _, n in facts.params if n in tracked)))
     end = w.stmts(stmts, entry)
     if end is not None:
-        facts.exit_held.extend(h for h in end.held
-                               if h.guard == 0 and not h.cond and not h.restores
-                               and h not in facts.exit_held)
+        w.exit(end)
+    if w.exit_must:
+        seen: set[str] = set()
+        for lk, _ in facts.released_unheld:
+            if lk.text in w.exit_must and lk.text not in seen:
+                seen.add(lk.text)
+                facts.releases.append(lk)
     return facts
+
+
+_RELOCKS = re.compile(r"(?:^|_)(?:re)?lock(?:_|$)")
+
+#: function name -> (its parameter names, the caller locks it releases on every path)
+Releasers = Mapping[str, tuple[tuple[str, ...], tuple[LockExpr, ...]]]
+
+
+def at_call(lk: LockExpr, params: tuple[str, ...], args: list[str]) -> LockExpr | None:
+    """The callee's lock expression in the caller's terms: a parameter root is replaced by
+    the argument passed (`&p->lock` with `p` = `&x` is `x.lock`); a lock of fixed class or
+    a file-level lock is the same lock (releasers() keeps no callee-local root)."""
+    if lk.fixed or lk.root not in params:
+        return lk
+    if lk.percpu:
+        return None
+    k = params.index(lk.root)
+    if k >= len(args):
+        return None
+    arg = LockExpr.parse(args[k])
+    if not arg.root or arg.fixed or arg.percpu:
+        return None
+    path = ".".join(p for p in (arg.path, lk.path) if p)
+    return LockExpr(f"&{arg.root}.{path}" if path else arg.root, arg.root, path)
+
+
+def same_lock(held: LockExpr, lk: LockExpr) -> bool:
+    """Held lock and translated release name one lock: compared by root and field path,
+    since `&a->b.c` and `&(a)->b.c` are one lock written two ways."""
+    if lk.fixed or held.fixed:
+        return lk.fixed == held.fixed
+    return (held.root, held.path, held.percpu) == (lk.root, lk.path, lk.percpu)
