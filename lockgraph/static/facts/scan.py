@@ -21,7 +21,7 @@ from lockgraph.static.facts.cparse import BodyParseError, flat_atoms, parse_body
 from lockgraph.static.facts.fastpath import call_facts, structure_matters
 from lockgraph.static.facts.prepass import FileText, prepare
 from lockgraph.static.facts.structs import match_brace, struct_fields, struct_typedefs
-from lockgraph.static.facts.walk import (FuncFacts, Releasers, ScanContext, local_types, parse_params,
+from lockgraph.static.facts.walk import (FuncFacts, ScanContext, local_types, parse_params,
                                          reassigned_gfp, walk_function)
 
 _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
@@ -153,7 +153,7 @@ def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileF
         facts, again = _function_facts(fn, text, ft, path, ctx, fast)
         ff.functions.append(facts)
         walked.append(again)
-    _rewalk_releasers(ff, walked, ctx)
+    _rewalk_with_effects(ff, walked, ctx)
     # CONFIG conditions of the lines that carry events (evidence shows them)
     for f in ff.functions:
         for ev in (*f.acqs, *f.allocs, *f.calls):
@@ -208,54 +208,61 @@ def _function_facts(fn, text: str, ft, path: str, ctx: ScanContext, fast: bool):
     _trim(facts)
     return facts, again
 
-#: Rounds of re-walking callers of releasers: a caller that thereby releases its own
-#: caller's lock becomes a releaser for the next round (wrappers of wrappers).
-RELEASE_ROUNDS = 3
+#: Rounds of re-walking the callers of functions with lock effects: a caller that thereby
+#: releases its own caller's lock, or returns holding one, has effects for the next round
+#: (wrappers of wrappers).
+EFFECT_ROUNDS = 3
 
 
-def _rewalk_releasers(ff: FileFacts, walked: list, ctx: ScanContext) -> None:
-    """Walk again the functions that call a same-file function which releases their lock
-    on every path (wake_futex_pi() drops the wait_lock futex_unlock_pi() took): their
-    first walk kept the lock held after the call, and every later acquisition got a false
-    edge from it.  Callees in other files are not known while one file is scanned."""
+def _rewalk_with_effects(ff: FileFacts, walked: list, ctx: ScanContext) -> None:
+    """Walk again the functions that call a same-file function with a lock effect: it
+    releases their lock on every path (wake_futex_pi() drops the wait_lock
+    futex_unlock_pi() took) or returns holding one (console_list_lock()).  Their first
+    walk kept the lock held after a release — a false edge to everything taken next — and
+    did not hold the wrapper's lock — no edge at all.  Callees in other files are not
+    known while one file is scanned."""
     file_locks = {n for n, _, _ in ff.defines} | set(ff.globals)
     done: dict[str, tuple] = {}
-    for _ in range(RELEASE_ROUNDS):
-        releasers = _releasers(ff.functions, file_locks)
-        if releasers == done:
+    for _ in range(EFFECT_ROUNDS):
+        effects = lock_effects(ff.functions, file_locks)
+        if effects == done:
             return
-        done = releasers
+        done = effects
         for k, f in enumerate(ff.functions):
             again = walked[k]
-            if again is None or not any(not c.member and c.name in releasers for c in f.calls):
+            if again is None or not any(not c.member and c.name in effects for c in f.calls):
                 continue
             stmts, tracked, local = again
             g = FuncFacts(f.name, f.file, f.line, f.static, f.params, dict(local),
                           annotations=f.annotations, structure=f.structure)
             try:
-                walk_function(g, stmts, ctx, tracked, releasers)
+                walk_function(g, stmts, ctx, tracked, effects)
             except Exception:  # keep the first walk, as scan_file would
                 continue
             _trim(g)
             ff.functions[k] = g
 
 
-def _releasers(functions: list[FuncFacts], file_locks: set[str]) -> dict[str, tuple]:
-    """name -> (parameter names, locks released on every path) of the file's functions
-    that release a lock their caller can name: a parameter's, a fixed class, or one of the
-    file's own locks.  A name defined twice in the file (under #if) is left out."""
+def lock_effects(functions: list[FuncFacts], file_locks: set[str]) -> dict[str, tuple]:
+    """name -> (parameter names, locks released on every path, locks held at every return)
+    of the file's functions whose effect a caller can name: a parameter's lock, a fixed
+    class, or one of the file's own locks.  A name defined twice in the file (under #if) is
+    left out."""
     count: dict[str, int] = {}
     for f in functions:
         count[f.name] = count.get(f.name, 0) + 1
     out = {}
     for f in functions:
-        if not f.releases or count[f.name] > 1:
+        if not (f.releases or f.holds) or count[f.name] > 1:
             continue
         params = tuple(n for _, n in f.params)
-        locks = tuple(lk for lk in f.releases
-                      if lk.fixed or lk.root in params or lk.root in file_locks)
-        if locks:
-            out[f.name] = (params, locks)
+
+        def named(lk) -> bool:
+            return bool(lk.fixed or lk.root in params or lk.root in file_locks)
+        releases = tuple(lk for lk in f.releases if named(lk))
+        holds = tuple(h for h in f.holds if named(h.lock))
+        if releases or holds:
+            out[f.name] = (params, releases, holds)
     return out
 
 

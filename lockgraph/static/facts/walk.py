@@ -121,6 +121,7 @@ class FuncFacts:
     exit_held: list[Held] = field(default_factory=list)
     released_unheld: list[tuple[LockExpr, int]] = field(default_factory=list)
     releases: list[LockExpr] = field(default_factory=list)  # caller locks dropped on every path
+    holds: list[Held] = field(default_factory=list)         # locks held at every return
     sleeps: list[tuple[str, int]] = field(default_factory=list)
     structure: str = "parsed"
     annotations: tuple[str, ...] = ()
@@ -568,11 +569,13 @@ class Walker:
     without branches, a mask would apply to paths that never pass it."""
 
     def __init__(self, facts: FuncFacts, ctx: ScanContext, stmts: Sequence[tuple] = (),
-                 tracked: frozenset[str] = frozenset(), releasers: Releasers | None = None) -> None:
+                 tracked: frozenset[str] = frozenset(), effects: LockEffects | None = None) -> None:
         self.f = facts
-        self.releasers = releasers or {}
+        self.effects = effects or {}
         self.exit_must: frozenset[str] | None = None   # must-released at every exit so far
+        self.exit_holds: dict[str, Held] | None = None  # held at every exit so far
         self.wrapped = False    # a lock-taking callee was called (see call())
+        self.unlocked = False   # an unlocking callee was called (see call())
         self.guards = ctx.guards
         self.gotos: dict[str, _State] = {}
         self.breaks: list[list[_State]] = []
@@ -633,6 +636,10 @@ class Walker:
                                 if h.guard == 0 and not h.cond and not h.restores
                                 and h not in self.f.exit_held)
         self.exit_must = st.must if self.exit_must is None else self.exit_must & st.must
+        holds = {h.lock.text: h for h in st.held
+                 if h.guard == 0 and not h.cond and not h.restores and not h.try_}
+        self.exit_holds = holds if self.exit_holds is None else {
+            t: h for t, h in self.exit_holds.items() if t in holds}
 
     def block(self, s: tuple, st: _State | None) -> _State | None:
         gid = self.next_guard
@@ -885,8 +892,8 @@ class Walker:
         args = [effective_gfp(atom_text(x), st.gfp) for x in a[2]]
         f.calls.append(Call(name, bool(a[4]), a[3], st.held, st.scope_set(), args, base,
                             st.dropped, st.gates))
-        if not a[4] and name in self.releasers:
-            return self.callee_releases(name, args, a[3], st)
+        if not a[4] and name in self.effects:
+            return self.callee_effects(name, args, a[3], st)
         if _RELOCKS.search(name) and "unlock" not in name:
             # lock_timer(), task_rq_lock(), console_list_lock(): a callee that returns
             # holding a lock is not followed by the walker, so a release after it may pair
@@ -895,6 +902,8 @@ class Walker:
             self.wrapped = True
             if st.must:
                 return _State(st.held, st.scopes, st.dropped, st.gates, st.gfp)
+        elif "unlock" in name:
+            self.unlocked = True   # an unlock helper not followed: nothing surely held at exit
         return st
 
     def lock_of(self, a: tuple, prim: Prim) -> LockExpr | None:
@@ -920,10 +929,13 @@ class Walker:
                                sub, st.scope_set(), st.dropped, "irq" in a[1], st.gates))
         if prim.kind in BLOCKING_KINDS and prim.op != "try":  # a trylock never waits
             self.f.sleeps.append((a[1], a[3]))
-        h = Held(lk, prim.kind, prim.mode, is_try, a[3], sub, guard,
-                 restores=lk.text in self.dropped_ever)
-        return _State(st.held + (h,), st.scopes, st.dropped - {lk.text}, st.gates, st.gfp,
-                      st.must - {lk.text})
+        return self.hold(Held(lk, prim.kind, prim.mode, is_try, a[3], sub, guard,
+                              restores=lk.text in self.dropped_ever), st)
+
+    def hold(self, h: Held, st: _State) -> _State:
+        """From here h is held; a caller lock released before is no longer released."""
+        t = h.lock.text
+        return _State(st.held + (h,), st.scopes, st.dropped - {t}, st.gates, st.gfp, st.must - {t})
 
     def release(self, a: tuple, prim: Prim, st: _State) -> _State:
         lk = self.lock_of(a, prim)
@@ -931,12 +943,13 @@ class Walker:
             return st
         return self.drop(lk, a[3], st)
 
-    def drop(self, lk: LockExpr, line: int, st: _State, same=None) -> _State:
-        """Release lk: the innermost held lock it names (`same` compares), else a lock of
-        the caller's, which this function now releases for it."""
+    def drop(self, lk: LockExpr, line: int, st: _State, loose: bool = False) -> _State:
+        """Release lk: the innermost held lock it names (`loose`: by root and field path, for
+        a callee's lock in the caller's terms), else a lock of the caller's, which this
+        function now releases for it."""
         held = list(st.held)
         for k in range(len(held) - 1, -1, -1):
-            if held[k].lock.text == lk.text if same is None else same(held[k].lock, lk):
+            if held[k].lock.text == lk.text or loose and same_lock(held[k].lock, lk):
                 restored = held[k].restores
                 text = held[k].lock.text
                 del held[k]
@@ -949,25 +962,32 @@ class Walker:
         return _State(st.held, st.scopes, st.dropped | {lk.text}, st.gates, st.gfp,
                       st.must if self.wrapped else st.must | {lk.text})
 
-    def callee_releases(self, name: str, args: list[str], line: int, st: _State) -> _State:
-        """A same-file callee that releases a lock of its caller's on every path (it was
-        handed `pi_state` and drops `&pi_state->pi_mutex.wait_lock`, as wake_futex_pi()
-        does): after the call the caller no longer holds it, so what the caller takes next
-        gets no edge from it.  Only must-releases count: a path that may keep the lock
-        keeps it held here."""
-        params, locks = self.releasers[name]
-        for lk in locks:
+    def callee_effects(self, name: str, args: list[str], line: int, st: _State) -> _State:
+        """A same-file callee's effect on its caller's locks.  One that releases a caller
+        lock on every path (handed `pi_state`, it drops `&pi_state->pi_mutex.wait_lock`, as
+        wake_futex_pi() does) ends it at the call: what the caller takes next gets no edge
+        from it.  One that returns holding a lock on every path (a lock wrapper,
+        console_list_lock()) starts it at the call: what the caller takes next is taken
+        under it.  Only must-effects count; a lock released or taken on some paths only
+        stays as it was."""
+        params, releases, holds = self.effects[name]
+        for lk in releases:
             at = at_call(lk, params, args)
             if at is not None:
-                st = self.drop(at, line, st, same_lock)
+                st = self.drop(at, line, st, loose=True)
+        for h in holds:
+            at = at_call(h.lock, params, args)
+            if at is not None:
+                st = self.hold(Held(at, h.kind, h.mode, False, line, h.subclass,
+                                    restores=at.text in self.dropped_ever), st)
         return st
 
 
 
 def walk_function(facts: FuncFacts, stmts: list[tuple], ctx: ScanContext = ScanContext(),
                   tracked: frozenset[str] = frozenset(),
-                  releasers: Releasers | None = None) -> FuncFacts:
-    w = Walker(facts, ctx, stmts, tracked, releasers)
+                  effects: LockEffects | None = None) -> FuncFacts:
+    w = Walker(facts, ctx, stmts, tracked, effects)
     # a tracked parameter starts as the caller's gfp
     entry = _State(gfp=tuple(sorted((n, (n,)) for _, n in facts.params if n in tracked)))
     end = w.stmts(stmts, entry)
@@ -979,19 +999,22 @@ def walk_function(facts: FuncFacts, stmts: list[tuple], ctx: ScanContext = ScanC
             if lk.text in w.exit_must and lk.text not in seen:
                 seen.add(lk.text)
                 facts.releases.append(lk)
+    if w.exit_holds and not w.unlocked:
+        facts.holds.extend(w.exit_holds[t] for t in sorted(w.exit_holds))
     return facts
 
 
 _RELOCKS = re.compile(r"(?:^|_)(?:re)?lock(?:_|$)")
 
-#: function name -> (its parameter names, the caller locks it releases on every path)
-Releasers = Mapping[str, tuple[tuple[str, ...], tuple[LockExpr, ...]]]
+#: function name -> (its parameter names, the caller locks it releases on every path, the
+#: locks it returns holding on every path)
+LockEffects = Mapping[str, tuple[tuple[str, ...], tuple[LockExpr, ...], tuple[Held, ...]]]
 
 
 def at_call(lk: LockExpr, params: tuple[str, ...], args: list[str]) -> LockExpr | None:
     """The callee's lock expression in the caller's terms: a parameter root is replaced by
     the argument passed (`&p->lock` with `p` = `&x` is `x.lock`); a lock of fixed class or
-    a file-level lock is the same lock (releasers() keeps no callee-local root)."""
+    a file-level lock is the same lock (scan.lock_effects keeps no callee-local root)."""
     if lk.fixed or lk.root not in params:
         return lk
     if lk.percpu:
@@ -999,11 +1022,16 @@ def at_call(lk: LockExpr, params: tuple[str, ...], args: list[str]) -> LockExpr 
     k = params.index(lk.root)
     if k >= len(args):
         return None
-    arg = LockExpr.parse(args[k])
+    text = args[k].strip()
+    arg = LockExpr.parse(text)
     if not arg.root or arg.fixed or arg.percpu:
         return None
-    path = ".".join(p for p in (arg.path, lk.path) if p)
-    return LockExpr(f"&{arg.root}.{path}" if path else arg.root, arg.root, path)
+    if not lk.path:   # the lock is the parameter itself: mutex_lock_double(a, b)
+        return arg
+    # written as the caller would write it, so its own unlock matches by text
+    sub = text if _NAME.fullmatch(text) else f"({text})"
+    written = re.sub(rf"(?<![\w.>]){lk.root}\b", lambda _: sub, lk.text, count=1)
+    return LockExpr(written, arg.root, ".".join(p for p in (arg.path, lk.path) if p))
 
 
 def same_lock(held: LockExpr, lk: LockExpr) -> bool:
@@ -1011,4 +1039,6 @@ def same_lock(held: LockExpr, lk: LockExpr) -> bool:
     since `&a->b.c` and `&(a)->b.c` are one lock written two ways."""
     if lk.fixed or held.fixed:
         return lk.fixed == held.fixed
+    if not (lk.root and held.root):   # an expression LockExpr.parse could not split
+        return lk.text == held.text
     return (held.root, held.path, held.percpu) == (lk.root, lk.path, lk.percpu)
