@@ -96,7 +96,7 @@ def collect_sources(paths: list[Path], config: Path | None = None,
     from lockgraph.static.facts.config import load_config
     from lockgraph.static.facts.scan import excluded_dirs, source_set
 
-    cfg = load_config(config) if config else None
+    cfg = load_config(config, warn) if config else None
     base = root or kernel_root(paths)
     tree = kernel_root(paths)
     skip = excluded_dirs(tree, target_arch(cfg, arch)) if _is_tree(tree) else []
@@ -115,7 +115,7 @@ def scan(paths: list[Path], config: Path | None = None, root: Path | None = None
     from lockgraph.static.facts.scan import scan_paths
     from lockgraph.static.solve import solve
 
-    src = sources or collect_sources(paths, config, root, arch)
+    src = sources or collect_sources(paths, config, root, arch, warn=warn)
     lap("facts (cached or parsed)")
     files = scan_paths(paths, src.root, src.config, jobs=jobs, progress=progress,
                        cache_dir=cache_dir, warn=warn, sources=src.files)

@@ -88,3 +88,26 @@ def test_check_of_percpu_c_alone_follows_its_include_of_percpu_vm_c(linux_tree):
     res = pipeline.run([], (), pipeline.scan([f], sources=srcs))
     ev = res.graph["pcpu_alloc_mutex"]["fs_reclaim"]["evidence"]
     assert any("mm/percpu-vm.c" in frame for e in ev for frame in e.stack), [e.stack for e in ev]
+
+
+@pytest.mark.parametrize("tiny", [False, True], ids=["every-configuration", "slub-tiny"])
+def test_deactivate_slab_takes_the_node_list_lock_unless_slub_tiny(linux_tree, tmp_path, tiny):
+    """mm/slub.c keeps deactivate_slab() under `#ifndef CONFIG_SLUB_TINY` (issue 12)."""
+    from lockgraph.static.facts.config import load_config
+
+    cfg = None
+    if tiny:
+        (tmp_path / ".config").write_text("CONFIG_SLUB=y\nCONFIG_SLUB_TINY=y\nCONFIG_SMP=y\n")
+        cfg = load_config(tmp_path / ".config")
+    S = solve(scan_paths([linux_tree / "mm" / "slub.c"], linux_tree, cfg))
+    got = {a["lock"] for a in S.acquisitions if a["function"] == "deactivate_slab"}
+    assert ("&n->list_lock" in got) != tiny, got
+
+
+def test_a_lock_parameter_is_listed_with_its_callers_classes(linux_tree):
+    """compact_lock_irqsave(lock, ...) takes what isolate_*() pass it (issue 12): the lru
+    lock and the zone lock (named by the text of its site: mm/compaction.c alone has no
+    init site for it)."""
+    S = solve(scan_paths([linux_tree / "mm" / "compaction.c"], linux_tree, None))
+    got = {a["lock"] for a in S.acquisitions if a["function"] == "compact_lock_irqsave"}
+    assert {"&lruvec->lru_lock", "&cc->zone->lock"} <= got, got

@@ -156,11 +156,13 @@ def scan_json(st: StaticScan) -> dict[str, Any]:
     for (a, b), e in sorted(S.edges.items()):
         edges.append({"from": a, "to": b, "configs": sorted(e.configs), "evidence": [
             {"file": display(step.file, st.root), "line": step.line, "function": step.function,
+             "configs": sorted(e.configs_of(k)),
              "via": [{"function": s.function, "file": display(s.file, st.root), "line": s.line}
-                     for s in via]} for step, via in e.evidence]})
+                     for s in via]} for k, (step, via) in enumerate(e.evidence)]})
     acqs = sorted(({"function": a["function"], "lock": a["lock"],
                     "file": display(a["file"], st.root), "line": a["line"], "mode": a["mode"],
-                    "kind": a["kind"], "try": a["try"], "irq": a["irq"]}
+                    "kind": a["kind"], "try": a["try"], "irq": a["irq"],
+                    "configs": list(S.conds.get((a["file"], a["line"]), ()))}
                    for a in S.acquisitions if not a["lock"].startswith("@param")),
                   key=lambda a: (a["file"], a["line"], a["lock"]))
     _, locked = S.ranked_blind(sorted(S.funcs))  # every call made under a lock, transitively
@@ -170,6 +172,8 @@ def scan_json(st: StaticScan) -> dict[str, Any]:
     return {"schema_version": 1, "files": st.files,
             "config": st.config.source if st.config else None,
             "not_scanned": st.excluded,
+            "conditionals": {"choices": sum(ff.choices for ff in S.files),
+                             "misaligned": sum(ff.misaligned for ff in S.files)},
             "functions": {"total": len(funcs), "parsed": len(funcs) - len(unknown) - flat,
                           "structure_not_needed": flat, "structure_unknown": len(unknown)},
             "structure_unknown": sorted(f"{display(f.file, st.root)}:{f.line}: {f.name}: {f.structure}"

@@ -171,11 +171,16 @@ def scan_text(data: dict) -> str:
     out = [f"lockgraph scan: {data['files']} file(s), {fn['total']} function(s): "
            f"{fn['parsed']} parsed, {fn['structure_unknown']} structure unknown",
            f"{len(data['acquisitions'])} lock acquisition(s), {len(data['edges'])} dependency edge(s), "
-           f"{len(data['unresolved_calls'])} unresolved callee(s)", ""]
+           f"{len(data['unresolved_calls'])} unresolved callee(s)"]
+    cond = data["conditionals"]
+    if cond["choices"] or cond["misaligned"]:
+        out.append(f"CONFIG conditionals: {cond['choices']} kept as choices between their "
+                   f"branches, {cond['misaligned']} not on statement boundaries (one branch taken)")
+    out.append("")
     for e in data["edges"]:
         ev = e["evidence"][0]
         via = "".join(f" -> {v['function']}() {v['file']}:{v['line']}" for v in ev["via"])
-        cfg = f"  [{', '.join(e['configs'])}]" if e["configs"] else ""
+        cfg = f"  [only with {' && '.join(ev['configs'])}]" if ev["configs"] else ""
         out.append(f"{e['from']} --> {e['to']}")
         out.append(f"       {ev['function']}() {ev['file']}:{ev['line']}{via}{cfg}")
     for u in data["structure_unknown"]:

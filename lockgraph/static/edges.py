@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
+from lockgraph.static.paramlocks import expand, param_classes
 from lockgraph.static.summaries import Witness
 from lockgraph.static.witnesses import Step, param_chain
 
@@ -127,6 +128,8 @@ class EdgeBuilder:
             if k in kb.NO_EDGE_KINDS and cls in S.classes.ids:
                 self.noedge |= 1 << S.classes.ids[cls]
         self.reclaiming = reclaiming_params(S.funcs, S.targets, S.param_reclaim)
+        #: a lock parameter's classes: what its callers pass (static/paramlocks.py)
+        self.params = param_classes(S.funcs, S.targets, S.local_acqs, S.resolver)
 
     def run(self) -> None:
         S = self.S
@@ -140,18 +143,22 @@ class EdgeBuilder:
                                for a in f.annotations if a.startswith("__must_hold("))
             if entry:
                 f = _with_entry(f, entry)
-            self._acquisitions(f)
+            self._acquisitions(i, f)
             self._allocations(i, f)
             self._calls(i, f)
 
-    def sources(self, f: FuncFacts, held: tuple[Held, ...]) -> list[str]:
+    def sources(self, i: str, f: FuncFacts, held: tuple[Held, ...]) -> list[str]:
         """The held classes an acquisition here gets an edge from: newest first, down to
-        and including the first non-trylock."""
+        and including the first non-trylock; a lock parameter is the classes its callers
+        pass."""
         out = []
         for c, h in reversed(self.S.resolver.held_classes(f, held)):
-            if h.kind in kb.NO_EDGE_KINDS or c.startswith("@param"):
+            if h.kind in kb.NO_EDGE_KINDS:
                 continue
-            out.append(c)
+            got = expand(c, i, self.params)
+            if not got:
+                continue
+            out += got
             if not h.try_:
                 break
         return out
@@ -168,17 +175,18 @@ class EdgeBuilder:
             e.raw.append((step, via))
         return len(e.raw) >= MAX_EVIDENCE
 
-    def _acquisitions(self, f: FuncFacts) -> None:
+    def _acquisitions(self, i: str, f: FuncFacts) -> None:
         for a in f.acqs:
-            for cls in self.S.resolver.classes(a.lock, f):
-                cls = cls + (f"/{a.subclass}" if a.subclass else "")
-                self.acquisitions.append({"function": f.name, "lock": cls, "file": f.file,
-                                          "line": a.line, "mode": a.mode, "kind": a.kind,
-                                          "try": a.try_, "irq": a.irq})
-                if a.try_ or a.kind in kb.NO_EDGE_KINDS or cls.startswith("@param"):
-                    continue
-                for s in self.sources(f, a.held):
-                    self.add(s, cls, Step(f.name, f.file, a.line), ())
+            for own in self.S.resolver.classes(a.lock, f):
+                own = own + (f"/{a.subclass}" if a.subclass else "")
+                for cls in expand(own, i, self.params) or [own]:
+                    self.acquisitions.append({"function": f.name, "lock": cls, "file": f.file,
+                                              "line": a.line, "mode": a.mode, "kind": a.kind,
+                                              "try": a.try_, "irq": a.irq})
+                    if a.try_ or a.kind in kb.NO_EDGE_KINDS or cls.startswith("@param"):
+                        continue
+                    for s in self.sources(i, f, a.held):
+                        self.add(s, cls, Step(f.name, f.file, a.line), ())
 
     def _allocations(self, i: str, f: FuncFacts) -> None:
         for al in f.allocs:
@@ -186,11 +194,11 @@ class EdgeBuilder:
             if masked(al.scopes):
                 continue
             if how in ("yes", "unknown"):
-                for s in self.sources(f, al.held):
+                for s in self.sources(i, f, al.held):
                     self.add(s, FS_RECLAIM, Step(f.name, f.file, al.line), ())
             elif how == "param" and (i, pk) in self.reclaiming:
                 caller = self.reclaiming[(i, pk)]
-                for s in self.sources(f, al.held):
+                for s in self.sources(i, f, al.held):
                     self.add(s, FS_RECLAIM, Step(f.name, f.file, al.line), (caller,))
 
     def _at_call(self, dj: dict[str, int], c, f: FuncFacts) -> dict[str, int]:
@@ -209,7 +217,7 @@ class EdgeBuilder:
         for c, row in zip(f.calls, S.targets[i]):
             if not c.held or not row:
                 continue
-            srcs = self.sources(f, c.held)
+            srcs = self.sources(i, f, c.held)
             if not srcs:
                 continue
             here = Step(f.name, f.file, c.line)

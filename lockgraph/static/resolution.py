@@ -202,6 +202,9 @@ class CallGraph:
                  by_name: dict[str, list[str]], res: Resolver) -> None:
         self.funcs, self.by_name, self.res = funcs, by_name, res
         self.unit = _translation_units(files)
+        #: functions defined under a CONFIG condition (a choice prepass.py kept)
+        conds = {ff.path: ff.conds for ff in files}
+        self.conditional = {i for i, f in funcs.items() if conds[f.file].get(f.line)}
         self.member_targets: dict[str, set[str]] = defaultdict(set)
         self.typed_targets: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.types = types = TypeIndex(files)
@@ -317,8 +320,14 @@ class CallGraph:
         if not cands:
             return []
         same = [i for i in cands if funcs[i].file == file]
-        if same:
+        if same and not all(i in self.conditional for i in same):
             return same
+        # only definitions some configurations leave out (a header's `#else` stub): the
+        # definition the other configurations link may be elsewhere
+        return same + [i for i in self._elsewhere(cands, file) if i not in same]
+
+    def _elsewhere(self, cands: list[str], file: str) -> list[str]:
+        funcs = self.funcs
         tu = self.unit.get(file)
         if tu is not None:  # a static function of a file the caller's includes (or is included by)
             mine = [i for i in cands if self.unit.get(funcs[i].file) == tu]

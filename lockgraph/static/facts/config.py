@@ -1,9 +1,11 @@
 """Kernel `.config` reading and `#if` condition evaluation.
 
-Default without `--config` (documented in the README): every `CONFIG_*` option counts as
-enabled and built in (an allyesconfig-like view, so code behind options is analysed);
-conditions on anything else (`MODULE`, `BITS_PER_LONG`, arch macros) take the first branch,
-except a literal `#if 0`.  With `--config`, options not set in the file are disabled.
+Default without `--config` (documented in the README): every configuration.  A group of
+`#if` branches whose conditions name only `CONFIG_*` options is a choice between its
+branches (prepass.py keeps them all); where the branches cannot be kept, and for conditions
+on anything else (`MODULE`, `BITS_PER_LONG`, arch macros), every `CONFIG_*` option counts
+as enabled and built in, other conditions take the first branch, except a literal `#if 0`.
+With `--config`, one build: options not set in the file are disabled.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_LINE = re.compile(r"^(CONFIG_\w+)=(.*)$")
-_UNSET = re.compile(r"^# (CONFIG_\w+) is not set")
+_LINE = re.compile(r'^(CONFIG_\w+)=(y|m|n|"(?:\\.|[^"\\])*"|-?\d+|0[xX][0-9a-fA-F]+)$')
+_UNSET = re.compile(r"^# (CONFIG_\w+) is not set$")
 _TOKEN = re.compile(r"\s*(?:(\d+[uUlL]*)|(defined|IS_ENABLED|IS_BUILTIN|IS_MODULE|IS_REACHABLE)\b"
                     r"|([A-Za-z_]\w*)|(&&|\|\||==|!=|<=|>=|<<|>>|[!()<>+\-*/%]))")
 
@@ -27,14 +29,27 @@ class Config:
         return self.values.get(name)
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, warn=None) -> Config:
+    """Read a .config as Kconfig writes it.  A line of any other shape is skipped with a
+    warning naming file:line (through `warn`): a hand-edited or truncated file must not
+    silently turn an option off, nor stop the run."""
     values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    seen = 0
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        line = line.rstrip("\r")
         m = _LINE.match(line)
         if m:
-            values[m.group(1)] = m.group(2).strip('"')
+            values[m.group(1)] = m.group(2)[1:-1] if m.group(2).startswith('"') else m.group(2)
+            seen += 1
         elif _UNSET.match(line):
             values.pop(_UNSET.match(line).group(1), None)  # type: ignore[union-attr]
+            seen += 1
+        elif line.strip() and not line.startswith("#") and warn is not None:
+            shown = line if len(line) <= 60 else line[:57] + "..."
+            warn(f"{path}:{n}: warning: not a .config line, ignored "
+                 f"(CONFIG_NAME=y|m|n|\"text\"|number, or # CONFIG_NAME is not set): {shown!r}")
+    if not seen and warn is not None:
+        warn(f"{path}: warning: no CONFIG_ option in this .config: every option counts as off")
     return Config(values, str(path))
 
 

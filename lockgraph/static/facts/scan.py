@@ -65,6 +65,8 @@ class FileFacts:
     includes: list[str] = field(default_factory=list)   # `#include "x.c"`, relative to the root
     unbalanced: bool = False
     error: str = ""
+    choices: int = 0      # CONFIG `#if` groups kept whole (prepass.resolve_conditionals)
+    misaligned: int = 0   # CONFIG groups not on statement boundaries: one branch taken
 
 
 def declared_guards(text: str) -> dict[str, str]:
@@ -131,7 +133,8 @@ def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileF
     flat_atoms and the walker instead of fastpath.call_facts: the reference the fast path
     is checked against (scripts/compare-fastpath, tests/test_fastpath.py)."""
     ft = prepare(path, src, ctx.config)
-    ff = FileFacts(path, unbalanced=ft.unbalanced)
+    ff = FileFacts(path, unbalanced=ft.unbalanced, choices=ft.cond.choices,
+                   misaligned=ft.cond.misaligned)
     ff.includes = [os.path.normpath(os.path.join(os.path.dirname(path), n)) for n in c_includes(src)]
     text = ft.text
     # substring tests first: a regex starting with \b is tried at every offset of the file
@@ -154,8 +157,12 @@ def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileF
         ff.functions.append(facts)
         walked.append(again)
     _rewalk_with_effects(ff, walked, ctx)
-    # CONFIG conditions of the lines that carry events (evidence shows them)
+    # CONFIG conditions of the lines that carry events (evidence shows them) and of the
+    # definitions (a call may reach another file's definition of a conditional one)
     for f in ff.functions:
+        c = ft.cond.at(f.line)
+        if c:
+            ff.conds[f.line] = c
         for ev in (*f.acqs, *f.allocs, *f.calls):
             c = ft.cond.at(ev.line)
             if c:
