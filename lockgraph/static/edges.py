@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
-from lockgraph.static.paramlocks import expand, param_classes
+from lockgraph.static.paramlocks import ParamLocks
 from lockgraph.static.summaries import Witness
 from lockgraph.static.witnesses import Step, param_chain
 
@@ -129,7 +129,7 @@ class EdgeBuilder:
                 self.noedge |= 1 << S.classes.ids[cls]
         self.reclaiming = reclaiming_params(S.funcs, S.targets, S.param_reclaim)
         #: a lock parameter's classes: what its callers pass (static/paramlocks.py)
-        self.params = param_classes(S.funcs, S.targets, S.local_acqs, S.resolver)
+        self.params = ParamLocks(S.funcs, S.targets, S.local_acqs, S.resolver)
 
     def run(self) -> None:
         S = self.S
@@ -151,14 +151,15 @@ class EdgeBuilder:
         """The held classes an acquisition here gets an edge from: newest first, down to
         and including the first non-trylock; a lock parameter is the classes its callers
         pass."""
+        return [x for c in self.raw_sources(i, f, held) for x in self.params.expand(c, i)]
+
+    def raw_sources(self, i: str, f: FuncFacts, held: tuple[Held, ...]) -> list[str]:
+        """sources() with lock parameters left as `@paramN`."""
         out = []
         for c, h in reversed(self.S.resolver.held_classes(f, held)):
-            if h.kind in kb.NO_EDGE_KINDS:
+            if h.kind in kb.NO_EDGE_KINDS or not self.params.expand(c, i):
                 continue
-            got = expand(c, i, self.params)
-            if not got:
-                continue
-            out += got
+            out.append(c)
             if not h.try_:
                 break
         return out
@@ -179,14 +180,23 @@ class EdgeBuilder:
         for a in f.acqs:
             for own in self.S.resolver.classes(a.lock, f):
                 own = own + (f"/{a.subclass}" if a.subclass else "")
-                for cls in expand(own, i, self.params) or [own]:
+                step = Step(f.name, f.file, a.line)
+                for cls in self.params.expand(own, i) or [own]:
                     self.acquisitions.append({"function": f.name, "lock": cls, "file": f.file,
                                               "line": a.line, "mode": a.mode, "kind": a.kind,
                                               "try": a.try_, "irq": a.irq})
-                    if a.try_ or a.kind in kb.NO_EDGE_KINDS or cls.startswith("@param"):
+                if a.try_ or a.kind in kb.NO_EDGE_KINDS:
+                    continue
+                for s in self.raw_sources(i, f, a.held):
+                    if s.startswith("@param") and own.startswith("@param"):
+                        # two locks handed in: paired per call site
+                        for x, y in self.params.pairs(i, s, own):
+                            self.add(x, y, step, ())
                         continue
-                    for s in self.sources(i, f, a.held):
-                        self.add(s, cls, Step(f.name, f.file, a.line), ())
+                    for x in self.params.expand(s, i):
+                        for cls in self.params.expand(own, i):
+                            if not cls.startswith("@param"):
+                                self.add(x, cls, step, ())
 
     def _allocations(self, i: str, f: FuncFacts) -> None:
         for al in f.allocs:
