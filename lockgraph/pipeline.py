@@ -94,14 +94,25 @@ def collect_sources(paths: list[Path], config: Path | None = None,
                     root: Path | None = None, arch: str | None = None,
                     cache_dir: Path | None = None, warn=None) -> Sources:
     from lockgraph.static.facts.config import load_config
+    from lockgraph.static.facts.kbuild import Kbuild
     from lockgraph.static.facts.scan import excluded_dirs, source_set
 
     cfg = load_config(config, warn) if config else None
     base = root or kernel_root(paths)
     tree = kernel_root(paths)
     skip = excluded_dirs(tree, target_arch(cfg, arch)) if _is_tree(tree) else []
+    if cfg is not None and _is_tree(tree):
+        # one build: what its Makefiles never compile is not scanned (static/facts/kbuild.py)
+        skip += Kbuild(tree, cfg).unbuilt(_walked(paths, tree, skip), skip)
     return Sources(base, cfg, source_set(paths, base, skip, cache_dir, warn),
-                   sorted(str(d.relative_to(tree)) for d in skip))
+                   sorted((str(d.relative_to(tree)) for d in skip), key=lambda s: s.split("/")))
+
+
+def _walked(paths: list[Path], tree: Path, skip: list[Path]) -> list[Path]:
+    """The directories a scan of `paths` walks (inside the tree, not already excluded)."""
+    out = [p.resolve() for p in paths if p.is_dir()]
+    out = [q for q in out if q == tree or tree in q.parents]
+    return [d for d in out if not any(s == d or s in d.parents for s in skip)]
 
 
 def _is_tree(p: Path) -> bool:

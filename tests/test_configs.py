@@ -131,3 +131,39 @@ def test_case_labels_under_a_conditional_stay_in_their_switch():
     ff = scan_file("s.c", src, ScanContext())
     assert [a.line for a in ff.functions[0].acqs] == [8]
     assert ff.misaligned == 1
+
+
+KBUILD = FIXTURES / "csrc" / "kbuild-tree"
+
+
+@pytest.mark.parametrize("config, skipped", [
+    ("leaks-off.config", ["mm/kasan", "mm/leaks.c", "mm/pool_stats.c"]),
+    ("leaks-on.config", ["mm/pool_core.c", "mm/pool_stats.c"]),
+])
+def test_a_config_skips_what_its_makefiles_never_build(config, skipped):
+    """obj-$(CONFIG_X), composite objects and directories follow the .config; a rule under
+    `ifdef`, a file no rule names and a continued line keep their files."""
+    from lockgraph.static.facts.kbuild import Kbuild
+
+    out = Kbuild(KBUILD, load_config(KBUILD / config)).unbuilt([KBUILD])
+    assert sorted(str(p.relative_to(KBUILD)) for p in out) == skipped
+
+
+@pytest.mark.parametrize("config, edge", [(None, True), ("leaks-on.config", True),
+                                          ("leaks-off.config", False)])
+def test_a_file_the_build_does_not_compile_answers_no_call(config, edge):
+    """kfree() -> kmemleak_free() reaches mm/kmemleak.c only in builds that compile it."""
+    args = ["scan", "--format", "edges", "--no-cache", KBUILD]
+    if config:
+        args += ["--config", KBUILD / config]
+    res = run(*args)
+    assert res.exit_code == 0, res.output
+    assert ("slab_lock\tleak_lock" in res.output) == edge, res.output
+
+
+def test_scan_json_lists_the_unbuilt_files_as_not_scanned():
+    res = run("scan", "--format", "json", "--no-cache", KBUILD, "--config", KBUILD / "leaks-off.config")
+    got = json.loads(res.output)
+    assert {"mm/leaks.c", "mm/kasan", "mm/pool_stats.c"} <= set(got["not_scanned"])
+    # slab, pool_core (a module), guarded (under ifdef), unnamed (no rule), lib's two
+    assert got["files"] == 6

@@ -111,3 +111,17 @@ def test_a_lock_parameter_is_listed_with_its_callers_classes(linux_tree):
     S = solve(scan_paths([linux_tree / "mm" / "compaction.c"], linux_tree, None))
     got = {a["lock"] for a in S.acquisitions if a["function"] == "compact_lock_irqsave"}
     assert {"&lruvec->lru_lock", "&cc->zone->lock"} <= got, got
+
+
+@pytest.mark.parametrize("kmemleak", [False, True], ids=["debian-like", "kmemleak"])
+def test_a_config_without_kmemleak_does_not_scan_mm_kmemleak_c(linux_tree, tmp_path, kmemleak):
+    """mm/Makefile builds kmemleak.o only with CONFIG_DEBUG_KMEMLEAK: without it, kfree()'s
+    kmemleak_free() call reaches no kmemleak lock (the header's empty stub is what links)."""
+    from lockgraph.pipeline import collect_sources
+
+    cfg = tmp_path / ".config"
+    cfg.write_text("CONFIG_MMU=y\nCONFIG_SLUB=y\n"
+                   + ("CONFIG_DEBUG_KMEMLEAK=y\n" if kmemleak else "# CONFIG_DEBUG_KMEMLEAK is not set\n"))
+    src = collect_sources([linux_tree / "mm"], cfg)
+    assert ("mm/kmemleak.c" in src.excluded) != kmemleak
+    assert "mm/slub.c" not in src.excluded

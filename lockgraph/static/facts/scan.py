@@ -362,6 +362,7 @@ def iter_sources(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> list[Pa
     rather than files: a warm whole-tree run is mostly this walk (47k files)."""
     out: set[str] = set()
     skip = [e.resolve() for e in exclude]
+    files = {str(e) for e in skip if e.suffix == ".c"}   # kbuild.py: not built by the .config
     for p in paths:
         if p.is_dir():
             rp = p.resolve()
@@ -369,8 +370,11 @@ def iter_sources(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> list[Pa
             for d, dirs, names in os.walk(p):
                 if drop:
                     dirs[:] = [x for x in dirs if _real_dir(os.path.join(d, x)) not in drop]
+                real = _real_dir(d) if files else ""
                 for n in names:
                     full = os.path.join(d, n)
+                    if files and os.path.join(real, n) in files:
+                        continue
                     if n.endswith(SOURCE_SUFFIXES) and os.path.isfile(full):
                         out.add(full[2:] if full.startswith("./") else full)  # as Path("./x") prints
         elif p.is_file():
