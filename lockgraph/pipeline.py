@@ -131,7 +131,8 @@ def scan(paths: list[Path], config: Path | None = None, root: Path | None = None
     files = scan_paths(paths, src.root, src.config, jobs=jobs, progress=progress,
                        cache_dir=cache_dir, warn=warn, sources=src.files)
     lap("solve")
-    return StaticScan(solve(files), src.root, src.config, len(files), src.excluded)
+    return StaticScan(solve(files, one_build=src.config is not None), src.root, src.config,
+                      len(files), src.excluded)
 
 
 def display(path: str, base: Path) -> str:

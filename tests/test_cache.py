@@ -379,7 +379,7 @@ def test_unchanged_tree_replays_the_result_without_solving(tmp_path, monkeypatch
     cold = _check(tree, tmp_path / "c")
     from lockgraph.static import solve as solve_mod
 
-    def no_solve(files):
+    def no_solve(files, one_build=False):
         raise AssertionError("an unchanged tree must not be re-solved")
 
     monkeypatch.setattr(solve_mod, "solve", no_solve)
@@ -438,7 +438,7 @@ def test_edited_solver_keeps_facts_but_not_results(tmp_path, monkeypatch):
     solved = []
     monkeypatch.setattr(scan_mod, "scan_file", lambda *a: pytest.fail("a file was parsed again"))
     orig = solve_mod.solve
-    monkeypatch.setattr(solve_mod, "solve", lambda files: solved.append(1) or orig(files))
+    monkeypatch.setattr(solve_mod, "solve", lambda files, **kw: solved.append(1) or orig(files, **kw))
     assert _check(tree, tmp_path / "c") == cold
     assert solved == [1]
 

@@ -149,16 +149,20 @@ def test_a_config_skips_what_its_makefiles_never_build(config, skipped):
     assert sorted(str(p.relative_to(KBUILD)) for p in out) == skipped
 
 
-@pytest.mark.parametrize("config, edge", [(None, True), ("leaks-on.config", True),
-                                          ("leaks-off.config", False)])
-def test_a_file_the_build_does_not_compile_answers_no_call(config, edge):
-    """kfree() -> kmemleak_free() reaches mm/kmemleak.c only in builds that compile it."""
+def kbuild_edges(config) -> str:
     args = ["scan", "--format", "edges", "--no-cache", KBUILD]
     if config:
         args += ["--config", KBUILD / config]
     res = run(*args)
     assert res.exit_code == 0, res.output
-    assert ("slab_lock\tleak_lock" in res.output) == edge, res.output
+    return res.output
+
+
+@pytest.mark.parametrize("config, edge", [(None, True), ("leaks-on.config", True),
+                                          ("leaks-off.config", False)])
+def test_a_file_the_build_does_not_compile_answers_no_call(config, edge):
+    """kfree() -> kmemleak_free() reaches mm/kmemleak.c only in builds that compile it."""
+    assert ("slab_lock\tleak_lock" in kbuild_edges(config)) == edge
 
 
 def test_scan_json_lists_the_unbuilt_files_as_not_scanned():
@@ -167,3 +171,10 @@ def test_scan_json_lists_the_unbuilt_files_as_not_scanned():
     assert {"mm/leaks.c", "mm/kasan", "mm/pool_stats.c"} <= set(got["not_scanned"])
     # slab, pool_core (a module), guarded (under ifdef), unnamed (no rule), lib's two
     assert got["files"] == 6
+
+
+@pytest.mark.parametrize("config, edge", [(None, True), ("leaks-on.config", False)])
+def test_one_build_links_the_strong_definition_not_the_weak_default(config, edge):
+    """The linker replaces a __weak default by another file's definition: in one build
+    (--config) a call reaches the override only; across configurations, both."""
+    assert ("slab_lock\tweak_lock" in kbuild_edges(config)) == edge

@@ -199,8 +199,9 @@ class CallGraph:
     take every callee's locks."""
 
     def __init__(self, files: list[FileFacts], funcs: dict[str, FuncFacts],
-                 by_name: dict[str, list[str]], res: Resolver) -> None:
+                 by_name: dict[str, list[str]], res: Resolver, one_build: bool = False) -> None:
         self.funcs, self.by_name, self.res = funcs, by_name, res
+        self.one_build = one_build
         self.unit = _translation_units(files)
         #: functions defined under a CONFIG condition (a choice prepass.py kept)
         conds = {ff.path: ff.conds for ff in files}
@@ -319,6 +320,13 @@ class CallGraph:
         cands = self.by_name.get(name) or self.by_name.get(name + "_noprof", [])  # alloc_hooks() wrappers
         if not cands:
             return []
+        if self.one_build and len(cands) > 1:
+            # the linker's rule: a strong definition replaces the __weak default.  Only for
+            # one build (--config), whose every scanned file is linked (facts/kbuild.py);
+            # across configurations the default is linked wherever the override is not
+            strong = [i for i in cands if "__weak" not in funcs[i].annotations]
+            if any(not funcs[i].static for i in strong):
+                cands = strong
         same = [i for i in cands if funcs[i].file == file]
         if same and not all(i in self.conditional for i in same):
             return same

@@ -108,10 +108,12 @@ def _index(files: list[FileFacts]) -> tuple[dict[str, FuncFacts], dict[str, list
     return funcs, by_name, conds
 
 
-def solve(files: list[FileFacts]) -> Solved:
+def solve(files: list[FileFacts], one_build: bool = False) -> Solved:
+    """`one_build`: the files are what one .config links (a strong definition replaces a
+    __weak one); otherwise every configuration's."""
     funcs, by_name, conds = _index(files)
     res = Resolver(files, funcs)
-    calls = CallGraph(files, funcs, by_name, res)
+    calls = CallGraph(files, funcs, by_name, res, one_build)
     held_names = HeldNames(res)
     summ = Summaries(funcs, calls.targets, res, held_names)
     summ.run()

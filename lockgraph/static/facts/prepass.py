@@ -22,6 +22,7 @@ _ANNOT = frozenset({
     "__acquires", "__releases", "__must_hold", "__attribute__", "__cond_acquires",
     "__no_context_analysis", "__printf", "__scanf", "__malloc", "__alloc_size",
 })
+_WEAK = re.compile(r"\b__weak\b|__attribute__\s*\(\(\s*(?:__)?weak(?:__)?\s*\)\)")
 _NOT_FUNCS = frozenset({"if", "while", "for", "switch", "return", "sizeof", "__typeof__",
                         "typeof", "defined", "__attribute__", "asm", "__asm__"})
 
@@ -440,6 +441,8 @@ def _function_head(text: str, brace: int):
         tail = prefix.rsplit(";", 1)[-1].rsplit("}", 1)[-1]
         if "=" in tail:
             return None
+        if _WEAK.search(tail):   # the linker takes another file's strong definition first
+            annots.append("__weak")
         return name, m.start(1), params, tuple(reversed(annots)), "static" in tail.split()
 
 
