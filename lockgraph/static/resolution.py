@@ -38,6 +38,11 @@ class Resolver:
     def __init__(self, files: list[FileFacts], funcs: dict[str, FuncFacts]) -> None:
         self.static: dict[str, set[str]] = defaultdict(set)       # ident -> names
         self.field: dict[tuple[str, str], set[str]] = defaultdict(set)
+        #: (struct, field) -> names of init sites that reach it through a member chain
+        #: (`spin_lock_init(&x->a.lock)` also inits `lock` of a's struct): a use written
+        #: from the inner struct, or through another chain, finds its class here
+        self.inner: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.types = TypeIndex(files)
         self.globals: dict[str, str] = {}
         self.kind_of_static: dict[str, str] = {}
         #: ident -> files defining a lock of that name (DEFINE_MUTEX(lock) in five files are
@@ -73,6 +78,22 @@ class Resolver:
             self.static[key[1]] = (self.static[key[1]] - {key[1]}) | names
         else:
             self.field[key].update(names)
+            for inner in self.inner_keys(key):
+                self.inner[inner].update(names)
+
+    def inner_keys(self, key: tuple[str, str]) -> list[tuple[str, str]]:
+        """(struct, "a.b.lock") -> (struct of a, "b.lock"), (struct of a.b, "lock"): the
+        same lock seen from each struct along its member chain (static/layered.py types
+        the steps; an unknown step ends the list)."""
+        tag, path = key
+        steps = path.split(".")
+        out = []
+        for k in range(1, len(steps)):
+            inner = self.types.member(self.types.struct(tag), ".".join(steps[:k]))
+            if not inner:
+                break
+            out.append((inner, ".".join(steps[k:])))
+        return out
 
     def type_of(self, var: str, f: FuncFacts) -> str:
         for typ, name in f.params:
@@ -127,6 +148,12 @@ class Resolver:
             names = self.field.get(key)
             if names:
                 return sorted(names)
+            # `&vma->vm_mm->mmap_lock` is mm_struct's mmap_lock: the class of its init sites
+            for inner in [key] + self.inner_keys(key):
+                names = self.field.get(inner, _EMPTY) | self.inner.get(inner, _EMPTY) \
+                    if inner != key else self.inner.get(inner)
+                if names:
+                    return sorted(names)
         return [_norm(lk.text)]
 
     def kind_hint(self, name: str) -> str:
@@ -208,7 +235,7 @@ class CallGraph:
         self.conditional = {i for i, f in funcs.items() if conds[f.file].get(f.line)}
         self.member_targets: dict[str, set[str]] = defaultdict(set)
         self.typed_targets: dict[tuple[str, str], set[str]] = defaultdict(set)
-        self.types = types = TypeIndex(files)
+        self.types = types = res.types
         for ff in files:
             for d in ff.desig:
                 v = d.value.lstrip("&").strip()
