@@ -24,6 +24,9 @@ MAX_UNTYPED_TARGETS = 4
 #: The same bound when the object's struct type is known.
 MAX_TYPED_TARGETS = 8
 IDENT = re.compile(r"[A-Za-z_]\w*")
+#: `&F(args)->a.b`: a lock reached through a function's pointer result
+_THROUGH_CALL = re.compile(r"^&?\s*\(?\s*([A-Za-z_]\w*)\s*\((?:[^()]|\([^()]*\))*\)\s*\)?\s*->\s*"
+                           r"(\w+(?:\s*(?:->|\.)\s*\w+|\s*\[[^\]]*\])*)$")
 _NONE: tuple[str, ...] = ()
 _EMPTY: frozenset[str] = frozenset()
 
@@ -43,6 +46,14 @@ class Resolver:
         #: from the inner struct, or through another chain, finds its class here
         self.inner: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.types = TypeIndex(files)
+        #: function name -> the struct its pointer result points to ("" when definitions
+        #: disagree): `&EXT4_I(inode)->i_data_sem` is ext4_inode_info's i_data_sem
+        self.returns: dict[str, str] = {}
+        for f in funcs.values():
+            for a in f.annotations:
+                if a.startswith("returns("):
+                    tag = a[8:-1]
+                    self.returns[f.name] = tag if self.returns.get(f.name, tag) == tag else ""
         self.globals: dict[str, str] = {}
         self.kind_of_static: dict[str, str] = {}
         #: ident -> files defining a lock of that name (DEFINE_MUTEX(lock) in five files are
@@ -128,7 +139,7 @@ class Resolver:
         if lk.fixed:
             return [lk.fixed]
         if not lk.root:
-            return [_norm(lk.text)]
+            return self._through_call(lk.text) or [_norm(lk.text)]
         for k, (typ, name) in enumerate(f.params):
             if name == lk.root and not lk.path and not lk.percpu:
                 return [f"@param{k}"]
@@ -155,6 +166,23 @@ class Resolver:
                 if names:
                     return sorted(names)
         return [_norm(lk.text)]
+
+    def _through_call(self, text: str) -> list[str]:
+        """The class of a lock reached through an accessor's result (`&EXT4_I(first)->
+        i_data_sem`, `&task_rq(p)->__lock`): its struct's init sites, whatever the argument
+        is called — else every spelling of the argument was a class of its own."""
+        m = _THROUGH_CALL.match(text)
+        tag = self.returns.get(m.group(1), "") if m else ""
+        if not tag:
+            return []
+        path = re.sub(r"\s*\[[^\]]*\]", "", m.group(2))
+        path = re.sub(r"\s*(->|\.)\s*", ".", path).strip(".")
+        key = (tag, path)
+        for k in [key] + self.inner_keys(key):
+            names = self.field.get(k, _EMPTY) | self.inner.get(k, _EMPTY)
+            if names:
+                return sorted(names)
+        return []
 
     def kind_hint(self, name: str) -> str:
         k = self.kind_of_static.get(name.split(" (", 1)[0], "")

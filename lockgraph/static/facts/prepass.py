@@ -23,6 +23,7 @@ _ANNOT = frozenset({
     "__no_context_analysis", "__printf", "__scanf", "__malloc", "__alloc_size",
 })
 _WEAK = re.compile(r"\b__weak\b|__attribute__\s*\(\(\s*(?:__)?weak(?:__)?\s*\)\)")
+_RETURNS = re.compile(r"\bstruct\s+(\w+)\s*\*\s*$")
 _NOT_FUNCS = frozenset({"if", "while", "for", "switch", "return", "sizeof", "__typeof__",
                         "typeof", "defined", "__attribute__", "asm", "__asm__"})
 
@@ -443,6 +444,9 @@ def _function_head(text: str, brace: int):
             return None
         if _WEAK.search(tail):   # the linker takes another file's strong definition first
             annots.append("__weak")
+        ret = _RETURNS.search(tail)
+        if ret:   # an accessor's pointer type names the class of `&EXT4_I(inode)->lock`
+            annots.append(f"returns({ret.group(1)})")
         return name, m.start(1), params, tuple(reversed(annots)), "static" in tail.split()
 
 
