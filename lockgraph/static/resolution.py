@@ -15,6 +15,7 @@ from lockgraph.static.callbacks import RESOLVED, add_callback_calls, callback_pa
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.scan import FileFacts
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
+from lockgraph.static.kinds import apply_kind_calls
 from lockgraph.static.layered import TypeIndex
 from lockgraph.static.opsparams import Tables, add_ops_calls, ops_sites
 
@@ -298,6 +299,7 @@ class CallGraph:
         tables = Tables(files, self.named)
         ops = ops_sites(funcs, self.targets, tables, res.classes)
         add_ops_calls(funcs, self.targets, ops, tables, res.classes, called)
+        apply_kind_calls(funcs, self.targets)   # static/kinds.py
 
     def _chain_type(self, chain: str, f: FuncFacts) -> str:
         """The struct type of member chain `a->b.c` in f (static/layered.py), or ""."""
