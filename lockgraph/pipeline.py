@@ -103,7 +103,7 @@ def collect_sources(paths: list[Path], config: Path | None = None,
     skip = excluded_dirs(tree, target_arch(cfg, arch)) if _is_tree(tree) else []
     if cfg is not None and _is_tree(tree):
         # one build: what its Makefiles never compile is not scanned (static/facts/kbuild.py)
-        skip += Kbuild(tree, cfg).unbuilt(_walked(paths, tree, skip), skip)
+        skip += Kbuild(cfg).unbuilt(_walked(paths, tree, skip), skip)
     return Sources(base, cfg, source_set(paths, base, skip, cache_dir, warn),
                    sorted((str(d.relative_to(tree)) for d in skip), key=lambda s: s.split("/")))
 

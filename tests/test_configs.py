@@ -145,7 +145,7 @@ def test_a_config_skips_what_its_makefiles_never_build(config, skipped):
     `ifdef`, a file no rule names and a continued line keep their files."""
     from lockgraph.static.facts.kbuild import Kbuild
 
-    out = Kbuild(KBUILD, load_config(KBUILD / config)).unbuilt([KBUILD])
+    out = Kbuild(load_config(KBUILD / config)).unbuilt([KBUILD])
     assert sorted(str(p.relative_to(KBUILD)) for p in out) == skipped
 
 

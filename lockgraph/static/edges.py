@@ -187,6 +187,7 @@ class EdgeBuilder:
                                               "try": a.try_, "irq": a.irq})
                 if a.try_ or a.kind in kb.NO_EDGE_KINDS:
                     continue
+                dsts = self.params.expand(own, i)   # never `@param`: the callers' classes
                 for s in self.raw_sources(i, f, a.held):
                     if s.startswith("@param") and own.startswith("@param"):
                         # two locks handed in: paired per call site
@@ -194,9 +195,8 @@ class EdgeBuilder:
                             self.add(x, y, step, ())
                         continue
                     for x in self.params.expand(s, i):
-                        for cls in self.params.expand(own, i):
-                            if not cls.startswith("@param"):
-                                self.add(x, cls, step, ())
+                        for cls in dsts:
+                            self.add(x, cls, step, ())
 
     def _allocations(self, i: str, f: FuncFacts) -> None:
         for al in f.allocs:

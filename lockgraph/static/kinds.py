@@ -32,10 +32,9 @@ KIND_CALLS: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
 
 
 def apply_kind_calls(funcs: dict[str, FuncFacts],
-                     targets: dict[str, tuple[tuple[str, ...], ...]]) -> int:
-    """Retarget the calls KIND_CALLS names; the number of call sites changed."""
+                     targets: dict[str, tuple[tuple[str, ...], ...]]) -> None:
+    """Retarget the calls KIND_CALLS names."""
     callers = {caller for caller, _ in KIND_CALLS}
-    changed = 0
     for i, f in funcs.items():
         if f.name not in callers:
             continue
@@ -48,9 +47,7 @@ def apply_kind_calls(funcs: dict[str, FuncFacts],
             got = _inlined(row, through, never, funcs, targets)
             if got is not None:
                 rows[k] = got
-                changed += 1
         targets[i] = tuple(rows)
-    return changed
 
 
 def _inlined(row: tuple[str, ...], through: str, never: frozenset[str],

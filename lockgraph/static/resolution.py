@@ -161,12 +161,19 @@ class Resolver:
             if names:
                 return sorted(names)
             # `&vma->vm_mm->mmap_lock` is mm_struct's mmap_lock: the class of its init sites
-            for inner in [key] + self.inner_keys(key):
-                names = self.field.get(inner, _EMPTY) | self.inner.get(inner, _EMPTY) \
-                    if inner != key else self.inner.get(inner)
-                if names:
-                    return sorted(names)
+            names = self.through_members(key)
+            if names:
+                return names
         return [_norm(lk.text)]
+
+    def through_members(self, key: tuple[str, str]) -> list[str]:
+        """The init sites' names of (struct, path) seen from each struct along its member
+        chain (inner_keys), the nearest that has any; [] when none has."""
+        for k in [key] + self.inner_keys(key):
+            names = self.field.get(k, _EMPTY) | self.inner.get(k, _EMPTY)
+            if names:
+                return sorted(names)
+        return []
 
     def _through_call(self, text: str) -> list[str]:
         """The class of a lock reached through an accessor's result (`&EXT4_I(first)->
@@ -178,12 +185,7 @@ class Resolver:
             return []
         path = re.sub(r"\s*\[[^\]]*\]", "", m.group(2))
         path = re.sub(r"\s*(->|\.)\s*", ".", path).strip(".")
-        key = (tag, path)
-        for k in [key] + self.inner_keys(key):
-            names = self.field.get(k, _EMPTY) | self.inner.get(k, _EMPTY)
-            if names:
-                return sorted(names)
-        return []
+        return self.through_members((tag, path))
 
     def kind_hint(self, name: str) -> str:
         k = self.kind_of_static.get(name.split(" (", 1)[0], "")

@@ -54,19 +54,16 @@ def _rules(path: Path) -> list[tuple[str, str | None, list[str]]]:
         m = _RULE.match(line)
         if not m:
             continue
-        name, how, opt, items = m.group(1), m.group(2), m.group(3), m.group(4).split()
-        cond = UNKNOWN if depth else opt
-        if how == "objs" or how in ("y", "m"):
-            cond = UNKNOWN if depth else None
-        out.append((name, cond, items))
+        # -y, -m and -objs lists have no option (group 3 is None): always built
+        out.append((m.group(1), UNKNOWN if depth else m.group(3), m.group(4).split()))
     return out
 
 
 class Kbuild:
-    """The build's view of one tree under one .config; `unbuilt` lists what it skips."""
+    """The build's view of a tree under one .config; `unbuilt` lists what it skips."""
 
-    def __init__(self, tree: Path, config: Config) -> None:
-        self.tree, self.config = tree, config
+    def __init__(self, config: Config) -> None:
+        self.config = config
 
     def _on(self, cond: str | None) -> bool:
         if cond is None or cond == UNKNOWN:

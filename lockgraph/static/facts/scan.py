@@ -232,12 +232,15 @@ def _rewalk_with_effects(ff: FileFacts, walked: list, ctx: ScanContext) -> None:
     done: dict[str, tuple] = {}
     for _ in range(EFFECT_ROUNDS):
         effects = lock_effects(ff.functions, file_locks)
-        if effects == done:
+        # a walk reads only the effects of the names it calls: walk again only the callers
+        # of a name whose effect is new or changed since the last round
+        changed = {n for n in effects.keys() | done.keys() if effects.get(n) != done.get(n)}
+        if not changed:
             return
         done = effects
         for k, f in enumerate(ff.functions):
             again = walked[k]
-            if again is None or not any(not c.member and c.name in effects for c in f.calls):
+            if again is None or not any(not c.member and c.name in changed for c in f.calls):
                 continue
             stmts, tracked, local = again
             g = FuncFacts(f.name, f.file, f.line, f.static, f.params, dict(local),
