@@ -45,6 +45,20 @@ def test_edge_evidence_names_the_call_chain():
     assert [s.function for s in via] == ["zalloc"]
 
 
+def test_spinning_lock_evidence_never_runs_through_a_sleep():
+    """spin_b -> quick_lock is reached through schedule() (the earlier call) and through
+    helper(); only the second may be its evidence."""
+    case = FIXTURES / "csrc" / "cases" / "atomic_edges.c"
+    S = solve(scan_paths([case], case.parent, None))
+    _, via = S.edges[("spin_b", "quick_lock")].evidence[0]
+    assert [s.function for s in via] == ["helper", "quick"]
+    # the same search for a sleeping lock takes the earlier call
+    fid = next(i for i in S.funcs if S.funcs[i].name == "spin_direct")
+    line = next(c.line for c in S.funcs[fid].calls if c.name == "schedule")
+    via = S.search.chain(fid, "quick_lock")
+    assert [(s.function, s.line) for s in via][:1] == [("spin_direct", line)]
+
+
 @pytest.mark.parametrize("body", [
     "IO_COND(addr, return inb(port), return readb(addr));",
     "do { x++; } while_each_thread(a, b);",

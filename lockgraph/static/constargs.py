@@ -55,15 +55,16 @@ def closed(gate: str, callee: FuncFacts, args: list[str]) -> bool:
 
 
 def narrowed(c, j: str, funcs: dict[str, FuncFacts], anyb: dict[str, int], top: dict[str, int],
-             clean: dict[str, int], restricted: dict[str, dict[str, tuple[int, int, int]]]
-             ) -> tuple[int, int, int]:
-    """(any, top, clean) of callee j as call c reaches it: without the paths c's constant
-    arguments close."""
-    a, t, cl = anyb[j], top[j], clean[j]
+             clean: dict[str, int], atop: dict[str, int],
+             restricted: dict[str, dict[str, tuple[int, int, int, int]]]
+             ) -> tuple[int, int, int, int]:
+    """(any, top, clean, atop) of callee j as call c reaches it: without the paths c's
+    constant arguments close."""
+    a, t, cl, s = anyb[j], top[j], clean[j], atop[j]
     r = restricted.get(j)
     if r is not None and c.args:
         callee = funcs[j]
-        for gate, (ga, gt, gc) in r.items():
+        for gate, (ga, gt, gc, gs) in r.items():
             if closed(gate, callee, c.args):
-                a, t, cl = a & ga, t & gt, cl & gc
-    return a, t, cl
+                a, t, cl, s = a & ga, t & gt, cl & gc, s & gs
+    return a, t, cl, s

@@ -124,9 +124,12 @@ class EdgeBuilder:
         self.acquisitions: list[dict] = []
         self.full: dict[str, int] = {}   # source class -> bits of its edges whose evidence is complete
         self.noedge = 0
+        self.spins: set[str] = set()
         for cls, k in S.kinds.items():
             if k in kb.NO_EDGE_KINDS and cls in S.classes.ids:
                 self.noedge |= 1 << S.classes.ids[cls]
+            if k in kb.SPINNING_KINDS:
+                self.spins.add(cls)
         self.reclaiming = reclaiming_params(S.funcs, S.targets, S.param_reclaim)
         #: a lock parameter's classes: what its callers pass (static/paramlocks.py)
         self.params = ParamLocks(S.funcs, S.targets, S.local_acqs, S.resolver)
@@ -223,7 +226,7 @@ class EdgeBuilder:
         only through paths that drop that lock first), and -> fs_reclaim where the callee
         reclaims through a gfp argument."""
         S, full, add, reclaiming, noedge = self.S, self.full, self.add, self.reclaiming, self.noedge
-        U, top, drops, clean, param_reclaim = S.classes, S.top, S.drops, S.clean, S.param_reclaim
+        U, drops, param_reclaim, spins = S.classes, S.drops, S.param_reclaim, self.spins
         for c, row in zip(f.calls, S.targets[i]):
             if not c.held or not row:
                 continue
@@ -233,13 +236,19 @@ class EdgeBuilder:
             here = Step(f.name, f.file, c.line)
             m = ~noedge & (~1 if masked(c.scopes) else -1)
             for j in row:
-                _, tj, cj = S.callee_bits(c, j)
-                bits = tj & m
+                _, tj, cj, sj = S.callee_bits(c, j)
+                bits, sbits = tj & m, sj & m
                 dj = drops.get(j)
                 if dj and any(k[0] == "@" for k in dj):  # it drops a lock it was handed
                     dj = self._at_call(dj, c, f)
                 for s in srcs:
-                    need = bits & ~full.get(s, 0)
+                    # a spinning lock: not through a sleep (summaries.atop)
+                    if s in spins:
+                        if c.name in kb.SLEEPING_CALLS:
+                            continue
+                        need = sbits & ~full.get(s, 0)
+                    else:
+                        need = bits & ~full.get(s, 0)
                     if dj and s in dj:  # reached only through paths that drop s first
                         need &= ~(dj[s] & ~cj)
                     for b in U.bits(need):

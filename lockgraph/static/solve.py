@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from lockgraph.static.caches import cache_allocs, cache_roles, free_sites
 from lockgraph.static.constargs import narrowed
 from lockgraph.static.edges import EdgeBuilder, StaticEdge
+from lockgraph.static.facts import kb
 from lockgraph.static.facts.scan import FileFacts
 from lockgraph.static.facts.walk import Acq, Alloc, FuncFacts
 from lockgraph.static.resolution import CallGraph, HeldNames, Resolver, fid
@@ -45,13 +46,14 @@ class Solved:
     anyb: dict[str, int]
     top: dict[str, int]
     clean: dict[str, int]                       # top classes reached with nothing dropped
+    atop: dict[str, int]                        # top reached through no sleep (spinning holders)
     own: dict[str, frozenset[int]]              # classes taken in the body
     pcls: dict[str, dict[str, Witness]]
     drops: dict[str, dict[str, int]]            # dropped lock -> classes
     param_reclaim: dict[str, dict[int, Witness]]
     via_gfp: dict[str, int]                     # fs_reclaim through a gfp argument: call line
     #: gate -> summary without the events behind it (static/constargs.py)
-    restricted: dict[str, dict[str, tuple[int, int, int]]]
+    restricted: dict[str, dict[str, tuple[int, int, int, int]]]
     local_acqs: dict[str, list[tuple[str, Acq]]]
     kinds: dict[str, str]                       # lock class -> kind (spin, mutex, ...)
     irq_classes: set[str]
@@ -69,9 +71,15 @@ class Solved:
     def __post_init__(self) -> None:
         self.search = ChainSearch(self)
 
-    def callee_bits(self, c, j: str) -> tuple[int, int, int]:
-        """(any, top, clean) of callee j as call c reaches it (constant arguments applied)."""
-        return narrowed(c, j, self.funcs, self.anyb, self.top, self.clean, self.restricted)
+    def callee_bits(self, c, j: str) -> tuple[int, int, int, int]:
+        """(any, top, clean, atop) of callee j as call c reaches it (constant arguments
+        applied)."""
+        return narrowed(c, j, self.funcs, self.anyb, self.top, self.clean, self.atop,
+                        self.restricted)
+
+    def spinning(self, cls: str) -> bool:
+        """Holding `cls` forbids sleeping: its edges through calls come from `atop`."""
+        return self.kinds.get(cls) in kb.SPINNING_KINDS
 
     @property
     def takes(self) -> Takes:
@@ -80,7 +88,9 @@ class Solved:
 
     def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
               avoid: str = "") -> tuple[Step, ...]:
-        return self.search.chain(j, cls, edge, limit, avoid)
+        """`avoid`: the held lock of the edge shown; a spinning one is offered no chain
+        through a sleep (see summaries.atop)."""
+        return self.search.chain(j, cls, edge, limit, avoid, bool(avoid) and self.spinning(avoid))
 
     def ranked_blind(self, fids) -> tuple[list[str], set[str]]:
         return ranked_blind(self, fids)
@@ -122,7 +132,8 @@ def solve(files: list[FileFacts], one_build: bool = False) -> Solved:
         targets=calls.targets, callers=calls.callers(held_names),
         member_targets=dict(calls.member_targets), unresolved=dict(calls.unresolved),
         blind=calls.blind, blind_calls=calls.blind_calls,
-        classes=summ.classes, anyb=summ.anyb, top=summ.top, clean=summ.clean, own=summ.own,
+        classes=summ.classes, anyb=summ.anyb, top=summ.top, clean=summ.clean, atop=summ.atop,
+        own=summ.own,
         pcls=summ.pcls, drops=summ.drops(), param_reclaim=summ.param_reclaim,
         via_gfp=summ.via_gfp, restricted=summ.restricted, local_acqs={i: v for i, v in summ.local_acqs.items() if v},
         kinds=summ.kinds, irq_classes=summ.irq_classes, sleeps=summ.sleeps,

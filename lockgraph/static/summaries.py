@@ -9,6 +9,13 @@ functions reach the same few thousand core-kernel classes, and per-class entries
 function do not fit in memory.  `top` follows lockdep's edge rule through calls: a caller's
 lock gets an edge only to the classes a callee takes with none of its own non-try locks
 held — what the callee takes under its own lock B is B's edge, not the caller's.
+
+`atop` is `top` for a caller holding a spinning lock: without what is reached only through
+a sleep (a blocking lock, a kb.SLEEPING_CALLS call).  Sleeping under a spinning lock is a
+bug of its own (LG107 reports it), so in a correct kernel those paths never run with the
+spinning lock held and make no edge from it.  Through schedule() (sched_submit_work() →
+blk_flush_plug()), synchronize_rcu() and flush_work() every spinlock of the kernel reached
+the block layer and the workqueues.
 """
 
 from __future__ import annotations
@@ -179,6 +186,7 @@ class Summaries:
         self.sleeps: dict[str, Witness] = {}
         self.anyb: dict[str, int] = {}
         self.top: dict[str, int] = {}
+        self.atop: dict[str, int] = {}   # top through no sleep (see the module docstring)
         #: top-level classes reached through some path that drops no caller lock (a class
         #: reached cleanly only under the callee's own lock makes no edge from the caller's
         #: lock either)
@@ -192,7 +200,7 @@ class Summaries:
         self._singles: dict[str, frozenset[str]] = {}
         #: per function with flag-parameter gates, once its summary is final: gate ->
         #: (any, top, clean) without the events behind that gate (static/constargs.py)
-        self.restricted: dict[str, dict[str, tuple[int, int, int]]] = {}
+        self.restricted: dict[str, dict[str, tuple[int, int, int, int]]] = {}
 
     def run(self) -> None:
         """Callees before callers, so a function's summary is final before any caller
@@ -214,7 +222,7 @@ class Summaries:
                 if gates:
                     self.restricted[j] = {g: self._without(j, g) for g in sorted(gates)}
 
-    def _without(self, j: str, gate: str) -> tuple[int, int, int]:
+    def _without(self, j: str, gate: str) -> tuple[int, int, int, int]:
         """j's summary as if the events behind `gate` did not exist: computed like any
         summary, on a scratch copy of j that is removed again."""
         f = self.funcs[j]
@@ -230,7 +238,7 @@ class Summaries:
         for c, row in zip(g.calls, self.targets[v]):
             for j2 in row:
                 self.pull(v, g, c, j2)
-        out = (self.anyb.pop(v), self.top.pop(v), self.clean.pop(v))
+        out = (self.anyb.pop(v), self.top.pop(v), self.clean.pop(v), self.atop.pop(v))
         for table in (self.funcs, self.targets, self.local_acqs, self.own, self.pcls,
                       self.param_reclaim, self.sleeps, self.via_gfp, *self.drop_levels):
             table.pop(v, None)
@@ -292,7 +300,7 @@ class Summaries:
         """Seed i's summary with what its own body takes, allocates and sleeps on."""
         f = self.funcs[i]
         res, U, kinds, irq_classes = self.res, self.classes, self.kinds, self.irq_classes
-        a_bits = t_bits = c_bits = 0
+        a_bits = t_bits = c_bits = s_bits = 0
         pc: dict[str, Witness] = {}
         dr: dict[str, int] = {}
         pr: dict[int, Witness] = {}
@@ -311,6 +319,8 @@ class Summaries:
             a_bits |= b
             if not a.try_ and at_top(a.held, f):
                 t_bits |= b
+                if a.kind not in kb.BLOCKING_KINDS:
+                    s_bits |= b
                 if not d:
                     c_bits |= b
         for al in f.allocs:
@@ -327,9 +337,10 @@ class Summaries:
                 a_bits |= 1
                 if at_top(al.held, f):
                     t_bits |= 1
+                    s_bits |= 1
                     if not d:
                         c_bits |= 1
-        self.anyb[i], self.top[i], self.clean[i] = a_bits, t_bits, c_bits
+        self.anyb[i], self.top[i], self.clean[i], self.atop[i] = a_bits, t_bits, c_bits, s_bits
         if a_bits:
             self.own[i] = frozenset(U.bits(a_bits))
         if pc:
@@ -363,20 +374,22 @@ class Summaries:
         """Absorb callee j's summary through call c of i; True when i's summary grew.
 
         Millions of calls on the whole tree: the state is bound to locals once per call."""
-        anyb, top, clean, set_drop = self.anyb, self.top, self.clean, self.set_drop
+        anyb, top, clean, atop, set_drop = self.anyb, self.top, self.clean, self.atop, self.set_drop
         m = ~1 if masked(c.scopes) else -1
-        before_a, before_t, before_c = anyb[i], top[i], clean[i]
+        before_a, before_t, before_c, before_s = anyb[i], top[i], clean[i], atop[i]
         ctop = at_top(c.held, f)
         drop = self.res.dropped(f, c.dropped) if c.dropped else _EMPTY
         if j in self.restricted:
-            aj, tj, cj = narrowed(c, j, self.funcs, anyb, top, clean, self.restricted)
+            aj, tj, cj, sj = narrowed(c, j, self.funcs, anyb, top, clean, atop, self.restricted)
         else:
-            aj, tj, cj = anyb[j], top[j], clean[j]
-        # the common call (nothing dropped, no lock or gfp parameter) is these three unions
+            aj, tj, cj, sj = anyb[j], top[j], clean[j], atop[j]
+        # the common call (nothing dropped, no lock or gfp parameter) is these four unions
         a_bits = before_a | (aj & m)
-        t_bits, c_bits = before_t, before_c
+        t_bits, c_bits, s_bits = before_t, before_c, before_s
         if ctop:
             t_bits |= tj & m
+            if c.name not in kb.SLEEPING_CALLS:
+                s_bits |= sj & m
             if not drop:
                 c_bits |= cj & m
         # Per dropped caller lock, the classes reached through a path that drops it first;
@@ -398,11 +411,12 @@ class Summaries:
                         dgrew = True
         pj = self.pcls.get(j)
         if pj:
-            a_bits, t_bits, c_bits, grew = self._lock_params(i, f, c, j, pj, drop, ctop,
-                                                             a_bits, t_bits, c_bits)
+            a_bits, t_bits, c_bits, s_bits, grew = self._lock_params(
+                i, f, c, j, pj, drop, ctop, (a_bits, t_bits, c_bits, s_bits))
             dgrew = dgrew or grew
-        changed = dgrew or a_bits != before_a or t_bits != before_t or c_bits != before_c
-        anyb[i], top[i], clean[i] = a_bits, t_bits, c_bits
+        changed = (dgrew or a_bits != before_a or t_bits != before_t or c_bits != before_c
+                   or s_bits != before_s)
+        anyb[i], top[i], clean[i], atop[i] = a_bits, t_bits, c_bits, s_bits
         pj = self.param_reclaim.get(j)
         if pj:
             changed = self._gfp_params(i, f, c, j, pj, m, drop, ctop) or changed
@@ -413,12 +427,14 @@ class Summaries:
         return changed
 
     def _lock_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[str, Witness],
-                     drop: frozenset[str], ctop: bool, a_bits: int, t_bits: int,
-                     c_bits: int) -> tuple[int, int, int, bool]:
+                     drop: frozenset[str], ctop: bool, bits: tuple[int, int, int, int]
+                     ) -> tuple[int, int, int, int, bool]:
         """The classes j takes through its lock parameters are the arguments of call c:
-        i's new (any, top, clean) bits, and whether a drop record or i's own lock-parameter
-        entries grew."""
+        i's new (any, top, clean, atop) bits, and whether a drop record or i's own
+        lock-parameter entries grew."""
         U, kinds, irq_classes = self.classes, self.kinds, self.irq_classes
+        a_bits, t_bits, c_bits, s_bits = bits
+        sleeps = c.name in kb.SLEEPING_CALLS
         grew = False
         for cls, w in pj.items():
             n = int(cls[6:].split("/")[0])
@@ -441,16 +457,18 @@ class Summaries:
                 a_bits |= b
                 if ctop and w.edge:
                     t_bits |= b
+                    if not sleeps and kinds.get(real) not in kb.BLOCKING_KINDS:
+                        s_bits |= b
                     if not (drop or w.dropped):
                         c_bits |= b
-        return a_bits, t_bits, c_bits, grew
+        return a_bits, t_bits, c_bits, s_bits, grew
 
     def _gfp_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[int, Witness], m: int,
                     drop: frozenset[str], ctop: bool) -> bool:
         """Whether j reclaims through a gfp parameter is decided by call c's argument: it
         reclaims (i's fs_reclaim bit), or the question passes on to i's own parameter.
         True when i's summary grew."""
-        anyb, top, clean = self.anyb, self.top, self.clean
+        anyb, top, clean, atop = self.anyb, self.top, self.clean, self.atop
         changed = False
         pr = self.param_reclaim.setdefault(i, {})
         for n, w in pj.items():
@@ -462,7 +480,7 @@ class Summaries:
                                           deep=w.deep or not ctop)):
                     changed = True
             elif how in ("yes", "unknown"):
-                was = (anyb[i] & 1, top[i] & 1, clean[i] & 1)
+                was = (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1)
                 if (drop or w.dropped) and self.set_drop(i, 1, drop | w.dropped):
                     changed = True
                 edge = ctop and w.edge
@@ -471,9 +489,11 @@ class Summaries:
                 anyb[i] |= 1
                 if edge:
                     top[i] |= 1
+                    if c.name not in kb.SLEEPING_CALLS:
+                        atop[i] |= 1
                     if not (drop or w.dropped):
                         clean[i] |= 1
-                changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1)
+                changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1)
         return changed
 
 

@@ -52,23 +52,24 @@ class ChainSearch:
 
     def __init__(self, S: Solved) -> None:
         self.S = S
-        self._chains: dict[tuple[str, str, bool, str], tuple[Step, ...]] = {}
+        self._chains: dict[tuple[str, str, bool, str, bool], tuple[Step, ...]] = {}
         self._dropmemo: dict[tuple, frozenset[str]] = {}
         self._hops: dict[tuple, tuple] = {}
 
     def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
-              avoid: str = "") -> tuple[Step, ...]:
+              avoid: str = "", atomic: bool = False) -> tuple[Step, ...]:
         """The shortest call chain from j to a function that takes `cls` itself.
 
         Breadth-first over the callees whose summary holds the class (calls in source
         order, so ties go to the earlier call); `edge` follows only the paths that make a
         lockdep edge from a caller's lock (top-level calls, non-try acquisitions); `avoid`
         is the held lock of the edge being shown, so no path that drops it first is offered
-        as its evidence."""
-        key = (j, cls, edge, avoid)
+        as its evidence; `atomic` (with `edge`: that lock spins) follows no sleep."""
+        atomic = atomic and edge
+        key = (j, cls, edge, avoid, atomic)
         got = self._chains.get(key)
         if got is None:
-            got = self._chains[key] = self._bfs(j, cls, edge, limit, avoid)
+            got = self._chains[key] = self._bfs(j, cls, edge, limit, avoid, atomic)
         return got
 
     def _drops(self, f: FuncFacts, d: frozenset[str]) -> frozenset[str]:
@@ -78,25 +79,25 @@ class ChainSearch:
             got = self._dropmemo[key] = self.S.resolver.dropped(f, d)
         return got
 
-    def _steps_from(self, cur: str, cls: str, b: int, edge: bool, avoid: str):
+    def _steps_from(self, cur: str, cls: str, b: int, edge: bool, avoid: str, atomic: bool):
         """At function cur: (step, []) when cur itself takes the class, else (None, the
         (line, callee) hops to callees whose summary holds it, in source order)."""
-        key = (cur, b, edge, avoid)
+        key = (cur, b, edge, avoid, atomic)
         got = self._hops.get(key)
         if got is None:
             if len(self._hops) >= MEMO_BOUND:  # bounded memory on whole-tree questions
                 self._hops.clear()
-            got = self._hops[key] = self._find_steps(cur, cls, b, edge, avoid)
+            got = self._hops[key] = self._find_steps(cur, cls, b, edge, avoid, atomic)
         return got
 
-    def _find_steps(self, cur: str, cls: str, b: int, edge: bool, avoid: str):
+    def _find_steps(self, cur: str, cls: str, b: int, edge: bool, avoid: str, atomic: bool):
         S = self.S
         f = S.funcs[cur]
         if b in S.own.get(cur, ()):
-            line = self._local_line(cur, cls, edge, avoid)
+            line = self._local_line(cur, cls, edge, avoid, atomic)
             if line:
                 return Step(f.name, f.file, line), []
-        summ = S.top if edge else S.anyb
+        summ = S.atop if atomic else S.top if edge else S.anyb
         bit = 1 << b
         drops, clean, pcls = S.drops, S.clean, S.pcls
         hops = []
@@ -105,6 +106,8 @@ class ChainSearch:
                 continue
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
+            if atomic and c.name in kb.SLEEPING_CALLS:
+                continue
             for jj in row:
                 if avoid:
                     dj = drops.get(jj)
@@ -112,8 +115,8 @@ class ChainSearch:
                         continue
                 got = summ.get(jj, 0)
                 if jj in S.restricted:  # what this call's constant arguments leave reachable
-                    a, t, _ = S.callee_bits(c, jj)
-                    got = t if edge else a
+                    a, t, _, at = S.callee_bits(c, jj)
+                    got = at if atomic else t if edge else a
                 if got & bit:
                     hops.append((c.line, jj))
                 elif jj in pcls and self._through_param(f, c, jj, cls, edge):
@@ -122,7 +125,8 @@ class ChainSearch:
             return Step(f.name, f.file, S.via_gfp[cur]), []
         return None, hops
 
-    def _bfs(self, j: str, cls: str, edge: bool, limit: int, avoid: str) -> tuple[Step, ...]:
+    def _bfs(self, j: str, cls: str, edge: bool, limit: int, avoid: str,
+             atomic: bool) -> tuple[Step, ...]:
         S = self.S
         if cls.startswith("@param"):
             w = S.pcls.get(j, {}).get(cls)
@@ -139,7 +143,7 @@ class ChainSearch:
         for _depth in range(limit):
             nxt: list[str] = []
             for cur in frontier:
-                last, hops = self._steps_from(cur, cls, b, edge, avoid)
+                last, hops = self._steps_from(cur, cls, b, edge, avoid, atomic)
                 if last is not None:
                     end = (cur, last)
                     break
@@ -150,7 +154,7 @@ class ChainSearch:
             if end or not nxt:
                 break
             if len(parent) > BFS_BUDGET:  # far away: follow the first call that leads there
-                return self._greedy(j, cls, b, edge, limit, avoid)
+                return self._greedy(j, cls, b, edge, limit, avoid, atomic)
             frontier = nxt
         if end is None:
             return ()
@@ -164,14 +168,14 @@ class ChainSearch:
         return tuple(reversed(out))
 
     def _greedy(self, j: str, cls: str, b: int, edge: bool, limit: int,
-                avoid: str) -> tuple[Step, ...]:
+                avoid: str, atomic: bool) -> tuple[Step, ...]:
         S = self.S
         out: list[Step] = []
         seen: set[str] = set()
         cur = j
         while len(out) < limit:
             seen.add(cur)
-            last, hops = self._steps_from(cur, cls, b, edge, avoid)
+            last, hops = self._steps_from(cur, cls, b, edge, avoid, atomic)
             if last is not None:
                 out.append(last)
                 break
@@ -183,7 +187,8 @@ class ChainSearch:
             cur = hop[1]
         return tuple(out)
 
-    def _local_line(self, fid: str, cls: str, edge: bool, avoid: str = "") -> int:
+    def _local_line(self, fid: str, cls: str, edge: bool, avoid: str = "",
+                    atomic: bool = False) -> int:
         S = self.S
         f = S.funcs[fid]
         if cls == FS_RECLAIM:
@@ -196,7 +201,8 @@ class ChainSearch:
             return 0
         for c, a in S.local_acqs.get(fid, ()):
             if c == cls and not (edge and (a.try_ or not at_top(a.held, f))) and not (
-                    avoid and a.dropped and avoid in self._drops(f, a.dropped)):
+                    avoid and a.dropped and avoid in self._drops(f, a.dropped)) and not (
+                    atomic and a.kind in kb.BLOCKING_KINDS):
                 return a.line
         return 0
 
