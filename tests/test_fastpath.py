@@ -45,7 +45,6 @@ def test_the_fixture_bodies_take_the_paths_they_were_written_for():
                                          "vmalloc"]
     assert [c.name for c in a.calls][:2] == ["pcpu_alloc_noprof", "__percpu_counter_init_many"]
     assert [i[0] for i in a.inits] == ["spin_lock_init", "mutex_init", "lockdep_set_class"]
-    assert [s[0] for s in a.sleeps] == ["msleep", "might_sleep"]
     assert ("t", "ops", "thing_ops", 21) in calls["assigns"].assigns
     member = [c for c in calls["nested"].calls if c.member]
     assert [(c.name, c.base) for c in member] == [("free", "ops")]
@@ -54,6 +53,10 @@ def test_the_fixture_bodies_take_the_paths_they_were_written_for():
     assert [q.lock.text for q in declines["split_primitive"].acqs] == ["l"]  # the slow path's
     assert declines["gated"].structure == "parsed"
     assert declines["noprof_scope"].structure == "parsed"
+    assert declines["sleeps"].structure == "parsed"
+    assert [s[0] for s in declines["sleeps"].sleeps] == ["msleep", "might_sleep"]
+    from lockgraph.static.facts.walk import SLEPT
+    assert [SLEPT in c.gates for c in declines["sleeps"].calls] == [False, False, True]
 
 
 def test_a_primitive_the_text_scan_misses_is_declined():

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from lockgraph.model import Evidence, Finding, Severity
 from lockgraph.rules import make
 from lockgraph.static.facts import kb
-from lockgraph.static.facts.walk import (ARG_FALSE, ARG_TRUE, IRQS_ON, PREEMPTIBLE, FuncFacts,
-                                         Held, LockExpr, blocking_gate)
+from lockgraph.static.facts.walk import (ARG_FALSE, ARG_TRUE, IRQS_ON, PREEMPTIBLE, SLEPT,
+                                         FuncFacts, Held, LockExpr, blocking_gate)
 from lockgraph.static.gfp import gfp_blocks
 from lockgraph.static.solve import Solved
 from lockgraph.static.summaries import sccs
@@ -106,6 +106,8 @@ class _Analysis:
         cond: Cond = None
         irqs_on = False
         for g in sorted(gates):
+            if g == SLEPT:  # a mark of the summaries (summaries.atop), not a test
+                continue
             if g == PREEMPTIBLE:
                 return None
             if g == IRQS_ON:

@@ -11,7 +11,7 @@ lock gets an edge only to the classes a callee takes with none of its own non-tr
 held — what the callee takes under its own lock B is B's edge, not the caller's.
 
 `atop` is `top` for a caller holding a spinning lock: without what is reached only through
-a sleep (a blocking lock, a kb.SLEEPING_CALLS call).  Sleeping under a spinning lock is a
+a sleep (a blocking lock, a kb.SLEEPING_CALLS call) or after one on every path (walk.SLEPT).  Sleeping under a spinning lock is a
 bug of its own (LG107 reports it), so in a correct kernel those paths never run with the
 spinning lock held and make no edge from it.  Through schedule() (sched_submit_work() →
 blk_flush_plug()), synchronize_rcu() and flush_work() every spinlock of the kernel reached
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from lockgraph.static.constargs import arg_gates, narrowed
 from lockgraph.static.facts import kb
-from lockgraph.static.facts.walk import Acq, FuncFacts, Held, LockExpr
+from lockgraph.static.facts.walk import SLEPT, Acq, FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.resolution import HeldNames, Resolver
 
@@ -319,7 +319,7 @@ class Summaries:
             a_bits |= b
             if not a.try_ and at_top(a.held, f):
                 t_bits |= b
-                if a.kind not in kb.BLOCKING_KINDS:
+                if a.kind not in kb.BLOCKING_KINDS and SLEPT not in a.gates:
                     s_bits |= b
                 if not d:
                     c_bits |= b
@@ -337,7 +337,8 @@ class Summaries:
                 a_bits |= 1
                 if at_top(al.held, f):
                     t_bits |= 1
-                    s_bits |= 1
+                    if SLEPT not in al.gates:
+                        s_bits |= 1
                     if not d:
                         c_bits |= 1
         self.anyb[i], self.top[i], self.clean[i], self.atop[i] = a_bits, t_bits, c_bits, s_bits
@@ -388,7 +389,7 @@ class Summaries:
         t_bits, c_bits, s_bits = before_t, before_c, before_s
         if ctop:
             t_bits |= tj & m
-            if c.name not in kb.SLEEPING_CALLS:
+            if c.name not in kb.SLEEPING_CALLS and SLEPT not in c.gates:
                 s_bits |= sj & m
             if not drop:
                 c_bits |= cj & m
@@ -434,7 +435,7 @@ class Summaries:
         lock-parameter entries grew."""
         U, kinds, irq_classes = self.classes, self.kinds, self.irq_classes
         a_bits, t_bits, c_bits, s_bits = bits
-        sleeps = c.name in kb.SLEEPING_CALLS
+        sleeps = c.name in kb.SLEEPING_CALLS or SLEPT in c.gates
         grew = False
         for cls, w in pj.items():
             n = int(cls[6:].split("/")[0])
@@ -489,7 +490,7 @@ class Summaries:
                 anyb[i] |= 1
                 if edge:
                     top[i] |= 1
-                    if c.name not in kb.SLEEPING_CALLS:
+                    if c.name not in kb.SLEEPING_CALLS and SLEPT not in c.gates:
                         atop[i] |= 1
                     if not (drop or w.dropped):
                         clean[i] |= 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lockgraph.static.facts import kb
-from lockgraph.static.facts.walk import FuncFacts, LockExpr
+from lockgraph.static.facts.walk import SLEPT, FuncFacts, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.summaries import Witness, at_top
 
@@ -106,7 +106,7 @@ class ChainSearch:
                 continue
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
-            if atomic and c.name in kb.SLEEPING_CALLS:
+            if atomic and (c.name in kb.SLEEPING_CALLS or SLEPT in c.gates):
                 continue
             for jj in row:
                 if avoid:
@@ -196,13 +196,14 @@ class ChainSearch:
                 how, _ = gfp_reclaims(al.gfp, f)
                 if not masked(al.scopes) and how in ("yes", "unknown") and not (
                         edge and not at_top(al.held, f)) and not (
-                        avoid and al.dropped and avoid in self._drops(f, al.dropped)):
+                        avoid and al.dropped and avoid in self._drops(f, al.dropped)) and not (
+                        atomic and SLEPT in al.gates):
                     return al.line
             return 0
         for c, a in S.local_acqs.get(fid, ()):
             if c == cls and not (edge and (a.try_ or not at_top(a.held, f))) and not (
                     avoid and a.dropped and avoid in self._drops(f, a.dropped)) and not (
-                    atomic and a.kind in kb.BLOCKING_KINDS):
+                    atomic and (a.kind in kb.BLOCKING_KINDS or SLEPT in a.gates)):
                 return a.line
         return 0
 

@@ -30,13 +30,13 @@ from lockgraph.static.facts.walk import GATE_WORDS, FuncFacts, ScanContext, Walk
 #: a body without these every held set and scope is empty, so the call list records them
 #: exactly as a parsed body would (about a third of the bodies that mention any primitive
 #: only allocate or initialise).
-TRIGGERS = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | {"guard", "scoped_guard",
-                                                              "scoped_cond_guard"}
+TRIGGERS = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | kb.SLEEPING_CALLS | {
+    "guard", "scoped_guard", "scoped_cond_guard"}
 #: A called name: an identifier followed by `(` (possessive: no backtracking into it).
 _CALLED = re.compile(r"\b([A-Za-z_]\w*+)\s*+\(")
 #: What the walker changes state on; any of these among the tokens' calls sends the body
 #: back to the slow path.
-_STATEFUL = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | {"guard"}
+_STATEFUL = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | kb.SLEEPING_CALLS | {"guard"}
 #: cparse._TOKEN without its whitespace alternative: the same tokens, as strings, in one
 #: C-level pass ("\n" kept, to count lines).
 _TOKEN = re.compile(

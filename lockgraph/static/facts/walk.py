@@ -266,6 +266,12 @@ PREEMPTIBLE = "@preemptible"
 IRQS_ON = "@irqs_on"
 ARG_TRUE = "@arg:"
 ARG_FALSE = "@!arg:"
+#: Not a test: every path here has already done what atomic context forbids (a blocking
+#: lock, a kb.SLEEPING_CALLS call).  Gates meet by intersection at joins, so it marks a
+#: must-sleep prefix; a caller's spinning lock gets no edge from what follows it
+#: (summaries.atop).
+SLEPT = "@slept"
+_SLEPT = frozenset({SLEPT})
 #: Words whose presence in a body makes its statement structure matter for sleep gates.
 GATE_WORDS = ("gfpflags_allow_blocking", "__GFP_DIRECT_RECLAIM", "preemptible", "in_atomic",
               "irqs_disabled")
@@ -887,11 +893,12 @@ class Walker:
         if name in ("lockdep_set_class", "lockdep_set_class_and_subclass") and len(a[2]) >= 2:
             f.inits.append((name, LockExpr.parse(atom_text(a[2][0])), atom_text(a[2][1]), a[3]))
             return st
-        if name in SLEEPING_CALLS:
-            f.sleeps.append((name, a[3]))
         args = [effective_gfp(atom_text(x), st.gfp) for x in a[2]]
         f.calls.append(Call(name, bool(a[4]), a[3], st.held, st.scope_set(), args, base,
                             st.dropped, st.gates))
+        if name in SLEEPING_CALLS:
+            f.sleeps.append((name, a[3]))
+            st = st.with_gates(_SLEPT)
         if not a[4] and name in self.effects:
             return self.callee_effects(name, args, a[3], st)
         if _RELOCKS.search(name) and "unlock" not in name:
@@ -929,6 +936,8 @@ class Walker:
                                sub, st.scope_set(), st.dropped, "irq" in a[1], st.gates))
         if prim.kind in BLOCKING_KINDS and prim.op != "try":  # a trylock never waits
             self.f.sleeps.append((a[1], a[3]))
+            if prim.op in ("acquire", "try0"):  # not cond: it blocks on some paths only
+                st = st.with_gates(_SLEPT)
         return self.hold(Held(lk, prim.kind, prim.mode, is_try, a[3], sub, guard,
                               restores=lk.text in self.dropped_ever), st)
 
