@@ -174,7 +174,9 @@ def scan_file(path: str, src: str, ctx: ScanContext, fast: bool = True) -> FileF
 
 def _function_facts(fn, text: str, ft, path: str, ctx: ScanContext, fast: bool):
     """One function's facts, and how to walk it again with what its same-file callees
-    release (None for a body without lock primitives: it holds nothing)."""
+    release or hold: (statements, tracked gfp variables, locals, body, first line); a
+    body without lock primitives holds nothing of its own and is parsed only when it calls
+    a function with a lock effect (statements None)."""
     body = text[fn.body_start + 1:fn.body_end - 1]
     first = ft.line_of(fn.body_start + 1)
     facts = FuncFacts(fn.name, path, fn.line, fn.is_static, parse_params(fn.params),
@@ -201,9 +203,9 @@ def _function_facts(fn, text: str, ft, path: str, ctx: ScanContext, fast: bool):
     try:
         if stmts is not None:
             walk_function(facts, stmts, ctx, tracked)
-            again = (stmts, tracked, facts.locals) if needs else None
         elif not call_facts(body, first, facts, ctx):
             walk_function(facts, flat_atoms(body, first), ctx)
+        again = (stmts if needs else None, tracked, facts.locals, body, first)
     except Exception as exc:  # an analyser bug must cost one function, never the scan
         facts = FuncFacts(fn.name, path, fn.line, fn.is_static, facts.params, facts.locals,
                           annotations=fn.annotations,
@@ -242,9 +244,18 @@ def _rewalk_with_effects(ff: FileFacts, walked: list, ctx: ScanContext) -> None:
             again = walked[k]
             if again is None or not any(not c.member and c.name in changed for c in f.calls):
                 continue
-            stmts, tracked, local = again
+            stmts, tracked, local, body, first = again
+            structure = f.structure
+            if stmts is None:  # a wrapper's lock is held in it from the call on
+                try:
+                    stmts = parse_body(body, first)
+                    structure = "parsed"
+                except BodyParseError as exc:
+                    stmts = flat_atoms(body, first)
+                    structure = f"unknown (grammar stopped at line {exc.line})"
+                walked[k] = (stmts, tracked, local, body, first)
             g = FuncFacts(f.name, f.file, f.line, f.static, f.params, dict(local),
-                          annotations=f.annotations, structure=f.structure)
+                          annotations=f.annotations, structure=structure)
             try:
                 walk_function(g, stmts, ctx, tracked, effects)
             except Exception:  # keep the first walk, as scan_file would
