@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from lockgraph.static.facts.walk import Call, FuncFacts, Held, LockExpr
+from lockgraph.static.constargs import closed
+from lockgraph.static.facts.walk import ARG_FALSE, ARG_TRUE, Call, FuncFacts, Held, LockExpr
 
 #: Rounds of "a wrapper passes its own parameter on to a callback parameter".
 WRAPPER_DEPTH = 4
@@ -29,7 +30,7 @@ _IDENT = re.compile(r"[A-Za-z_]\w*")
 _NO_CALLBACK = frozenset({"NULL", "0", "nullptr"})
 
 #: Where a callee calls parameter k: (line, locks held there, memalloc scopes, the
-#: arguments it passes), in the callee's own terms.
+#: arguments it passes, the flag-parameter gates it sits behind), in the callee's own terms.
 Site = tuple[int, tuple[Held, ...], frozenset[str], tuple[str, ...]]
 #: An argument already resolved to its lock class (Resolver.classes reads it): a callback
 #: that unlocks the lock it is handed (list_lru isolate functions) must drop the class the
@@ -108,7 +109,7 @@ def callback_params(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[
         for c in f.calls:
             k = pidx.get(c.name)
             if k is not None and not c.member and c.name not in f.locals:
-                sites.setdefault(i, {}).setdefault(k, (c.line, c.held, c.scopes, tuple(c.args)))
+                add_site(sites.setdefault(i, {}), k, own_site(c))
     # wrappers: a parameter handed to a callee's callback parameter is a callback parameter
     passing = []
     for i, pidx in params.items():
@@ -122,13 +123,14 @@ def callback_params(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[
             pidx = params[i]
             for j in row:
                 for k, site in sites.get(j, {}).items():
-                    if k >= len(c.args):
+                    if k >= len(c.args) or not open_at(site, funcs[j], c):
                         continue
                     mine = pidx.get(callee_name(c.args[k]))
-                    if mine is None or mine in sites.get(i, {}):
+                    if mine is None:
                         continue
-                    sites.setdefault(i, {})[mine] = caller_site(c, funcs[j], site, classes)
-                    grew = True
+                    if add_site(sites.setdefault(i, {}), mine,
+                                caller_site(c, funcs[j], site, classes)):
+                        grew = True
         if not grew:
             break
     return sites
@@ -149,7 +151,7 @@ def add_callback_calls(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tup
         for c, row in zip(f.calls, targets[i]):
             for j in row:
                 for k, site in sorted(sites.get(j, {}).items()):
-                    if k >= len(c.args):
+                    if k >= len(c.args) or not open_at(site, funcs[j], c):
                         continue
                     name = callee_name(c.args[k])
                     if name in pnames or name in _NO_CALLBACK:
@@ -180,12 +182,41 @@ def append_calls(funcs: dict[str, FuncFacts], targets, i: str, calls: list[Call]
 def caller_site(c: Call, callee: FuncFacts, site: Site, classes) -> Site:
     """The callee's `site` as the caller sees it through call c: at c's line, the caller's
     locks and the callee's around it, the callee's arguments in the caller's terms."""
-    _, held, scopes, args = site
+    _, held, scopes, args, _ = site
     return (c.line, c.held + _translate(held, callee, c, classes), c.scopes | scopes,
-            _translate_args(args, callee, c, classes))
+            _translate_args(args, callee, c, classes), _arg_gates(c.gates))
+
+
+def own_site(c: Call) -> Site:
+    """Call c as a site of its own function."""
+    return (c.line, c.held, c.scopes, tuple(c.args), _arg_gates(c.gates))
+
+
+def add_site(table: dict, key, site: Site) -> bool:
+    """Record a site under key: the first occurrence's place, behind only the gates every
+    occurrence sits behind (a call site must close all of them to skip the callback).
+    True when the table changed."""
+    old = table.get(key)
+    if old is None:
+        table[key] = site
+    elif not old[4] <= site[4]:
+        table[key] = old[:4] + (old[4] & site[4],)
+    else:
+        return False
+    return True
+
+
+def open_at(site: Site, callee: FuncFacts, c: Call) -> bool:
+    """Whether call c of the callee can reach its site: `__irq_put_desc_unlock(desc, flags,
+    false)` never runs the `if (bus) chip_bus_sync_unlock(desc)` behind its bus flag."""
+    return not any(closed(g, callee, c.args) for g in site[4])
+
+
+def _arg_gates(gates: frozenset[str]) -> frozenset[str]:
+    return frozenset(g for g in gates if g.startswith((ARG_TRUE, ARG_FALSE)))
 
 
 def site_call(name: str, c: Call, callee: FuncFacts, site: Site, classes) -> Call:
     """The call the callee makes at `site`, as a call of c's caller to `name`."""
-    line, held, scopes, args = caller_site(c, callee, site, classes)
+    line, held, scopes, args, _ = caller_site(c, callee, site, classes)
     return Call(name, False, line, held, scopes, list(args), "", c.dropped, c.gates)

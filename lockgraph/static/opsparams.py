@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from lockgraph.static.callbacks import (Site, append_calls, bare, caller_site, param_indices,
-                                        site_call)
+from lockgraph.static.callbacks import (Site, add_site, append_calls, bare, caller_site,
+                                        open_at, own_site, param_indices, site_call)
 from lockgraph.static.facts.walk import Call, FuncFacts
 
 #: Levels of callers a (parameter, field path, member) call travels up (the page-table
@@ -148,7 +148,7 @@ def ops_sites(funcs: dict[str, FuncFacts], targets, tables: Tables, classes) -> 
                 pp = param_path(c.base, f)
                 if pp is not None:
                     key = (pp[0], pp[1], c.name)
-                    sites.setdefault(i, {}).setdefault(key, (c.line, c.held, c.scopes, tuple(c.args)))
+                    add_site(sites.setdefault(i, {}), key, own_site(c))
                     own.setdefault(i, set()).add(n)
                     origin[(i, key)] = tuple(sorted(set(origin.get((i, key), ())) | set(targets[i][n])))
     for _ in range(DEPTH):
@@ -159,17 +159,17 @@ def ops_sites(funcs: dict[str, FuncFacts], targets, tables: Tables, classes) -> 
             for c, row in zip(f.calls, targets[i]):
                 for j in row:
                     for (k, path, m), site in list(sites.get(j, {}).items()):
-                        if k >= len(c.args):
+                        if k >= len(c.args) or not open_at(site, funcs[j], c):
                             continue
                         r = tables.resolve(c.args[k], path, m, f, c.line)
                         if r is None or r[0] != "param":
                             continue
                         key = (r[1][0], r[1][1], m)
-                        if key in sites.get(i, {}):
-                            continue
-                        sites.setdefault(i, {})[key] = caller_site(c, funcs[j], site, classes)
-                        out.via[(i, key)] = (j, (k, path, m))
-                        grew = True
+                        if key not in sites.get(i, {}):
+                            out.via[(i, key)] = (j, (k, path, m))
+                        if add_site(sites.setdefault(i, {}), key,
+                                    caller_site(c, funcs[j], site, classes)):
+                            grew = True
         if not grew:
             break
     return out
@@ -189,7 +189,7 @@ def add_ops_calls(funcs: dict[str, FuncFacts], targets, ops: OpsSites, tables: T
             for j in row:
                 for key, site in sorted(ops.sites.get(j, {}).items()):
                     k, path, m = key
-                    if k >= len(c.args):
+                    if k >= len(c.args) or not open_at(site, funcs[j], c):
                         continue
                     r = tables.resolve(c.args[k], path, m, f, c.line)
                     if r is not None and r[0] == "param" and i in called:
