@@ -113,7 +113,8 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("LG107", "sleep-in-atomic", Severity.ERROR,
          "an operation that may sleep (a blocking lock, a GFP_KERNEL-like allocation, msleep(), "
          "might_sleep()...) is reached while a spinning lock (spin, raw spin, rwlock, local_lock) "
-         "is held: \"sleeping function called from invalid context\"; a warning when the path "
+         "is held or inside rcu_read_lock(): \"sleeping function called from invalid context\"; "
+         "a warning when the path "
          "goes through an indirect call (a may-path)",
          "{label}{where} may sleep while {held_how} is held in {func}(){via}: "
          "sleeping function called from invalid context{may}", ("file", "func", "lock", "leaf", "label")),

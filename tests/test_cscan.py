@@ -52,6 +52,8 @@ def test_spinning_lock_evidence_never_runs_through_a_sleep():
     S = solve(scan_paths([case], case.parent, None))
     _, via = S.edges[("spin_b", "quick_lock")].evidence[0]
     assert [s.function for s in via] == ["helper", "quick"]
+    _, via = S.edges[("rcu_mutex2", "quick_lock")].evidence[0]  # inside rcu_read_lock()
+    assert [s.function for s in via] == ["helper", "quick"]
     # the same search for a sleeping lock takes the earlier call
     fid = next(i for i in S.funcs if S.funcs[i].name == "spin_direct")
     line = next(c.line for c in S.funcs[fid].calls if c.name == "schedule")

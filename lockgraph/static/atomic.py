@@ -1,5 +1,5 @@
 """Sleeping in atomic context (LG107): an operation that may sleep, reached while a spinning
-lock is held — the kernel's "BUG: sleeping function called from invalid context", predicted.
+lock is held (or inside rcu_read_lock(), kb.ATOMIC_KINDS) — the kernel's "BUG: sleeping function called from invalid context", predicted.
 
 What sleeps: a blocking lock (kb.BLOCKING_KINDS, not its trylock), a kb.SLEEPING_CALLS call,
 an allocation whose gfp allows direct reclaim (gfp_blocks: GFP_KERNEL, GFP_NOFS, GFP_NOIO;
@@ -33,7 +33,7 @@ from lockgraph.static.summaries import sccs
 from lockgraph.static.witnesses import Step
 
 #: Held kinds that make the context atomic (kernel-semantics §1.2, §1.3, §1.8).
-ATOMIC_KINDS = kb.SPINNING_KINDS
+ATOMIC_KINDS = kb.ATOMIC_KINDS
 #: Calls that sleep when their gfp argument (at this index) may block.
 GFP_SLEEPERS = {"might_alloc": 0}
 #: Witnesses kept per function with different sets of caller locks dropped before the sleep.

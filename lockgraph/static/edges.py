@@ -17,7 +17,7 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.paramlocks import ParamLocks
-from lockgraph.static.summaries import Witness
+from lockgraph.static.summaries import Witness, atomic_at
 from lockgraph.static.witnesses import Step, param_chain
 
 if TYPE_CHECKING:
@@ -235,6 +235,7 @@ class EdgeBuilder:
                 continue
             here = Step(f.name, f.file, c.line)
             m = ~noedge & (~1 if masked(c.scopes) else -1)
+            atomic = atomic_at(c.held)   # under rcu_read_lock() every source, as a spinlock
             for j in row:
                 _, tj, cj, sj = S.callee_bits(c, j)
                 bits, sbits = tj & m, sj & m
@@ -243,7 +244,7 @@ class EdgeBuilder:
                     dj = self._at_call(dj, c, f)
                 for s in srcs:
                     # a spinning lock: not through a sleep (summaries.atop)
-                    if s in spins:
+                    if atomic or s in spins:
                         if c.name in kb.SLEEPING_CALLS:
                             continue
                         need = sbits & ~full.get(s, 0)

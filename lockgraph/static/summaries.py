@@ -129,6 +129,12 @@ class Takes:
         return fid in self.S.anyb
 
 
+def atomic_at(held: tuple[Held, ...]) -> bool:
+    """Sleeping is a bug here: a lock of kb.ATOMIC_KINDS is held on every path (a caller
+    locks under rcu_read_lock() get no edge through a callee's sleeping paths either)."""
+    return any(h.kind in kb.ATOMIC_KINDS and not h.cond for h in held)
+
+
 def at_top(held: tuple[Held, ...], f: FuncFacts) -> bool:
     """No non-try lock of f's own is surely held here (lockdep's edge walk from the newest
     held lock stops at the first non-try one; a lock held on one path only counts as not
@@ -384,6 +390,11 @@ class Summaries:
             aj, tj, cj, sj = narrowed(c, j, self.funcs, anyb, top, clean, atop, self.restricted)
         else:
             aj, tj, cj, sj = anyb[j], top[j], clean[j], atop[j]
+        if c.held and atomic_at(c.held):  # i is atomic here (rcu_read_lock()): j cannot sleep
+            if c.name in kb.SLEEPING_CALLS:
+                tj = cj = 0
+            else:
+                tj, cj = sj, cj & sj
         # the common call (nothing dropped, no lock or gfp parameter) is these four unions
         a_bits = before_a | (aj & m)
         t_bits, c_bits, s_bits = before_t, before_c, before_s

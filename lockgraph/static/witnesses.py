@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, FuncFacts, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
-from lockgraph.static.summaries import Witness, at_top
+from lockgraph.static.summaries import Witness, at_top, atomic_at
 
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
@@ -106,19 +106,21 @@ class ChainSearch:
                 continue
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
-            if atomic and (c.name in kb.SLEEPING_CALLS or SLEPT in c.gates):
+            # atomic from here on: under a caller's spinning lock, or cur's rcu_read_lock()
+            inner = atomic or edge and atomic_at(c.held)
+            if inner and c.name in kb.SLEEPING_CALLS or atomic and SLEPT in c.gates:
                 continue
             for jj in row:
                 if avoid:
                     dj = drops.get(jj)
                     if dj and dj.get(avoid, 0) & bit and not clean.get(jj, 0) & bit:
                         continue
-                got = summ.get(jj, 0)
+                got = (S.atop if inner else summ).get(jj, 0)
                 if jj in S.restricted:  # what this call's constant arguments leave reachable
                     a, t, _, at = S.callee_bits(c, jj)
-                    got = at if atomic else t if edge else a
+                    got = at if inner else t if edge else a
                 if got & bit:
-                    hops.append((c.line, jj))
+                    hops.append((c.line, jj, inner))
                 elif jj in pcls and self._through_param(f, c, jj, cls, edge):
                     return Step(f.name, f.file, c.line), []
         if not hops and b == 0 and cur in S.via_gfp:
@@ -137,20 +139,22 @@ class ChainSearch:
         b = S.classes.ids.get(cls)
         if b is None:
             return ()
-        parent: dict[str, tuple[str, int] | None] = {j: None}
-        frontier = [j]
-        end: tuple[str, Step] | None = None
+        # a node is (function, atomic there): one reached in atomic context follows no sleep
+        Node = tuple[str, bool]
+        parent: dict[Node, tuple[Node, int] | None] = {(j, atomic): None}
+        frontier: list[Node] = [(j, atomic)]
+        end: tuple[Node, Step] | None = None
         for _depth in range(limit):
-            nxt: list[str] = []
+            nxt: list[Node] = []
             for cur in frontier:
-                last, hops = self._steps_from(cur, cls, b, edge, avoid, atomic)
+                last, hops = self._steps_from(cur[0], cls, b, edge, avoid, cur[1])
                 if last is not None:
                     end = (cur, last)
                     break
-                for line, jj in hops:
-                    if jj not in parent:
-                        parent[jj] = (cur, line)
-                        nxt.append(jj)
+                for line, jj, at in hops:
+                    if (jj, at) not in parent:
+                        parent[(jj, at)] = (cur, line)
+                        nxt.append((jj, at))
             if end or not nxt:
                 break
             if len(parent) > BFS_BUDGET:  # far away: follow the first call that leads there
@@ -162,7 +166,7 @@ class ChainSearch:
         out = [last]
         while parent[cur] is not None:
             up, line = parent[cur]
-            f = S.funcs[up]
+            f = S.funcs[up[0]]
             out.append(Step(f.name, f.file, line))
             cur = up
         return tuple(reversed(out))
@@ -179,12 +183,12 @@ class ChainSearch:
             if last is not None:
                 out.append(last)
                 break
-            hop = next(((line, jj) for line, jj in hops if jj not in seen), None)
+            hop = next((h for h in hops if h[1] not in seen), None)
             if hop is None:
                 break
             f = S.funcs[cur]
             out.append(Step(f.name, f.file, hop[0]))
-            cur = hop[1]
+            cur, atomic = hop[1], hop[2]
         return tuple(out)
 
     def _local_line(self, fid: str, cls: str, edge: bool, avoid: str = "",

@@ -23,6 +23,11 @@ BLOCKING_KINDS = SLEEPING_KINDS - {"srcu"}
 #: held is "BUG: sleeping function called from invalid context".
 SPINNING_KINDS = frozenset({"spin", "raw_spin", "rwlock", "local_lock"})
 NO_EDGE_KINDS = frozenset({"rcu", "novalidate"})
+#: Held kinds under which sleeping is a bug: the spinning ones, and an RCU read-side
+#: critical section (rcu_read_lock/_bh/_sched: "Illegal context switch in RCU read-side
+#: critical section", rcu_sleep_check() in __might_resched()).  Not SRCU, whose readers
+#: may sleep.
+ATOMIC_KINDS = SPINNING_KINDS | {"rcu"}
 
 
 @dataclass(frozen=True, slots=True)
