@@ -12,6 +12,7 @@ and a call that closes the gate takes that narrower summary instead of the whole
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from lockgraph.static.facts.walk import ARG_FALSE, ARG_TRUE, FuncFacts
 
@@ -52,6 +53,49 @@ def closed(gate: str, callee: FuncFacts, args: list[str]) -> bool:
             v = literal(args[k])
             return v is not None and v != on_true
     return False
+
+
+def forwarded(gate: str, callee: FuncFacts, args: list[str], mine: set[str]) -> str | None:
+    """The caller's gate that closes the callee's `gate` when the caller's flag parameter
+    is passed to the gated parameter as `q` or `!q`; None when the argument is no flag of
+    the caller's."""
+    on_true = gate.startswith(ARG_TRUE)
+    name = gate[len(ARG_TRUE if on_true else ARG_FALSE):]
+    for k, (_, p) in enumerate(callee.params):
+        if p != name:
+            continue
+        if k >= len(args):
+            return None
+        a, neg = args[k].replace(" ", ""), False
+        while a.startswith("!"):
+            a, neg = a[1:], not neg
+        if a not in mine:
+            return None
+        closes_on = (not on_true) != neg   # the caller's value of `a` that closes `gate`
+        return (ARG_TRUE if not closes_on else ARG_FALSE) + a
+    return None
+
+
+def with_value(c, gate: str):
+    """Call c as made where `gate` is closed: the flag parameter the gate tests, handed on
+    as an argument, is the literal that closes it."""
+    on_true = gate.startswith(ARG_TRUE)
+    name = gate[len(ARG_TRUE if on_true else ARG_FALSE):]
+    value = "false" if on_true else "true"      # @arg:q is closed by false, @!arg:q by true
+    other = "true" if on_true else "false"
+    args = []
+    changed = False
+    for a in c.args:
+        t = a.replace(" ", "")
+        if t == name:
+            args.append(value)
+            changed = True
+        elif t == "!" + name:
+            args.append(other)
+            changed = True
+        else:
+            args.append(a)
+    return replace(c, args=args) if changed else c
 
 
 def narrowed(c, j: str, funcs: dict[str, FuncFacts], anyb: dict[str, int], top: dict[str, int],

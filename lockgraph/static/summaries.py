@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from lockgraph.static.constargs import arg_gates, narrowed
+from lockgraph.static.constargs import arg_gates, forwarded, narrowed, with_value
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, Acq, FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
@@ -224,18 +224,38 @@ class Summaries:
             else:
                 self._component(scc)
             for j in scc:
-                gates = arg_gates(funcs[j])
+                gates = arg_gates(funcs[j]) | self._forwarded(j)
                 if gates:
                     self.restricted[j] = {g: self._without(j, g) for g in sorted(gates)}
 
+    def _forwarded(self, j: str) -> frozenset[str]:
+        """Gates j gets from handing its own flag parameter to a callee's gated one:
+        sched_submit_work() calls blk_flush_plug(plug, true), which passes `async` on as
+        __blk_flush_plug()'s and blk_mq_flush_plug_list()'s `from_schedule`, whose
+        `!from_schedule` branch dispatches to the drivers.  Callees are restricted first
+        (components in reverse topological order), so this carries any number of levels."""
+        f = self.funcs[j]
+        mine = {n for _, n in f.params if n}
+        out: set[str] = set()
+        for c, row in zip(f.calls, self.targets[j]):
+            if not c.args:
+                continue
+            for k in row:
+                for g in self.restricted.get(k, ()):
+                    a = forwarded(g, self.funcs[k], c.args, mine)
+                    if a:
+                        out.add(a)
+        return frozenset(out)
+
     def _without(self, j: str, gate: str) -> tuple[int, int, int, int]:
         """j's summary as if the events behind `gate` did not exist: computed like any
-        summary, on a scratch copy of j that is removed again."""
+        summary, on a scratch copy of j that is removed again.  Its calls pass the value
+        the gate implies for a flag parameter they hand on (see _forwarded)."""
         f = self.funcs[j]
         keep = [k for k, c in enumerate(f.calls) if gate not in c.gates]
         g = replace(f, acqs=[a for a in f.acqs if gate not in a.gates],
                     allocs=[a for a in f.allocs if gate not in a.gates],
-                    calls=[f.calls[k] for k in keep])
+                    calls=[with_value(f.calls[k], gate) for k in keep])
         v = f"{j}#{gate}"
         self.funcs[v] = g
         self.targets[v] = tuple(self.targets[j][k] for k in keep)
