@@ -54,6 +54,8 @@ def test_the_fixture_bodies_take_the_paths_they_were_written_for():
     assert declines["gated"].structure == "parsed"
     assert declines["noprof_scope"].structure == "parsed"
     assert declines["sleeps"].structure == "parsed"
+    assert declines["flag_test"].structure == "parsed"
+    assert [sorted(c.gates) for c in declines["flag_test"].calls] == [["@!arg:from_schedule"], []]
     assert [s[0] for s in declines["sleeps"].sleeps] == ["msleep", "might_sleep"]
     from lockgraph.static.facts.walk import SLEPT
     assert [SLEPT in c.gates for c in declines["sleeps"].calls] == [False, False, True]

@@ -59,6 +59,31 @@ def structure_matters(body: str) -> bool:
     return "_noprof" in body and any(n[:-7] in TRIGGERS for n in names if n.endswith("_noprof"))
 
 
+#: `if (` and the words a test wraps around a flag (`if (unlikely(!async))`).
+_IF = re.compile(r"\bif\s*\(")
+_FLAG_NOISE = re.compile(r"\b(?:unlikely|likely|READ_ONCE)\b|[()!\s]")
+
+
+def tests_flag(body: str, params: frozenset[str]) -> bool:
+    """Whether an `if` of the body tests a parameter as a flag, alone or as a conjunct or
+    disjunct (`if (!plug->multiple_queues && !from_schedule)`): a caller's constant
+    argument then closes a branch (constargs.py), which the walker sees only in a parsed
+    body."""
+    if not params or "if" not in body:
+        return False
+    for m in _IF.finditer(body):
+        depth, k, n = 1, m.end(), len(body)
+        while k < n and depth:
+            ch = body[k]
+            depth += (ch == "(") - (ch == ")")
+            k += 1
+        cond = body[m.end():k - 1]
+        for part in re.split(r"&&|\|\|", cond):
+            if _FLAG_NOISE.sub("", part) in params:
+                return True
+    return False
+
+
 def call_facts(body: str, first_line: int, facts: FuncFacts, ctx: ScanContext) -> bool:
     """Record the events of a body without structure into `facts`, as flat_atoms and the
     walker would; False (and `facts` untouched) if a call needs the walker's state."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import BodyParseError, flat_atoms, parse_body
-from lockgraph.static.facts.fastpath import call_facts, structure_matters
+from lockgraph.static.facts.fastpath import call_facts, structure_matters, tests_flag
 from lockgraph.static.facts.prepass import FileText, prepare
 from lockgraph.static.facts.structs import match_brace, struct_fields, struct_typedefs
 from lockgraph.static.facts.walk import (FuncFacts, ScanContext, local_types, parse_params,
@@ -183,7 +183,7 @@ def _function_facts(fn, text: str, ft, path: str, ctx: ScanContext, fast: bool):
                       local_types(body), annotations=fn.annotations)
     stmts: list[tuple] | None = None
     tracked = reassigned_gfp(body, facts.params, facts.locals)
-    needs = structure_matters(body)
+    needs = structure_matters(body) or tests_flag(body, frozenset(n for _, n in facts.params if n))
     if needs or tracked:
         try:
             stmts = parse_body(body, first)
