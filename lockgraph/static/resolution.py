@@ -70,6 +70,7 @@ class Resolver:
                 m = re.match(r"(\w+)\s*\(\s*(.*?)\s*\)$", d.value)
                 if m and m.group(1) in kb.MEMBER_INITS and d.type:
                     self.field[(d.type, d.member)].add(m.group(2))
+        added: list[tuple[tuple, set[str]]] = []
         for f in funcs.values():
             overrides: dict[tuple, set[str]] = defaultdict(set)
             inits: dict[tuple, set[str]] = defaultdict(set)
@@ -79,11 +80,22 @@ class Resolver:
                     continue
                 (overrides if prim.startswith("lockdep_set_class") else inits)[key].add(name)
             for key, names in inits.items():
-                chosen = overrides.get(key) or names
-                self._add(key, chosen)
+                added.append((key, overrides.get(key) or names))
             for key, names in overrides.items():
                 if key not in inits:
-                    self._add(key, names)
+                    added.append((key, names))
+        # One init-site name in several structs (`spin_lock_init(&q->lock)` for cxgb's cmdQ
+        # and for swait_queue_head) is several lockdep classes, told apart by key as for
+        # same_name(): each is named with its struct, or their edges join into false cycles.
+        owners: dict[str, set[str]] = defaultdict(set)
+        for key, names in added:
+            if key[0] != "static":
+                for n in names:
+                    owners[n].add(key[0])
+        for key, names in added:
+            if key[0] != "static":
+                names = {same_struct(n, key[0]) if len(owners[n]) > 1 else n for n in names}
+            self._add(key, names)
 
     def _add(self, key: tuple, names: set[str]) -> None:
         if key[0] == "static":
@@ -219,6 +231,12 @@ def same_name(ident: str, file: str) -> str:
     same name: lockdep tells them apart by key (printing `lock`, `lock#2`...), a graph keyed
     by name must say which file's it is, or their edges would join into false cycles."""
     return f"{ident} ({file})"
+
+
+def same_struct(name: str, tag: str) -> str:
+    """The class named `name` by an init site of struct `tag`'s lock, when init sites of
+    other structs give the same name."""
+    return f"{name} (struct {tag})"
 
 
 def assigned_function(value: str, f: FuncFacts, by_name) -> bool:
