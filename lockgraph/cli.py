@@ -119,7 +119,8 @@ FormatOpt = typer.Option(Format.text, "--format", "-f", help="output format")
 SrcOpt = typer.Option([], "--src", metavar="PATH",
                       help="kernel source tree, directory or file to scan (repeatable)")
 ConfigOpt = typer.Option(None, "--config", metavar="FILE",
-                         help="kernel .config for #if evaluation (default: every CONFIG_* on)")
+                         help="kernel .config: the one build it describes (default: every "
+                              "configuration, both branches of each CONFIG #if)")
 RootOpt = typer.Option(None, "--root", metavar="DIR",
                        help="show source paths relative to DIR (default: the kernel tree)")
 

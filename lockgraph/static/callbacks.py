@@ -30,8 +30,10 @@ _IDENT = re.compile(r"[A-Za-z_]\w*")
 _NO_CALLBACK = frozenset({"NULL", "0", "nullptr"})
 
 #: Where a callee calls parameter k: (line, locks held there, memalloc scopes, the
-#: arguments it passes, the flag-parameter gates it sits behind), in the callee's own terms.
-Site = tuple[int, tuple[Held, ...], frozenset[str], tuple[str, ...]]
+#: arguments it passes, the flag-parameter gates it sits behind, the caller locks released
+#: before it), in the callee's own terms.
+Site = tuple[int, tuple[Held, ...], frozenset[str], tuple[str, ...], frozenset[str],
+             frozenset[str]]
 #: An argument already resolved to its lock class (Resolver.classes reads it): a callback
 #: that unlocks the lock it is handed (list_lru isolate functions) must drop the class the
 #: walker holds, which the caller cannot name from its own variables.
@@ -182,14 +184,35 @@ def append_calls(funcs: dict[str, FuncFacts], targets, i: str, calls: list[Call]
 def caller_site(c: Call, callee: FuncFacts, site: Site, classes) -> Site:
     """The callee's `site` as the caller sees it through call c: at c's line, the caller's
     locks and the callee's around it, the callee's arguments in the caller's terms."""
-    _, held, scopes, args, _ = site
-    return (c.line, c.held + _translate(held, callee, c, classes), c.scopes | scopes,
-            _translate_args(args, callee, c, classes), _arg_gates(c.gates))
+    _, held, scopes, args, _, dropped = site
+    gone = _translate_dropped(dropped, callee, c, classes)
+    # a lock the callee released before the site (regcache_maple_sync_block() drops the
+    # rcu_read_lock() its caller holds around it) is not held there
+    kept = tuple(h for h in c.held + _translate(held, callee, c, classes)
+                 if h.lock.text not in gone and RESOLVED + (h.lock.fixed or "") not in gone)
+    return (c.line, kept, c.scopes | scopes, _translate_args(args, callee, c, classes),
+            _arg_gates(c.gates), c.dropped | gone)
+
+
+def _translate_dropped(dropped: frozenset[str], callee: FuncFacts, call: Call,
+                       classes) -> frozenset[str]:
+    """Caller locks the callee released, in the caller's terms: its lock parameter is the
+    caller's argument, any other lock its class."""
+    out: set[str] = set()
+    for t in dropped:
+        for cls in classes(LockExpr.parse(t), callee):
+            if cls.startswith("@param"):
+                n = int(cls[6:].split("/")[0])
+                if n < len(call.args):
+                    out.add(call.args[n].strip())
+            else:
+                out.add(cls if cls.startswith(RESOLVED) else RESOLVED + cls)
+    return frozenset(out)
 
 
 def own_site(c: Call) -> Site:
     """Call c as a site of its own function."""
-    return (c.line, c.held, c.scopes, tuple(c.args), _arg_gates(c.gates))
+    return (c.line, c.held, c.scopes, tuple(c.args), _arg_gates(c.gates), c.dropped)
 
 
 def add_site(table: dict, key, site: Site) -> bool:
@@ -199,8 +222,9 @@ def add_site(table: dict, key, site: Site) -> bool:
     old = table.get(key)
     if old is None:
         table[key] = site
-    elif not old[4] <= site[4]:
-        table[key] = old[:4] + (old[4] & site[4],)
+    elif not (old[4] <= site[4] and old[5] <= site[5]):
+        # only what every occurrence sits behind, or drops first, counts
+        table[key] = old[:4] + (old[4] & site[4], old[5] & site[5])
     else:
         return False
     return True
@@ -218,5 +242,5 @@ def _arg_gates(gates: frozenset[str]) -> frozenset[str]:
 
 def site_call(name: str, c: Call, callee: FuncFacts, site: Site, classes) -> Call:
     """The call the callee makes at `site`, as a call of c's caller to `name`."""
-    line, held, scopes, args, _ = caller_site(c, callee, site, classes)
-    return Call(name, False, line, held, scopes, list(args), "", c.dropped, c.gates)
+    line, held, scopes, args, _, dropped = caller_site(c, callee, site, classes)
+    return Call(name, False, line, held, scopes, list(args), "", dropped, c.gates)
