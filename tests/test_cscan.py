@@ -54,6 +54,8 @@ def test_spinning_lock_evidence_never_runs_through_a_sleep():
     assert [s.function for s in via] == ["helper", "quick"]
     _, via = S.edges[("rcu_mutex2", "quick_lock")].evidence[0]  # inside rcu_read_lock()
     assert [s.function for s in via] == ["helper", "quick"]
+    _, via = S.edges[("rcu_mutex3", "quick_lock")].evidence[0]  # a mutex, inside rcu
+    assert [s.function for s in via] == ["wrap_both", "helper", "quick"]
     # the same search for a sleeping lock takes the earlier call
     fid = next(i for i in S.funcs if S.funcs[i].name == "spin_direct")
     line = next(c.line for c in S.funcs[fid].calls if c.name == "schedule")

@@ -31,7 +31,7 @@ _NO_CALLBACK = frozenset({"NULL", "0", "nullptr"})
 
 #: Where a callee calls parameter k: (line, locks held there, memalloc scopes, the
 #: arguments it passes, the flag-parameter gates it sits behind, the caller locks released
-#: before it), in the callee's own terms.
+#: before it on every path), in the callee's own terms.
 Site = tuple[int, tuple[Held, ...], frozenset[str], tuple[str, ...], frozenset[str],
              frozenset[str]]
 #: An argument already resolved to its lock class (Resolver.classes reads it): a callback
@@ -131,7 +131,7 @@ def callback_params(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple[
                     if mine is None:
                         continue
                     if add_site(sites.setdefault(i, {}), mine,
-                                caller_site(c, funcs[j], site, classes)):
+                                caller_site(c, funcs[i], funcs[j], site, classes)):
                         grew = True
         if not grew:
             break
@@ -165,7 +165,7 @@ def add_callback_calls(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tup
                         labels.add(label)
                         unresolved.setdefault(label, []).append((f.file, c.line))
                         continue
-                    extra.append(site_call(name, c, funcs[j], site, classes))
+                    extra.append(site_call(name, c, f, funcs[j], site, classes))
                     rows.append(got)
         if extra:
             append_calls(funcs, targets, i, extra, rows)
@@ -181,17 +181,21 @@ def append_calls(funcs: dict[str, FuncFacts], targets, i: str, calls: list[Call]
     targets[i] = targets[i] + tuple(rows)
 
 
-def caller_site(c: Call, callee: FuncFacts, site: Site, classes) -> Site:
+def caller_site(c: Call, caller: FuncFacts, callee: FuncFacts, site: Site, classes) -> Site:
     """The callee's `site` as the caller sees it through call c: at c's line, the caller's
     locks and the callee's around it, the callee's arguments in the caller's terms."""
     _, held, scopes, args, _, dropped = site
     gone = _translate_dropped(dropped, callee, c, classes)
-    # a lock the callee released before the site (regcache_maple_sync_block() drops the
-    # rcu_read_lock() its caller holds around it) is not held there
-    kept = tuple(h for h in c.held + _translate(held, callee, c, classes)
-                 if h.lock.text not in gone and RESOLVED + (h.lock.fixed or "") not in gone)
+    # a lock the callee released on every path before the site (regcache_maple_sync_block()
+    # drops the rcu_read_lock() its caller holds around it) is not held there; one released
+    # on some paths only still is
+    kept = c.held + _translate(held, callee, c, classes)
+    if gone:
+        kept = tuple(h for h in kept if h.lock.text not in gone and not any(
+            RESOLVED + k in gone for k in ([h.lock.fixed] if h.lock.fixed else
+                                           classes(h.lock, caller))))
     return (c.line, kept, c.scopes | scopes, _translate_args(args, callee, c, classes),
-            _arg_gates(c.gates), c.dropped | gone)
+            _arg_gates(c.gates), c.must | gone)
 
 
 def _translate_dropped(dropped: frozenset[str], callee: FuncFacts, call: Call,
@@ -212,7 +216,7 @@ def _translate_dropped(dropped: frozenset[str], callee: FuncFacts, call: Call,
 
 def own_site(c: Call) -> Site:
     """Call c as a site of its own function."""
-    return (c.line, c.held, c.scopes, tuple(c.args), _arg_gates(c.gates), c.dropped)
+    return (c.line, c.held, c.scopes, tuple(c.args), _arg_gates(c.gates), c.must)
 
 
 def add_site(table: dict, key, site: Site) -> bool:
@@ -240,7 +244,9 @@ def _arg_gates(gates: frozenset[str]) -> frozenset[str]:
     return frozenset(g for g in gates if g.startswith((ARG_TRUE, ARG_FALSE)))
 
 
-def site_call(name: str, c: Call, callee: FuncFacts, site: Site, classes) -> Call:
+def site_call(name: str, c: Call, caller: FuncFacts, callee: FuncFacts, site: Site,
+              classes) -> Call:
     """The call the callee makes at `site`, as a call of c's caller to `name`."""
-    line, held, scopes, args, _, dropped = caller_site(c, callee, site, classes)
-    return Call(name, False, line, held, scopes, list(args), "", dropped, c.gates)
+    line, held, scopes, args, _, must = caller_site(c, caller, callee, site, classes)
+    return Call(name, False, line, held, scopes, list(args), "", c.dropped | must, c.gates,
+                must)

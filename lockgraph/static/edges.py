@@ -39,12 +39,16 @@ class StaticEdge:
     dst: str
     raw: list[tuple[Step, tuple[Step, ...] | str]] = field(default_factory=list)
     owner: "Solved | None" = None
+    #: bit k: witness k was made in atomic context (a spinning source, or a call inside
+    #: rcu_read_lock()), so its chain follows no sleep (summaries.atop)
+    atomic: int = 0
 
     def witness(self, k: int) -> tuple[Step, tuple[Step, ...]]:
         """Witness k with its call chain (searched now if it was not yet)."""
         step, via = self.raw[k]
         if isinstance(via, str):
-            via = self.owner.chain(via, self.dst, edge=True, avoid=self.src)
+            via = self.owner.chain(via, self.dst, edge=True, avoid=self.src,
+                                   atomic=bool(self.atomic >> k & 1))
             self.raw[k] = (step, via)
         return step, via
 
@@ -167,15 +171,18 @@ class EdgeBuilder:
                 break
         return out
 
-    def add(self, src: str, dst: str, step: Step, via: tuple[Step, ...] | str) -> bool:
-        """Record an edge's witness (`via` a callee id: chain searched when read); True
-        once the edge keeps MAX_EVIDENCE of them."""
+    def add(self, src: str, dst: str, step: Step, via: tuple[Step, ...] | str,
+            atomic: bool = False) -> bool:
+        """Record an edge's witness (`via` a callee id: chain searched when read, in atomic
+        context when `atomic`); True once the edge keeps MAX_EVIDENCE of them."""
         if src == dst:
             return False
         e = self.edges.get((src, dst))
         if e is None:
             e = self.edges[(src, dst)] = StaticEdge(src, dst, [], self.S)
         if len(e.raw) < MAX_EVIDENCE:
+            if atomic:
+                e.atomic |= 1 << len(e.raw)
             e.raw.append((step, via))
         return len(e.raw) >= MAX_EVIDENCE
 
@@ -244,7 +251,8 @@ class EdgeBuilder:
                     dj = self._at_call(dj, c, f)
                 for s in srcs:
                     # a spinning lock: not through a sleep (summaries.atop)
-                    if atomic or s in spins:
+                    at = atomic or s in spins
+                    if at:
                         if c.name in kb.SLEEPING_CALLS:
                             continue
                         need = sbits & ~full.get(s, 0)
@@ -257,7 +265,7 @@ class EdgeBuilder:
                         if cls == s:
                             full[s] = full.get(s, 0) | (1 << b)
                             continue
-                        if add(s, cls, here, j):
+                        if add(s, cls, here, j, at):
                             full[s] = full.get(s, 0) | (1 << b)
                 for n, w in param_reclaim.get(j, {}).items():
                     # not w.edge: the allocation runs under the callee's own lock

@@ -168,7 +168,7 @@ def ops_sites(funcs: dict[str, FuncFacts], targets, tables: Tables, classes) -> 
                         if key not in sites.get(i, {}):
                             out.via[(i, key)] = (j, (k, path, m))
                         if add_site(sites.setdefault(i, {}), key,
-                                    caller_site(c, funcs[j], site, classes)):
+                                    caller_site(c, f, funcs[j], site, classes)):
                             grew = True
         if not grew:
             break
@@ -198,7 +198,7 @@ def add_ops_calls(funcs: dict[str, FuncFacts], targets, ops: OpsSites, tables: T
                         else ops.fallback(j, key)
                     if not got:
                         continue
-                    extra.append(site_call(m, c, funcs[j], site, classes))
+                    extra.append(site_call(m, c, f, funcs[j], site, classes))
                     rows.append(got)
         if extra:
             append_calls(funcs, targets, i, extra, rows)

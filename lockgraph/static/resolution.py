@@ -70,7 +70,7 @@ class Resolver:
                 m = re.match(r"(\w+)\s*\(\s*(.*?)\s*\)$", d.value)
                 if m and m.group(1) in kb.MEMBER_INITS and d.type:
                     self.field[(d.type, d.member)].add(m.group(2))
-        added: list[tuple[tuple, set[str]]] = []
+        added: list[tuple[tuple, set[str], bool]] = []   # (key, names, from init sites)
         for f in funcs.values():
             overrides: dict[tuple, set[str]] = defaultdict(set)
             inits: dict[tuple, set[str]] = defaultdict(set)
@@ -80,20 +80,21 @@ class Resolver:
                     continue
                 (overrides if prim.startswith("lockdep_set_class") else inits)[key].add(name)
             for key, names in inits.items():
-                added.append((key, overrides.get(key) or names))
+                added.append((key, overrides.get(key) or names, key not in overrides))
             for key, names in overrides.items():
                 if key not in inits:
-                    added.append((key, names))
+                    added.append((key, names, False))
         # One init-site name in several structs (`spin_lock_init(&q->lock)` for cxgb's cmdQ
         # and for swait_queue_head) is several lockdep classes, told apart by key as for
         # same_name(): each is named with its struct, or their edges join into false cycles.
+        # A lockdep_set_class() key is one class wherever it is set: never split.
         owners: dict[str, set[str]] = defaultdict(set)
-        for key, names in added:
-            if key[0] != "static":
+        for key, names, site in added:
+            if key[0] != "static" and site:
                 for n in names:
                     owners[n].add(key[0])
-        for key, names in added:
-            if key[0] != "static":
+        for key, names, site in added:
+            if key[0] != "static" and site:
                 names = {same_struct(n, key[0]) if len(owners[n]) > 1 else n for n in names}
             self._add(key, names)
 

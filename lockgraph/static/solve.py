@@ -87,10 +87,12 @@ class Solved:
         return Takes(self)
 
     def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
-              avoid: str = "") -> tuple[Step, ...]:
-        """`avoid`: the held lock of the edge shown; a spinning one is offered no chain
-        through a sleep (see summaries.atop)."""
-        return self.search.chain(j, cls, edge, limit, avoid, bool(avoid) and self.spinning(avoid))
+              avoid: str = "", atomic: bool | None = None) -> tuple[Step, ...]:
+        """`avoid`: the held lock of the edge shown; `atomic` (by default: that lock
+        spins) offers no chain through a sleep (see summaries.atop)."""
+        if atomic is None:
+            atomic = bool(avoid) and self.spinning(avoid)
+        return self.search.chain(j, cls, edge, limit, avoid, atomic)
 
     def ranked_blind(self, fids) -> tuple[list[str], set[str]]:
         return ranked_blind(self, fids)

@@ -101,6 +101,7 @@ class Call:
     base: str = ""      # for member calls: the object expression (`ops` in ops->free())
     dropped: frozenset[str] = frozenset()
     gates: frozenset[str] = frozenset()
+    must: frozenset[str] = frozenset()    # caller locks released on every path (_State.must)
 
 
 @dataclass(slots=True)
@@ -877,7 +878,7 @@ class Walker:
             args = [effective_gfp(atom_text(a[2][m]), st.gfp) if isinstance(m, int) and m < len(a[2])
                     else str(m) for m in mapping]
             f.calls.append(Call(target, False, a[3], st.held, st.scope_set(), args, "",
-                                st.dropped, st.gates))
+                                st.dropped, st.gates, st.must))
         if bname in ALLOCS:
             idx = ALLOCS[bname]
             gfp = effective_gfp(atom_text(a[2][idx]), st.gfp) if idx is not None and idx < len(a[2]) else ""
@@ -895,7 +896,7 @@ class Walker:
             return st
         args = [effective_gfp(atom_text(x), st.gfp) for x in a[2]]
         f.calls.append(Call(name, bool(a[4]), a[3], st.held, st.scope_set(), args, base,
-                            st.dropped, st.gates))
+                            st.dropped, st.gates, st.must))
         if name in SLEEPING_CALLS:
             f.sleeps.append((name, a[3]))
             st = st.with_gates(_SLEPT)
