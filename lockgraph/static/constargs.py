@@ -42,10 +42,15 @@ def arg_gates(f: FuncFacts) -> frozenset[str]:
     return frozenset(out)
 
 
+def split_gate(gate: str) -> tuple[bool, str]:
+    """(the gate holds where its flag is true, the flag parameter's name)."""
+    on_true = gate.startswith(ARG_TRUE)
+    return on_true, gate[len(ARG_TRUE if on_true else ARG_FALSE):]
+
+
 def closed(gate: str, callee: FuncFacts, args: list[str]) -> bool:
     """Whether a call with `args` can never pass `gate` of the callee."""
-    on_true = gate.startswith(ARG_TRUE)
-    name = gate[len(ARG_TRUE if on_true else ARG_FALSE):]
+    on_true, name = split_gate(gate)
     for k, (_, p) in enumerate(callee.params):
         if p == name:
             if k >= len(args):
@@ -59,8 +64,7 @@ def forwarded(gate: str, callee: FuncFacts, args: list[str], mine: set[str]) -> 
     """The caller's gate that closes the callee's `gate` when the caller's flag parameter
     is passed to the gated parameter as `q` or `!q`; None when the argument is no flag of
     the caller's."""
-    on_true = gate.startswith(ARG_TRUE)
-    name = gate[len(ARG_TRUE if on_true else ARG_FALSE):]
+    on_true, name = split_gate(gate)
     for k, (_, p) in enumerate(callee.params):
         if p != name:
             continue
@@ -79,8 +83,7 @@ def forwarded(gate: str, callee: FuncFacts, args: list[str], mine: set[str]) -> 
 def with_value(c, gate: str):
     """Call c as made where `gate` is closed: the flag parameter the gate tests, handed on
     as an argument, is the literal that closes it."""
-    on_true = gate.startswith(ARG_TRUE)
-    name = gate[len(ARG_TRUE if on_true else ARG_FALSE):]
+    on_true, name = split_gate(gate)
     value = "false" if on_true else "true"      # @arg:q is closed by false, @!arg:q by true
     other = "true" if on_true else "false"
     args = []

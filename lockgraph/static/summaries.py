@@ -11,9 +11,10 @@ lock gets an edge only to the classes a callee takes with none of its own non-tr
 held — what the callee takes under its own lock B is B's edge, not the caller's.
 
 `atop` is `top` for a caller holding a spinning lock: without what is reached only through
-a sleep (a blocking lock, a kb.SLEEPING_CALLS call) or after one on every path (walk.SLEPT).  Sleeping under a spinning lock is a
-bug of its own (LG107 reports it), so in a correct kernel those paths never run with the
-spinning lock held and make no edge from it.  Through schedule() (sched_submit_work() →
+a sleep (a blocking lock, a kb.SLEEPING_CALLS call) or after one on every path
+(walk.SLEPT).  Sleeping under a spinning lock is a bug of its own (LG107 reports it), so in
+a correct kernel those paths never run with the spinning lock held and make no edge from
+it.  Through schedule() (sched_submit_work() →
 blk_flush_plug()), synchronize_rcu() and flush_work() every spinlock of the kernel reached
 the block layer and the workqueues.
 """
@@ -133,6 +134,12 @@ def atomic_at(held: tuple[Held, ...]) -> bool:
     """Sleeping is a bug here: a lock of kb.ATOMIC_KINDS is held on every path (a caller
     locks under rcu_read_lock() get no edge through a callee's sleeping paths either)."""
     return any(h.kind in kb.ATOMIC_KINDS and not h.cond for h in held)
+
+
+def after_sleep(c) -> bool:
+    """Call c sleeps, or follows a sleep on every path of its function (walk.SLEPT): under
+    a caller's spinning lock it never runs."""
+    return c.name in kb.SLEEPING_CALLS or SLEPT in c.gates
 
 
 def at_top(held: tuple[Held, ...], f: FuncFacts) -> bool:
@@ -420,7 +427,7 @@ class Summaries:
         t_bits, c_bits, s_bits = before_t, before_c, before_s
         if ctop:
             t_bits |= tj & m
-            if c.name not in kb.SLEEPING_CALLS and SLEPT not in c.gates:
+            if not after_sleep(c):
                 s_bits |= sj & m
             if not drop:
                 c_bits |= cj & m
@@ -466,7 +473,7 @@ class Summaries:
         lock-parameter entries grew."""
         U, kinds, irq_classes = self.classes, self.kinds, self.irq_classes
         a_bits, t_bits, c_bits, s_bits = bits
-        sleeps = c.name in kb.SLEEPING_CALLS or SLEPT in c.gates
+        sleeps = after_sleep(c)
         grew = False
         for cls, w in pj.items():
             n = int(cls[6:].split("/")[0])
@@ -521,7 +528,7 @@ class Summaries:
                 anyb[i] |= 1
                 if edge:
                     top[i] |= 1
-                    if c.name not in kb.SLEEPING_CALLS and SLEPT not in c.gates:
+                    if not after_sleep(c):
                         atop[i] |= 1
                     if not (drop or w.dropped):
                         clean[i] |= 1
