@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from lockgraph.static.constargs import arg_gates, forwarded, narrowed, with_value
+from lockgraph.static.constargs import arg_gates, closed, forwarded, narrowed, with_value
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, Acq, FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
@@ -228,19 +228,63 @@ class Summaries:
                 for c, row in zip(f.calls, targets[i]):
                     for j in row:
                         pull(i, f, c, j)
+                self._restrict(scc, False)
             else:
                 self._component(scc)
-            for j in scc:
-                gates = arg_gates(funcs[j]) | self._forwarded(j)
-                if gates:
-                    self.restricted[j] = {g: self._without(j, g) for g in sorted(gates)}
+                if self._restrict(scc, True):
+                    self._again(scc)
+                    self._restrict(scc, True)
 
-    def _forwarded(self, j: str) -> frozenset[str]:
+    def _restrict(self, scc: list[str], cyclic: bool) -> bool:
+        """Each member's summary without the events behind each of its flag gates (its own,
+        and those it gets by forwarding a flag: _forwarded), computed callees first; True
+        when a call inside the component closes a gate of its callee, so that the members'
+        summaries narrow when solved again (_again)."""
+        funcs = self.funcs
+        gates = {j: arg_gates(funcs[j]) for j in scc}
+        if cyclic:
+            grew = True
+            while grew:  # a forwarded gate may come from a member later in the order
+                grew = False
+                for j in scc:
+                    g = gates[j] | self._forwarded(j, gates)
+                    if g != gates[j]:
+                        gates[j], grew = g, True
+        else:
+            j = scc[0]
+            g = gates[j] | self._forwarded(j)
+            if g:
+                self.restricted[j] = {x: self._without(j, x) for x in sorted(g)}
+            return False
+        inner = {i: [(c, j) for c, row in zip(funcs[i].calls, self.targets[i]) for j in row
+                     if j in gates] for i in scc}
+        for j in _postorder(scc, inner) if cyclic else scc:
+            if gates[j]:
+                self.restricted[j] = {g: self._without(j, g) for g in sorted(gates[j])}
+        return any(gates[j] and c.args and any(closed(g, funcs[j], c.args) for g in gates[j])
+                   for i in scc for c, j in inner[i])
+
+    def _again(self, scc: list[str]) -> None:
+        """Solve a component again from its members' own bodies, now with the narrower
+        summaries of the calls inside it that close a gate (sched_submit_work() ->
+        blk_flush_plug(plug, true) inside the kernel's big component: schedule() does not
+        dispatch to the drivers).  The first round's restricted summaries are over-
+        approximations, so the second round's summaries still contain every true path."""
+        for i in scc:
+            for table in (self.own, self.pcls, self.param_reclaim, self.sleeps, self.via_gfp,
+                          *self.drop_levels):
+                table.pop(i, None)
+            self.local(i)
+        self._component(scc)
+
+    def _forwarded(self, j: str, gates: dict[str, frozenset[str]] | None = None
+                   ) -> frozenset[str]:
         """Gates j gets from handing its own flag parameter to a callee's gated one:
         sched_submit_work() calls blk_flush_plug(plug, true), which passes `async` on as
         __blk_flush_plug()'s and blk_mq_flush_plug_list()'s `from_schedule`, whose
-        `!from_schedule` branch dispatches to the drivers.  Callees are restricted first
-        (components in reverse topological order), so this carries any number of levels."""
+        `!from_schedule` branch dispatches to the drivers.  Callees outside j's component
+        are restricted first (components in reverse topological order), those inside it are
+        read from `gates`, so this carries any number of levels."""
         f = self.funcs[j]
         mine = {n for _, n in f.params if n}
         out: set[str] = set()
@@ -248,7 +292,8 @@ class Summaries:
             if not c.args:
                 continue
             for k in row:
-                for g in self.restricted.get(k, ()):
+                known = gates.get(k) if gates and k in gates else self.restricted.get(k, ())
+                for g in known:
                     a = forwarded(g, self.funcs[k], c.args, mine)
                     if a:
                         out.add(a)
