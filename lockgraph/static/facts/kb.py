@@ -190,6 +190,8 @@ INIT_PRIMS: dict[str, int] = {
     "init_rwsem": 0, "seqcount_init": 0, "seqlock_init": 0, "local_lock_init": 0,
     "percpu_init_rwsem": 0, "init_srcu_struct": 0, "init_waitqueue_head": 0,
     "init_swait_queue_head": 0, "devm_mutex_init": 1,
+    # drm's managed mutex_init(): a macro that runs mutex_init(lock), one key per call site
+    "drmm_mutex_init": 1,
 }
 #: Static definitions: DEFINE_X(name) names class `name` (§2 N1).
 DEFINE_PRIMS: dict[str, str] = {
