@@ -5,13 +5,15 @@ The walker marks every event (acquisition, allocation, call) behind a test of a 
 parameter with a gate (`@arg:by_act` where it is true, `@!arg:by_act` where it is false;
 walk.branch_gates).  A caller that passes a literal decides the gate: `true` closes every
 `@!arg:` event of that parameter, `false`/`0`/`NULL` every `@arg:` one.  The callee's summary
-without a gate's events is computed once, when its summary is final (Summaries.restrict),
-and a call that closes the gate takes that narrower summary instead of the whole.
+without a gate's events is computed with the callee's own (Summaries._without, or a clone
+solved with the callee's call component: Summaries._component), and a call that closes the
+gate takes that narrower summary instead of the whole.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 
 from lockgraph.static.facts.walk import ARG_FALSE, ARG_TRUE, FuncFacts
@@ -103,7 +105,7 @@ def with_value(c, gate: str):
 
 def narrowed(c, j: str, funcs: dict[str, FuncFacts], anyb: dict[str, int], top: dict[str, int],
              clean: dict[str, int], atop: dict[str, int],
-             restricted: dict[str, dict[str, tuple[int, int, int, int]]]
+             restricted: Mapping[str, Mapping[str, tuple[int, int, int, int]]]
              ) -> tuple[int, int, int, int]:
     """(any, top, clean, atop) of callee j as call c reaches it: without the paths c's
     constant arguments close."""

@@ -22,10 +22,11 @@ the block layer and the workqueues.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from lockgraph.static.constargs import arg_gates, closed, forwarded, narrowed, with_value
+from lockgraph.static.constargs import arg_gates, forwarded, narrowed, with_value
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, Acq, FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
@@ -211,9 +212,10 @@ class Summaries:
         #: per level (calls below the function): dropped caller lock -> classes reached
         self.drop_levels: list[dict[str, dict[str, int]]] = [{} for _ in range(DROP_LEVELS)]
         self._singles: dict[str, frozenset[str]] = {}
-        #: per function with flag-parameter gates, once its summary is final: gate ->
-        #: (any, top, clean) without the events behind that gate (static/constargs.py)
-        self.restricted: dict[str, dict[str, tuple[int, int, int, int]]] = {}
+        #: per function with flag-parameter gates: gate -> (any, top, clean, atop) without
+        #: the events behind that gate (static/constargs.py); final once the function's
+        #: component is solved, a live view of its clones while it is (_component)
+        self.restricted: dict[str, Mapping[str, tuple[int, int, int, int]]] = {}
 
     def run(self) -> None:
         """Callees before callers, so a function's summary is final before any caller
@@ -228,54 +230,11 @@ class Summaries:
                 for c, row in zip(f.calls, targets[i]):
                     for j in row:
                         pull(i, f, c, j)
-                self._restrict(scc, False)
+                gates = arg_gates(f) | self._forwarded(i)
+                if gates:
+                    self.restricted[i] = {g: self._without(i, g) for g in sorted(gates)}
             else:
                 self._component(scc)
-                if self._restrict(scc, True):
-                    self._again(scc)
-                    self._restrict(scc, True)
-
-    def _restrict(self, scc: list[str], cyclic: bool) -> bool:
-        """Each member's summary without the events behind each of its flag gates (its own,
-        and those it gets by forwarding a flag: _forwarded), computed callees first; True
-        when a call inside the component closes a gate of its callee, so that the members'
-        summaries narrow when solved again (_again)."""
-        funcs = self.funcs
-        gates = {j: arg_gates(funcs[j]) for j in scc}
-        if cyclic:
-            grew = True
-            while grew:  # a forwarded gate may come from a member later in the order
-                grew = False
-                for j in scc:
-                    g = gates[j] | self._forwarded(j, gates)
-                    if g != gates[j]:
-                        gates[j], grew = g, True
-        else:
-            j = scc[0]
-            g = gates[j] | self._forwarded(j)
-            if g:
-                self.restricted[j] = {x: self._without(j, x) for x in sorted(g)}
-            return False
-        inner = {i: [(c, j) for c, row in zip(funcs[i].calls, self.targets[i]) for j in row
-                     if j in gates] for i in scc}
-        for j in _postorder(scc, inner) if cyclic else scc:
-            if gates[j]:
-                self.restricted[j] = {g: self._without(j, g) for g in sorted(gates[j])}
-        return any(gates[j] and c.args and any(closed(g, funcs[j], c.args) for g in gates[j])
-                   for i in scc for c, j in inner[i])
-
-    def _again(self, scc: list[str]) -> None:
-        """Solve a component again from its members' own bodies, now with the narrower
-        summaries of the calls inside it that close a gate (sched_submit_work() ->
-        blk_flush_plug(plug, true) inside the kernel's big component: schedule() does not
-        dispatch to the drivers).  The first round's restricted summaries are over-
-        approximations, so the second round's summaries still contain every true path."""
-        for i in scc:
-            for table in (self.own, self.pcls, self.param_reclaim, self.sleeps, self.via_gfp,
-                          *self.drop_levels):
-                table.pop(i, None)
-            self.local(i)
-        self._component(scc)
 
     def _forwarded(self, j: str, gates: dict[str, frozenset[str]] | None = None
                    ) -> frozenset[str]:
@@ -292,17 +251,17 @@ class Summaries:
             if not c.args:
                 continue
             for k in row:
-                known = gates.get(k) if gates and k in gates else self.restricted.get(k, ())
+                known = gates[k] if gates is not None and k in gates else self.restricted.get(k, ())
                 for g in known:
                     a = forwarded(g, self.funcs[k], c.args, mine)
                     if a:
                         out.add(a)
         return frozenset(out)
 
-    def _without(self, j: str, gate: str) -> tuple[int, int, int, int]:
-        """j's summary as if the events behind `gate` did not exist: computed like any
-        summary, on a scratch copy of j that is removed again.  Its calls pass the value
-        the gate implies for a flag parameter they hand on (see _forwarded)."""
+    def _clone(self, j: str, gate: str) -> str:
+        """A scratch function: j as if the events behind `gate` did not exist, its calls
+        passing on the value the gate implies for a flag parameter they hand on (see
+        _forwarded).  Seeded, not yet pulled; _unclone removes it again."""
         f = self.funcs[j]
         keep = [k for k, c in enumerate(f.calls) if gate not in c.gates]
         g = replace(f, acqs=[a for a in f.acqs if gate not in a.gates],
@@ -313,21 +272,54 @@ class Summaries:
         self.targets[v] = tuple(self.targets[j][k] for k in keep)
         self.local_acqs[v] = [(cls, a) for cls, a in self.local_acqs[j] if gate not in a.gates]
         self.local(v)
-        for c, row in zip(g.calls, self.targets[v]):
-            for j2 in row:
-                self.pull(v, g, c, j2)
+        return v
+
+    def _unclone(self, v: str) -> tuple[int, int, int, int]:
         out = (self.anyb.pop(v), self.top.pop(v), self.clean.pop(v), self.atop.pop(v))
         for table in (self.funcs, self.targets, self.local_acqs, self.own, self.pcls,
                       self.param_reclaim, self.sleeps, self.via_gfp, *self.drop_levels):
             table.pop(v, None)
         return out
 
+    def _without(self, j: str, gate: str) -> tuple[int, int, int, int]:
+        """j's summary without the events behind `gate`, once j's summary is final."""
+        v = self._clone(j, gate)
+        g = self.funcs[v]
+        for c, row in zip(g.calls, self.targets[v]):
+            for j2 in row:
+                self.pull(v, g, c, j2)
+        return self._unclone(v)
 
     def _component(self, scc: list[str]) -> None:
-        """Inside a component: rounds until no summary grows."""
+        """Inside a component: rounds until no summary grows.
+
+        A member with flag gates (its own or forwarded) is solved together with one clone
+        per gate — the member without that gate's events — and a call that closes a gate
+        reads the clone (through `restricted`, as calls to functions outside the component
+        do).  So a constant prunes a path inside a cycle of calls too: schedule() ->
+        sched_submit_work() -> blk_flush_plug(plug, true) does not reach blk-mq's dispatch
+        to the drivers, all of them one component of the whole kernel.  Once solved, the
+        clones' summaries are the members' restricted ones and the clones are dropped."""
         funcs, targets, pull = self.funcs, self.targets, self.pull
         inside = set(scc)
-        for i in scc:
+        gates = {j: arg_gates(funcs[j]) for j in scc}
+        grew = True
+        while grew:  # a forwarded gate may come from a member later in the order
+            grew = False
+            for j in scc:
+                g = gates[j] | self._forwarded(j, gates)
+                if g != gates[j]:
+                    gates[j], grew = g, True
+        clones: dict[str, dict[str, str]] = {}
+        origin: dict[str, str] = {}
+        for j in scc:
+            if gates[j]:
+                clones[j] = {g: self._clone(j, g) for g in sorted(gates[j])}
+                for v in clones[j].values():
+                    origin[v] = j
+                self.restricted[j] = _Live(self, clones[j])
+        members = scc + sorted(origin)
+        for i in members:
             f = funcs[i]
             for c, row in zip(f.calls, targets[i]):
                 for j in row:
@@ -339,12 +331,16 @@ class Summaries:
         # Versions: a member pulls again only from the callees that changed since it last
         # looked (members of the kernel's big component have dozens of callees inside it).
         # A worklist re-queued every caller of every member that grew by one class at a
-        # time: minutes on the whole kernel's 20,000-function component.
+        # time: minutes on the whole kernel's 20,000-function component.  A clone that
+        # grows counts as its member growing: the callers that close its gate read it.
         version = dict.fromkeys(scc, 0)
         seen: dict[tuple[str, str], int] = {}
         inner = {i: [(c, j) for c, row in zip(funcs[i].calls, targets[i]) for j in row if j in inside]
-                 for i in scc}
-        order = _postorder(scc, inner)
+                 for i in members}
+        order = []
+        for i in _postorder(scc, inner):
+            order.extend(clones.get(i, {}).values())  # a clone calls what its member calls
+            order.append(i)
         changed = True
         while changed:
             changed = False
@@ -361,8 +357,10 @@ class Summaries:
                 for j, v in fresh.items():
                     seen[(i, j)] = v
                 if grew:
-                    version[i] += 1
+                    version[origin.get(i, i)] += 1
                     changed = True
+        for j, per in clones.items():
+            self.restricted[j] = {g: self._unclone(v) for g, v in per.items()}
 
     def drops(self) -> dict[str, dict[str, int]]:
         """Dropped caller lock -> classes, whatever the level."""
@@ -579,6 +577,26 @@ class Summaries:
                         clean[i] |= 1
                 changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1)
         return changed
+
+
+class _Live(Mapping):
+    """`restricted[j]` while j's component is solved: each gate's summary is its clone's
+    current one (constargs.narrowed reads it like a final entry)."""
+
+    __slots__ = ("s", "per")
+
+    def __init__(self, s: Summaries, per: dict[str, str]) -> None:
+        self.s, self.per = s, per
+
+    def __getitem__(self, g: str) -> tuple[int, int, int, int]:
+        v, s = self.per[g], self.s
+        return s.anyb[v], s.top[v], s.clean[v], s.atop[v]
+
+    def __iter__(self):
+        return iter(self.per)
+
+    def __len__(self) -> int:
+        return len(self.per)
 
 
 def _postorder(scc: list[str], inner: dict[str, list]) -> list[str]:
