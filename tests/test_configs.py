@@ -137,12 +137,15 @@ KBUILD = FIXTURES / "csrc" / "kbuild-tree"
 
 
 @pytest.mark.parametrize("config, skipped", [
-    ("leaks-off.config", ["mm/kasan", "mm/leaks.c", "mm/pool_stats.c"]),
-    ("leaks-on.config", ["mm/pool_core.c", "mm/pool_stats.c"]),
+    ("leaks-off.config", ["mm/kasan", "mm/leakcheck.c", "mm/leaks.c", "mm/nocheck.c",
+                          "mm/nommu.c", "mm/pool_stats.c"]),
+    ("leaks-on.config", ["mm/nocheck.c", "mm/pool_core.c", "mm/pool_stats.c", "mm/poolcheck.c",
+                         "mm/vmalloc.c"]),
 ])
 def test_a_config_skips_what_its_makefiles_never_build(config, skipped):
-    """obj-$(CONFIG_X), composite objects and directories follow the .config; a rule under
-    `ifdef`, a file no rule names and a continued line keep their files."""
+    """obj-$(CONFIG_X), composite objects, directories, `ifdef`/`else ifeq` on options and a
+    list replaced by a later `:=` follow the .config; a rule under a test of anything else
+    (`ifeq ($(SRCARCH),x86)`), a file no rule names and a continued line keep their files."""
     from lockgraph.static.facts.kbuild import Kbuild
 
     out = Kbuild(load_config(KBUILD / config)).unbuilt([KBUILD])
@@ -168,9 +171,20 @@ def test_a_file_the_build_does_not_compile_answers_no_call(config, edge):
 def test_scan_json_lists_the_unbuilt_files_as_not_scanned():
     res = run("scan", "--format", "json", "--no-cache", KBUILD, "--config", KBUILD / "leaks-off.config")
     got = json.loads(res.output)
-    assert {"mm/leaks.c", "mm/kasan", "mm/pool_stats.c"} <= set(got["not_scanned"])
-    # slab, pool_core (a module), guarded (under ifdef), unnamed (no rule), lib's two
-    assert got["files"] == 6
+    assert {"mm/leaks.c", "mm/kasan", "mm/pool_stats.c", "mm/nommu.c"} <= set(got["not_scanned"])
+    # slab, pool_core (a module), guarded (an unknown test), poolcheck (else ifeq), vmalloc
+    # (the list that replaced nommu.o), unnamed (no rule), lib's two
+    assert got["files"] == 8
+
+
+@pytest.mark.parametrize("config, nommu, vmalloc", [(None, True, True),
+                                                    ("leaks-off.config", False, True),
+                                                    ("leaks-on.config", True, False)])
+def test_one_build_links_the_list_a_later_assignment_left(config, nommu, vmalloc):
+    """mm/Makefile's `mmu-y := nommu.o` is replaced by `mmu-$(CONFIG_MMU) := ...`: an MMU
+    kernel's vfree() is vmalloc.c's only, and a !MMU one's is nommu.c's."""
+    out = kbuild_edges(config)
+    assert ("kv_lock\tnommu_region_sem" in out, "kv_lock\tvmap_area_lock" in out) == (nommu, vmalloc)
 
 
 @pytest.mark.parametrize("config, edge", [(None, True), ("leaks-on.config", False)])

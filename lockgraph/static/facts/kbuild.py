@@ -7,10 +7,16 @@ kfree()'s call to kmemleak_free() reaches it when the tree is scanned whole, and
 whole-kernel lock cycles ran through it.
 
 Only the plain kbuild forms are read: `obj-$(CONFIG_X) += a.o dir/`, `obj-y`, `lib-y`, and
-composite objects (`foo-y := a.o b.o`, `foo-$(CONFIG_Y) += c.o`, `foo-objs`).  Anything this
-does not understand keeps a file: a rule inside `ifdef`/`ifeq`, a variable (`$(mmu-y)`), a
-file no rule names (`#include "percpu-vm.c"`).  A file or directory is left out only when
-every rule naming it depends on an option the .config leaves unset.
+composite objects (`foo-y := a.o b.o`, `foo-$(CONFIG_Y) += c.o`, `foo-objs`), under the
+conditionals whose test is an option of the .config (`ifdef CONFIG_X`, `ifndef`, `ifeq
+($(CONFIG_X),y)`, `ifneq ($(CONFIG_A)$(CONFIG_B),)`, `else`, `else ifeq`).  A later `:=`
+replaces what a list held: mm/Makefile's `mmu-y := nommu.o` is gone once
+`mmu-$(CONFIG_MMU) := highmem.o ...` runs, so an MMU kernel does not link mm/nommu.c's
+second vfree().  Anything this does not understand keeps a file: a rule under any other
+test (`ifeq ($(ARCH),x86_64)`), a name built from a variable (`memcpy_$(BITS).o`), a file no
+rule names (`#include "percpu-vm.c"`).  A file or directory is left out only when every
+rule naming it is off in the .config: its option unset, inside a conditional that is
+false, or replaced by a later assignment.
 """
 
 from __future__ import annotations
@@ -21,42 +27,112 @@ from pathlib import Path
 
 from lockgraph.static.facts.config import Config
 
-_RULE = re.compile(r"^([A-Za-z0-9_.\-]+?)-(y|m|objs|\$\(CONFIG_([A-Za-z0-9_]+)\))\s*(?:\+=|:=|\?=|=)\s*(.*)$")
-_COND = re.compile(r"^(?:ifdef|ifndef|ifeq|ifneq)\b")
-_ELSE = re.compile(r"^else\b")
+_RULE = re.compile(r"^([A-Za-z0-9_.\-]+?)-(y|m|objs|\$\(CONFIG_([A-Za-z0-9_]+)\))\s*(\+=|:=|\?=|=)\s*(.*)$")
+_IF = re.compile(r"^(else\s+)?(ifdef|ifndef|ifeq|ifneq)\b\s*(.*)$")
+_ELSE = re.compile(r"^else\s*$")
 _END = re.compile(r"^endif\b")
+_OPTION = re.compile(r"CONFIG_[A-Za-z0-9_]+")
+_REF = re.compile(r"\$\((CONFIG_[A-Za-z0-9_]+)\)")
+_LISTREF = re.compile(r"\$\(([A-Za-z0-9_.\-]+?)-(?:y|m|objs)\)")
 #: Rule lists kbuild links into the kernel (or builds as modules) directly; any other name
 #: before `-y` is a composite object, built when its own object is.
 _LISTS = frozenset({"obj", "lib", "core", "drivers", "net", "libs", "virt", "head", "subdir"})
 
 UNKNOWN = "?"   # a rule whose condition this reader cannot evaluate
+NEVER = "!"     # a rule the .config never runs (a false conditional, a replaced value)
 
 
-def _rules(path: Path) -> list[tuple[str, str | None, list[str]]]:
-    """(list name, condition option or None or UNKNOWN, items) of one Makefile/Kbuild."""
+def _test(kind: str, arg: str, config: Config) -> bool | None:
+    """One conditional's value under the .config; None when it tests anything but options."""
+    arg = arg.strip()
+    if kind in ("ifdef", "ifndef"):
+        if not _OPTION.fullmatch(arg):
+            return None
+        return (config.value(arg) not in (None, "")) == (kind == "ifdef")
+    if not (arg.startswith("(") and arg.endswith(")")) or arg.count(",") != 1:
+        return None
+    sides = [_REF.sub(lambda m: config.value(m.group(1)) or "", x).strip()
+             for x in arg[1:-1].split(",")]
+    if any("$" in x or "(" in x for x in sides):
+        return None
+    return (sides[0] == sides[1]) == (kind == "ifeq")
+
+
+def _rules(path: Path, config: Config | None = None) -> list[tuple[str, str | None, list[str]]]:
+    """(list name, condition option or None, UNKNOWN or NEVER, items) of one Makefile/Kbuild,
+    in order.  An `=`/`:=` that surely runs turns the earlier rules of the variable it sets
+    NEVER (one build has one value)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
     text = text.replace("\\\n", " ")
-    out = []
-    depth = 0
+    out: list[tuple[str, str | None, list[str]]] = []
+    sets: list[str] = []          # the variable each rule of `out` sets (`mmu-y`), "" if unsure
+    stack: list[list] = []        # per open conditional: [this branch, some earlier branch taken]
     for line in text.split("\n"):
         line = line.split("#", 1)[0].strip()
-        if _COND.match(line):
-            depth += 1
+        m = _IF.match(line)
+        if m and m.group(1):      # else ifeq ...
+            if not stack:
+                continue
+            top = stack[-1]
+            top[1] = _or(top[1], top[0])
+            t = _test(m.group(2), m.group(3), config) if config else None
+            top[0] = _and(_not(top[1]), t)
             continue
-        if _END.match(line):
-            depth = max(0, depth - 1)
+        if m:
+            t = _test(m.group(2), m.group(3), config) if config else None
+            stack.append([t, False])
             continue
         if _ELSE.match(line):
+            if stack:
+                top = stack[-1]
+                top[1] = _or(top[1], top[0])
+                top[0] = _not(top[1])
+            continue
+        if _END.match(line):
+            if stack:
+                stack.pop()
             continue
         m = _RULE.match(line)
         if not m:
             continue
+        here = True
+        for branch, _ in stack:
+            here = _and(here, branch)
+        name, kind, option, op, items = m.group(1), m.group(2), m.group(3), m.group(4), m.group(5).split()
+        if here is False:
+            out.append((name, NEVER, items))
+            sets.append("")
+            continue
+        var = ""
+        if here is True and config is not None:
+            var = f"{name}-{config.value('CONFIG_' + option) or 'n'}" if option else f"{name}-{kind}"
+        if var and op in (":=", "=") and not any("$(" in x for x in items):
+            for k, v in enumerate(sets):   # the earlier values of this variable are gone
+                if v == var:
+                    out[k], sets[k] = (out[k][0], NEVER, out[k][2]), ""
         # -y, -m and -objs lists have no option (group 3 is None): always built
-        out.append((m.group(1), UNKNOWN if depth else m.group(3), m.group(4).split()))
+        out.append((name, option if here is True else UNKNOWN, items))
+        sets.append(var)
     return out
+
+
+def _not(a: bool | None) -> bool | None:
+    return None if a is None else not a
+
+
+def _and(a: bool | None, b: bool | None) -> bool | None:
+    if a is False or b is False:
+        return False
+    return None if a is None or b is None else True
+
+
+def _or(a: bool | None, b: bool | None) -> bool | None:
+    if a is True or b is True:
+        return True
+    return None if a is None or b is None else False
 
 
 class Kbuild:
@@ -68,6 +144,8 @@ class Kbuild:
     def _on(self, cond: str | None) -> bool:
         if cond is None or cond == UNKNOWN:
             return True
+        if cond == NEVER:
+            return False
         return self.config.value(f"CONFIG_{cond}") in ("y", "m")
 
     def unbuilt(self, under: list[Path], prune: list[Path] = ()) -> list[Path]:
@@ -80,7 +158,7 @@ class Kbuild:
             for d, dirs, names in os.walk(top):
                 here = Path(d)
                 dirs[:] = [x for x in dirs if str(here / x) not in pruned]
-                rules = _rules(here / "Makefile") + _rules(here / "Kbuild")
+                rules = _rules(here / "Makefile", self.config) + _rules(here / "Kbuild", self.config)
                 if not rules:
                     continue
                 objs: dict[str, list[tuple[str, str | None]]] = {}
@@ -88,6 +166,9 @@ class Kbuild:
                     for it in items:
                         if it.endswith(".o") or it.endswith("/"):
                             objs.setdefault(it, []).append((name, cond))
+                        # `libphy-y += $(mdio-bus-y)`: mdio-bus's objects are built with libphy
+                        for ref in _LISTREF.findall(it):
+                            objs.setdefault(ref + ".o", []).append((name, cond))
                 memo: dict[str, bool] = {}
 
                 def built(obj: str, seen: frozenset[str] = frozenset()) -> bool:
