@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from lockgraph.static.constargs import closed
+from lockgraph.static.constargs import closed, literal
 from lockgraph.static.facts.walk import ARG_FALSE, ARG_TRUE, Call, FuncFacts, Held, LockExpr
 
 #: Rounds of "a wrapper passes its own parameter on to a callback parameter".
@@ -221,17 +221,41 @@ def own_site(c: Call) -> Site:
 
 def add_site(table: dict, key, site: Site) -> bool:
     """Record a site under key: the first occurrence's place, behind only the gates every
-    occurrence sits behind (a call site must close all of them to skip the callback).
-    True when the table changed."""
+    occurrence sits behind (a call site must close all of them to skip the callback), and
+    with an argument no occurrence's constant decides where they differ (hda's
+    snd_hda_codec_write() hands exec_verb() a NULL response pointer, snd_hda_codec_read()
+    its own: a caller of both must not prune the read's bus reset).  True when the table
+    changed."""
     old = table.get(key)
     if old is None:
         table[key] = site
-    elif not (old[4] <= site[4] and old[5] <= site[5]):
-        # only what every occurrence sits behind, or drops first, counts
-        table[key] = old[:4] + (old[4] & site[4], old[5] & site[5])
-    else:
+        return True
+    args = _merged_args(old[3], site[3])
+    if old[4] <= site[4] and old[5] <= site[5] and args == old[3]:
         return False
+    # only what every occurrence sits behind, or drops first, counts
+    table[key] = old[:3] + (args, old[4] & site[4], old[5] & site[5])
     return True
+
+
+#: An argument that differs between the occurrences of a site, both of them constants.
+UNDECIDED = "(undecided)"
+
+
+def _merged_args(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    """Position by position: the same argument, or one that is no constant (a constant of
+    one occurrence would prune a path the other takes)."""
+    if a == b:
+        return a
+    out = []
+    for k in range(max(len(a), len(b))):
+        x = a[k] if k < len(a) else ""
+        y = b[k] if k < len(b) else ""
+        if x == y or literal(y) is not None:
+            out.append(x if literal(x) is None or x == y else UNDECIDED)
+        else:
+            out.append(x if literal(x) is None else y)
+    return tuple(out)
 
 
 def open_at(site: Site, callee: FuncFacts, c: Call) -> bool:

@@ -228,6 +228,30 @@ class EdgeBuilder:
                 out[lk] = out.get(lk, 0) | bits
         return out
 
+    def _param_calls(self, i: str, f: FuncFacts, c, j: str, srcs: list[str], here: Step,
+                     atomic: bool) -> None:
+        """A held lock -> the class a callee takes through its lock parameter: call c's
+        argument (cgroup_rstat_flush_locked() holding cgroup_rstat_lock calls
+        _cgroup_rstat_cpu_lock(per_cpu_ptr(&cgroup_rstat_cpu_lock, cpu), ...)).  The
+        callee's summary leaves these out of its top set: its callers resolve them."""
+        S = self.S
+        for key, w in sorted(S.pcls[j].items()):
+            n = int(key[6:].split("/")[0])
+            if not w.edge or n >= len(c.args):
+                continue
+            via = S.chain(j, key)
+            for real in S.resolver.classes(LockExpr.parse(c.args[n]), f):
+                for dst in self.params.expand(real, i) if real.startswith("@param") else (real,):
+                    blocking = (S.kinds.get(dst) in kb.BLOCKING_KINDS
+                                or S.resolver.kind_hint(dst) in kb.BLOCKING_KINDS)
+                    for s in srcs:
+                        if s == dst or s in w.dropped:
+                            continue
+                        at = atomic or s in self.spins
+                        if at and (blocking or c.name in kb.SLEEPING_CALLS):
+                            continue   # sleeping in atomic context: LG107's, not an edge
+                        self.add(s, dst, here, via, at)
+
     def _calls(self, i: str, f: FuncFacts) -> None:
         """A held lock -> what each callee takes at its top level (but not what it reaches
         only through paths that drop that lock first), and -> fs_reclaim where the callee
@@ -267,6 +291,8 @@ class EdgeBuilder:
                             continue
                         if add(s, cls, here, j, at):
                             full[s] = full.get(s, 0) | (1 << b)
+                if j in S.pcls:
+                    self._param_calls(i, f, c, j, srcs, here, atomic)
                 for n, w in param_reclaim.get(j, {}).items():
                     # not w.edge: the allocation runs under the callee's own lock
                     if not w.edge or masked(c.scopes) or n >= len(c.args):

@@ -32,6 +32,9 @@ _NONE: tuple[str, ...] = ()
 _EMPTY: frozenset[str] = frozenset()
 
 
+_NULL = frozenset({"NULL", "0", "(void *)0"})
+
+
 def fid(f: FuncFacts) -> str:
     return f"{f.file}:{f.name}"
 
@@ -152,12 +155,16 @@ class Resolver:
             return [lk.text[len(RESOLVED):]]
         if lk.fixed:
             return [lk.fixed]
+        if lk.text in _NULL:  # f(NULL) to a lock parameter: the callee locks nothing
+            return []
         if not lk.root:
             return self._through_call(lk.text) or [_norm(lk.text)]
         for k, (typ, name) in enumerate(f.params):
             if name == lk.root and not lk.path and not lk.percpu:
                 return [f"@param{k}"]
-        if lk.root in f.aliases and not lk.percpu and depth < 3 and lk.root not in self.static:
+        # a local shadows a lock of the same name defined at file scope (here or elsewhere)
+        if lk.root in f.aliases and not lk.percpu and depth < 3 and (
+                lk.root in f.locals or lk.root not in self.static):
             alias = LockExpr.parse(f.aliases[lk.root])
             if alias.root and alias.root != lk.root:
                 if not lk.path:
