@@ -251,10 +251,10 @@ def _merged_args(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
     for k in range(max(len(a), len(b))):
         x = a[k] if k < len(a) else ""
         y = b[k] if k < len(b) else ""
-        if x == y or literal(y) is not None:
-            out.append(x if literal(x) is None or x == y else UNDECIDED)
+        if x == y or literal(x) is None:
+            out.append(x)
         else:
-            out.append(x if literal(x) is None else y)
+            out.append(y if literal(y) is None else UNDECIDED)
     return tuple(out)
 
 

@@ -236,11 +236,11 @@ class EdgeBuilder:
         callee's summary leaves these out of its top set: its callers resolve them."""
         S = self.S
         for key, w in sorted(S.pcls[j].items()):
-            n = int(key[6:].split("/")[0])
-            if not w.edge or n >= len(c.args):
+            reals = S.resolver.at_call(key, c, f) if w.edge else ()
+            if not reals:
                 continue
             via = S.chain(j, key)
-            for real in S.resolver.classes(LockExpr.parse(c.args[n]), f):
+            for real in reals:
                 for dst in self.params.expand(real, i) if real.startswith("@param") else (real,):
                     blocking = (S.kinds.get(dst) in kb.BLOCKING_KINDS
                                 or S.resolver.kind_hint(dst) in kb.BLOCKING_KINDS)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from lockgraph.static.constargs import arg_gates, forwarded, narrowed, with_value
 from lockgraph.static.facts import kb
-from lockgraph.static.facts.walk import SLEPT, Acq, FuncFacts, Held, LockExpr
+from lockgraph.static.facts.walk import SLEPT, Acq, FuncFacts, Held
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.resolution import HeldNames, Resolver
 
@@ -519,10 +519,7 @@ class Summaries:
         sleeps = after_sleep(c)
         grew = False
         for cls, w in pj.items():
-            n = int(cls[6:].split("/")[0])
-            if n >= len(c.args):
-                continue
-            for real in self.res.classes(LockExpr.parse(c.args[n]), f):
+            for real in self.res.at_call(cls, c, f):
                 if w.irq:
                     irq_classes.add(real)
                 kinds.setdefault(real, kinds.get(cls, "spin"))

@@ -59,8 +59,8 @@ def _test(kind: str, arg: str, config: Config) -> bool | None:
 
 
 def _rules(path: Path, config: Config | None = None) -> list[tuple[str, str | None, list[str]]]:
-    """(list name, condition option or None, UNKNOWN or NEVER, items) of one Makefile/Kbuild,
-    in order.  An `=`/`:=` that surely runs turns the earlier rules of the variable it sets
+    """(list name, condition: an option, None, UNKNOWN or NEVER, items) of one
+    Makefile/Kbuild, in order.  An `=`/`:=` that surely runs turns the earlier rules of the variable it sets
     NEVER (one build has one value)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -73,23 +73,16 @@ def _rules(path: Path, config: Config | None = None) -> list[tuple[str, str | No
     for line in text.split("\n"):
         line = line.split("#", 1)[0].strip()
         m = _IF.match(line)
-        if m and m.group(1):      # else ifeq ...
-            if not stack:
-                continue
-            top = stack[-1]
-            top[1] = _or(top[1], top[0])
-            t = _test(m.group(2), m.group(3), config) if config else None
-            top[0] = _and(_not(top[1]), t)
+        if m and m.group(1) or _ELSE.match(line):   # `else` is `else ifeq` on a true test
+            if stack:
+                top = stack[-1]
+                top[1] = _or(top[1], top[0])
+                t = True if not m else _test(m.group(2), m.group(3), config) if config else None
+                top[0] = _and(_not(top[1]), t)
             continue
         if m:
             t = _test(m.group(2), m.group(3), config) if config else None
             stack.append([t, False])
-            continue
-        if _ELSE.match(line):
-            if stack:
-                top = stack[-1]
-                top[1] = _or(top[1], top[0])
-                top[0] = _not(top[1])
             continue
         if _END.match(line):
             if stack:
