@@ -276,7 +276,7 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
 
     from lockgraph.baseline import apply_baseline, baseline_json, load_baseline
     from lockgraph.model import Severity
-    from lockgraph.pipeline import run
+    from lockgraph.pipeline import collector_paused, run
 
     logs = list(logs or [])
     if not logs and not src:
@@ -313,17 +313,18 @@ def check(logs: List[Path] = typer.Argument(None, metavar="[LOG]...",
     warnings = _unmatched_dtors(dtor, reports, st, bool(logs))
     for w in warnings:
         _err(w)
-    res = run(reports, tuple(dtor), st)
-    if write_baseline is not None:
-        _write(write_baseline, baseline_json(res.findings).encode())
-    if baseline is not None:
-        res, hidden = apply_baseline(res, accepted)
-        _err(f"lockgraph: {hidden} finding(s) hidden by baseline {_shown(baseline)}")
-    for path, kind in ((svg, "svg"), (png, "png")):
-        if path is not None:
-            _write(path, _image(res, kind, shown))
-    lap("render")
-    out = _render_check(fmt, res, reports, diags, shown)
+    with collector_paused():
+        res = run(reports, tuple(dtor), st)
+        if write_baseline is not None:
+            _write(write_baseline, baseline_json(res.findings).encode())
+        if baseline is not None:
+            res, hidden = apply_baseline(res, accepted)
+            _err(f"lockgraph: {hidden} finding(s) hidden by baseline {_shown(baseline)}")
+        for path, kind in ((svg, "svg"), (png, "png")):
+            if path is not None:
+                _write(path, _image(res, kind, shown))
+        lap("render")
+        out = _render_check(fmt, res, reports, diags, shown)
     failed = any(f.severity is Severity.ERROR for f in res.findings)
     results.finish(out, ExitCode.FINDINGS if failed else ExitCode.OK, warnings)
 
