@@ -124,9 +124,10 @@ class _Analysis:
                     return None
         return cond, irqs_on
 
-    def events(self, i: str, f: FuncFacts):
+    def events(self, i: str, f: FuncFacts, conditional_only: bool = False):
         """(held, sleep, condition) per event of f that may sleep: a condition when it
-        sleeps only for callers that meet it."""
+        sleeps only for callers that meet it.  `conditional_only`: not the unconditional
+        sleeps of callees (a summary that has a clean witness already needs none)."""
         S = self.S
         drops = self._dropset
         lock_ops: dict[int, str] = {line: n for n, line in f.sleeps}
@@ -163,7 +164,7 @@ class _Analysis:
                     yield from self._when(c.held, s, g[0], f, "gfp", cond)
             else:
                 for j in row:
-                    for w in self.top.get(j, ()):
+                    for w in () if conditional_only and cond is None else self.top.get(j, ()):
                         yield c.held, Sleep(c.line, j, w.op, w.arg, w.what,
                                             d | self._mapped(w.dropped, c, f), None,
                                             irqs_on or w.irqs_on), cond
@@ -252,7 +253,7 @@ class _Analysis:
         top = self.top.get(i, [])
         ptop = self.ptop.get(i, {})
         grew = False
-        for held, s, cond in self.events(i, f):
+        for held, s, cond in self.events(i, f, bool(top) and not top[0].dropped):
             if self.held_at(i, f, held, s):
                 continue  # inside i's own spinning section: i's finding, not its callers'
             if s.irqs_on and any(x[2] for x in self.atomic(i, f, held)):
@@ -346,6 +347,8 @@ def sleep_in_atomic(S: Solved, name: Callable[[str], str] = str) -> list[Finding
     pending: dict[tuple[str, tuple[int, str]], list[tuple[str, Held, Sleep]]] = {}
     for i in sorted(S.funcs):
         f = S.funcs[i]
+        if not any(h.kind in ATOMIC_KINDS for ev in (*f.acqs, *f.allocs, *f.calls) for h in ev.held):
+            continue  # no spinning lock held anywhere in f: nothing to find here
         for held, s, cond in A.events(i, f):
             spin = A.held_at(i, f, held, s)
             if not spin:
