@@ -55,6 +55,8 @@ class ChainSearch:
         self._chains: dict[tuple[str, str, bool, str, bool], tuple[Step, ...]] = {}
         self._dropmemo: dict[tuple, frozenset[str]] = {}
         self._hops: dict[tuple, tuple] = {}
+        self._callmemo: dict[tuple, list[tuple]] = {}
+        self._callsize = 0
 
     def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
               avoid: str = "", atomic: bool = False) -> tuple[Step, ...]:
@@ -97,12 +99,39 @@ class ChainSearch:
             line = self._local_line(cur, cls, edge, avoid, atomic)
             if line:
                 return Step(f.name, f.file, line), []
-        summ = S.atop if atomic else S.top if edge else S.anyb
         bit = 1 << b
-        drops, clean, pcls = S.drops, S.clean, S.pcls
+        pcls = S.pcls
         hops = []
+        for line, jj, inner, got, dropped, masked_, c in self._calls(cur, edge, avoid, atomic):
+            if b == 0 and masked_ or dropped & bit:
+                continue
+            if got & bit:
+                hops.append((line, jj, inner))
+            elif jj in pcls and self._through_param(f, c, jj, cls, edge):
+                return Step(f.name, f.file, line), []
+        if not hops and b == 0 and cur in S.via_gfp:
+            return Step(f.name, f.file, S.via_gfp[cur]), []
+        return None, hops
+
+    def _calls(self, cur: str, edge: bool, avoid: str, atomic: bool) -> list[tuple]:
+        """What _find_steps reads of cur's calls, whatever the class: (line, callee, atomic
+        there, the callee's classes as this call reaches them, the classes whose every path
+        there drops `avoid` first, the call masks reclaim, the call) — a chain search asks
+        the same function for hundreds of classes."""
+        key = (cur, edge, avoid, atomic)
+        got = self._callmemo.get(key)
+        if got is not None:
+            return got
+        if self._callsize >= MEMO_BOUND:  # entries, not keys: a key holds every call-target
+            self._callmemo.clear()
+            self._callsize = 0
+        S = self.S
+        f = S.funcs[cur]
+        summ = S.atop if atomic else S.top if edge else S.anyb
+        drops, clean = S.drops, S.clean
+        out = []
         for c, row in zip(f.calls, S.targets.get(cur, ())):
-            if not row or b == 0 and masked(c.scopes) or edge and not at_top(c.held, f):
+            if not row or edge and not at_top(c.held, f):
                 continue
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
@@ -110,22 +139,21 @@ class ChainSearch:
             inner = atomic or edge and atomic_at(c.held)
             if inner and c.name in kb.SLEEPING_CALLS or atomic and SLEPT in c.gates:
                 continue
+            masked_ = masked(c.scopes)
             for jj in row:
+                dropped = 0
                 if avoid:
                     dj = drops.get(jj)
-                    if dj and dj.get(avoid, 0) & bit and not clean.get(jj, 0) & bit:
-                        continue
-                got = (S.atop if inner else summ).get(jj, 0)
+                    if dj:
+                        dropped = dj.get(avoid, 0) & ~clean.get(jj, 0)
+                bits = (S.atop if inner else summ).get(jj, 0)
                 if jj in S.restricted:  # what this call's constant arguments leave reachable
                     a, t, _, at = S.callee_bits(c, jj)
-                    got = at if inner else t if edge else a
-                if got & bit:
-                    hops.append((c.line, jj, inner))
-                elif jj in pcls and self._through_param(f, c, jj, cls, edge):
-                    return Step(f.name, f.file, c.line), []
-        if not hops and b == 0 and cur in S.via_gfp:
-            return Step(f.name, f.file, S.via_gfp[cur]), []
-        return None, hops
+                    bits = at if inner else t if edge else a
+                out.append((c.line, jj, inner, bits, dropped, masked_, c))
+        self._callmemo[key] = out
+        self._callsize += len(out) + 1
+        return out
 
     def _bfs(self, j: str, cls: str, edge: bool, limit: int, avoid: str,
              atomic: bool) -> tuple[Step, ...]:
