@@ -57,6 +57,7 @@ class ChainSearch:
         self._hops: dict[tuple, tuple] = {}
         self._callmemo: dict[tuple, list[tuple]] = {}
         self._callsize = 0
+        self._blindmemo: dict[str, list[tuple[bool, str, tuple[str, ...]]]] = {}
 
     def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
               avoid: str = "", atomic: bool = False) -> tuple[Step, ...]:
@@ -79,6 +80,19 @@ class ChainSearch:
         got = self._dropmemo.get(key)
         if got is None:
             got = self._dropmemo[key] = self.S.resolver.dropped(f, d)
+        return got
+
+    def blind_calls(self, i: str) -> list[tuple[bool, str, tuple[str, ...]]]:
+        """i's calls as ranked_blind walks them: (a lock is held at the call, its blind
+        spot or "", its targets) — every root of a check walks most of the call graph."""
+        got = self._blindmemo.get(i)
+        if got is None:
+            S = self.S
+            label = dict(S.blind_calls.get(i, ()))
+            got = self._blindmemo[i] = [
+                (any(h.kind not in kb.NO_EDGE_KINDS for h in c.held), label.get(k, ""), row)
+                for k, (c, row) in enumerate(zip(S.funcs[i].calls, S.targets.get(i, ())))
+                if row or k in label]
         return got
 
     def _steps_from(self, cur: str, cls: str, b: int, edge: bool, avoid: str, atomic: bool):
@@ -304,6 +318,7 @@ def ranked_blind(S: Solved, fids) -> tuple[list[str], set[str]]:
     out: set[str] = set()
     locked: set[str] = set()
     state: dict[str, bool] = {}
+    calls = S.search.blind_calls
     work = [(fid, False) for fid in fids]
     while work:
         i, lk = work.pop()
@@ -314,13 +329,14 @@ def ranked_blind(S: Solved, fids) -> tuple[list[str], set[str]]:
         out |= own
         if lk:
             locked |= own
-        calls = dict(S.blind_calls.get(i, ()))
-        for k, (c, row) in enumerate(zip(S.funcs[i].calls, S.targets.get(i, ()))):
-            here = lk or any(h.kind not in kb.NO_EDGE_KINDS for h in c.held)
-            if here and k in calls:
-                locked.add(calls[k])
+        for held, label, row in calls(i):
+            here = lk or held
+            if here and label:
+                locked.add(label)
             for j in row:
-                work.append((j, here))
+                seen = state.get(j)
+                if seen is None or here and not seen:
+                    work.append((j, here))
     return sorted(out, key=lambda b: blind_rank(b, b in locked)), locked
 
 
