@@ -151,13 +151,23 @@ def ops_sites(funcs: dict[str, FuncFacts], targets, tables: Tables, classes) -> 
                     add_site(sites.setdefault(i, {}), key, own_site(c))
                     own.setdefault(i, set()).add(n)
                     origin[(i, key)] = tuple(sorted(set(origin.get((i, key), ())) | set(targets[i][n])))
+    # A caller is read again only for callees whose sites changed since it was last read:
+    # re-adding what it added then changes nothing (add_site merges), so the rounds, and
+    # the DEPTH bound, give what reading every call every round gives.
+    clock = 0
+    changed: dict[str, int] = dict.fromkeys(sites, 0)   # function -> clock of its last change
+    read: dict[str, int] = {}                           # function -> clock when last read
     for _ in range(DEPTH):
         grew = False
         for i, f in funcs.items():
             if not f.params:
                 continue
+            since = read.get(i, -1)
+            read[i] = clock
             for c, row in zip(f.calls, targets[i]):
                 for j in row:
+                    if changed.get(j, -1) <= since:
+                        continue
                     for (k, path, m), site in list(sites.get(j, {}).items()):
                         if k >= len(c.args) or not open_at(site, funcs[j], c):
                             continue
@@ -170,6 +180,8 @@ def ops_sites(funcs: dict[str, FuncFacts], targets, tables: Tables, classes) -> 
                         if add_site(sites.setdefault(i, {}), key,
                                     caller_site(c, f, funcs[j], site, classes)):
                             grew = True
+                            clock += 1
+                            changed[i] = clock
         if not grew:
             break
     return out
