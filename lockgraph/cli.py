@@ -376,6 +376,7 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
          fmt: ScanFormat = typer.Option(ScanFormat.text, "--format", "-f",
                                         help="text, json, or edges (from<TAB>to<TAB>file:line<TAB>function)")) -> None:
     """Scan raw kernel C into the static lock graph (acquisitions, edges, blind spots)."""
+    from lockgraph.pipeline import collector_paused
     from lockgraph.render.json import dumps, scan_json
     from lockgraph.render.text import scan_text
 
@@ -388,14 +389,16 @@ def scan(src: List[Path] = typer.Argument(..., metavar="SRC...",
     results.replay()
     st = _scan_sources(src, srcs, jobs, cache_dir, quiet)
     lap("render")
-    if streamed:
-        from lockgraph.render.edges import scan_edges
+    with collector_paused():
+        if streamed:
+            from lockgraph.render.edges import scan_edges
 
-        sys.stdout.writelines(scan_edges(st))
-        lap(None)
-        raise typer.Exit(ExitCode.OK)
-    data = scan_json(st)
-    results.finish(dumps(data, compact=True) if fmt is ScanFormat.json else scan_text(data), ExitCode.OK)
+            sys.stdout.writelines(scan_edges(st))
+            lap(None)
+            raise typer.Exit(ExitCode.OK)
+        data = scan_json(st)
+        out = dumps(data, compact=True) if fmt is ScanFormat.json else scan_text(data)
+    results.finish(out, ExitCode.OK)
 
 
 @app.command()
