@@ -38,14 +38,13 @@ def collector_paused():
     full collection walks all of them — a fifth of the whole-tree solve (308 s -> 248 s,
     same edges, same peak RSS).  Reference counting still frees the rest.  Not around the
     facts phase: its forked parsers inherit the collector and make lark garbage."""
-    if not gc.isenabled():
-        yield
-        return
+    was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.enable()
+        if was:
+            gc.enable()
 
 
 @dataclass(slots=True)
@@ -298,6 +297,7 @@ def reclaim_root_contexts(S: Solved, roots: list[Root], name, base: Path) -> tup
     return edges, ctx
 
 
+@collector_paused()  # check and review alike
 def run(reports: list[Report], dtors: tuple[str, ...], st: StaticScan | None) -> CheckResult:
     """Every registered check on the merged graph; root verdicts when a source tree was scanned."""
     from lockgraph.progress import lap

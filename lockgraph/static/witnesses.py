@@ -82,7 +82,7 @@ class ChainSearch:
             got = self._dropmemo[key] = self.S.resolver.dropped(f, d)
         return got
 
-    def blind_calls(self, i: str) -> list[tuple[bool, str, tuple[str, ...]]]:
+    def blind_walk(self, i: str) -> list[tuple[bool, str, tuple[str, ...]]]:
         """i's calls as ranked_blind walks them: (a lock is held at the call, its blind
         spot or "", its targets) — every root of a check walks most of the call graph."""
         got = self._blindmemo.get(i)
@@ -318,7 +318,7 @@ def ranked_blind(S: Solved, fids) -> tuple[list[str], set[str]]:
     out: set[str] = set()
     locked: set[str] = set()
     state: dict[str, bool] = {}
-    calls = S.search.blind_calls
+    calls = S.search.blind_walk
     work = [(fid, False) for fid in fids]
     while work:
         i, lk = work.pop()
