@@ -56,11 +56,22 @@ def test_spinning_lock_evidence_never_runs_through_a_sleep():
     assert [s.function for s in via] == ["helper", "quick"]
     _, via = S.edges[("rcu_mutex3", "quick_lock")].evidence[0]  # a mutex, inside rcu
     assert [s.function for s in via] == ["wrap_both", "helper", "quick"]
-    # the same search for a sleeping lock takes the earlier call
+    # what a function may take follows the same rule where the function itself is atomic:
+    # spin_direct() calls schedule() under spin_b, so schedule()'s rq_lock is never taken
+    # there, and quick_lock's evidence is the later helper() call
     fid = next(i for i in S.funcs if S.funcs[i].name == "spin_direct")
-    line = next(c.line for c in S.funcs[fid].calls if c.name == "schedule")
+    line = next(c.line for c in S.funcs[fid].calls if c.name == "helper")
     via = S.search.chain(fid, "quick_lock")
     assert [(s.function, s.line) for s in via][:1] == [("spin_direct", line)]
+    assert "rq_lock" not in S.takes[fid] and "quick_lock" in S.takes[fid]
+    # without a spinning lock held, the sleep's locks are taken
+    mutex = next(i for i in S.funcs if S.funcs[i].name == "mutex_holder")
+    assert {"rq_lock", "inner_mutex", "quick_lock"} <= set(S.takes[mutex])
+    # a callee's sleeping path under the caller's spinning lock: neither its mutex nor
+    # what follows a sleep on every path is taken (sleeps_maybe's lock is)
+    spin_d = next(i for i in S.funcs if S.funcs[i].name == "spin_d_holder")
+    assert {"after_sleep_lock", "after_mutex_lock", "inner_mutex"}.isdisjoint(S.takes[spin_d])
+    assert "after_maybe_lock" in S.takes[spin_d]
 
 
 @pytest.mark.parametrize("body", [

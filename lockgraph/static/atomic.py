@@ -27,6 +27,7 @@ from lockgraph.rules import make
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import (ARG_FALSE, ARG_TRUE, IRQS_ON, PREEMPTIBLE, SLEPT,
                                          FuncFacts, Held, LockExpr, blocking_gate)
+from lockgraph.static.callbacks import SLEEPS_FIRST
 from lockgraph.static.gfp import gfp_blocks
 from lockgraph.static.solve import Solved
 from lockgraph.static.summaries import sccs
@@ -106,7 +107,7 @@ class _Analysis:
         cond: Cond = None
         irqs_on = False
         for g in sorted(gates):
-            if g == SLEPT:  # a mark of the summaries (summaries.atop), not a test
+            if g in (SLEPT, SLEEPS_FIRST):  # marks of the summaries (summaries.atop), not tests
                 continue
             if g == PREEMPTIBLE:
                 return None

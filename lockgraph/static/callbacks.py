@@ -21,8 +21,13 @@ import re
 from dataclasses import replace
 
 from lockgraph.static.constargs import closed, literal
-from lockgraph.static.facts.walk import ARG_FALSE, ARG_TRUE, Call, FuncFacts, Held, LockExpr
+from lockgraph.static.facts.walk import ARG_FALSE, ARG_TRUE, SLEPT, Call, FuncFacts, Held, LockExpr
 
+#: A gate of the solver's own, on a callback call it hoisted (site_call): some function
+#: between the call and the callback sleeps on every path first, so the call sleeps before
+#: its target runs, as a kb.SLEEPING_CALLS call does (summaries.sleeping).  Not a test, like
+#: walk.SLEPT.
+SLEEPS_FIRST = "@sleeps_first"
 #: Rounds of "a wrapper passes its own parameter on to a callback parameter".
 WRAPPER_DEPTH = 4
 _CAST = re.compile(r"^\(\s*(?:const\s+)?(?:struct\s+)?\w+\s*\**\s*\)\s*")
@@ -30,8 +35,9 @@ _IDENT = re.compile(r"[A-Za-z_]\w*")
 _NO_CALLBACK = frozenset({"NULL", "0", "nullptr"})
 
 #: Where a callee calls parameter k: (line, locks held there, memalloc scopes, the
-#: arguments it passes, the flag-parameter gates it sits behind, the caller locks released
-#: before it on every path), in the callee's own terms.
+#: arguments it passes, the flag-parameter gates it sits behind — and SLEEPS_FIRST when
+#: some level on the way sleeps on every path before it —, the caller locks released before
+#: it on every path), in the callee's own terms.
 Site = tuple[int, tuple[Held, ...], frozenset[str], tuple[str, ...], frozenset[str],
              frozenset[str]]
 #: An argument already resolved to its lock class (Resolver.classes reads it): a callback
@@ -195,7 +201,7 @@ def caller_site(c: Call, caller: FuncFacts, callee: FuncFacts, site: Site, class
             RESOLVED + k in gone for k in ([h.lock.fixed] if h.lock.fixed else
                                            classes(h.lock, caller))))
     return (c.line, kept, c.scopes | scopes, _translate_args(args, callee, c, classes),
-            _arg_gates(c.gates), c.must | gone)
+            _arg_gates(c.gates) | _sleeps_first(c.gates, site[4]), c.must | gone)
 
 
 def _translate_dropped(dropped: frozenset[str], callee: FuncFacts, call: Call,
@@ -216,7 +222,8 @@ def _translate_dropped(dropped: frozenset[str], callee: FuncFacts, call: Call,
 
 def own_site(c: Call) -> Site:
     """Call c as a site of its own function."""
-    return (c.line, c.held, c.scopes, tuple(c.args), _arg_gates(c.gates), c.must)
+    return (c.line, c.held, c.scopes, tuple(c.args), _arg_gates(c.gates) | _sleeps_first(c.gates),
+            c.must)
 
 
 def add_site(table: dict, key, site: Site) -> bool:
@@ -261,16 +268,28 @@ def _merged_args(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
 def open_at(site: Site, callee: FuncFacts, c: Call) -> bool:
     """Whether call c of the callee can reach its site: `__irq_put_desc_unlock(desc, flags,
     false)` never runs the `if (bus) chip_bus_sync_unlock(desc)` behind its bus flag."""
-    return not any(closed(g, callee, c.args) for g in site[4])
+    return not any(closed(g, callee, c.args) for g in site[4] if g != SLEEPS_FIRST)
 
 
 def _arg_gates(gates: frozenset[str]) -> frozenset[str]:
     return frozenset(g for g in gates if g.startswith((ARG_TRUE, ARG_FALSE)))
 
 
+_FIRST = frozenset({SLEEPS_FIRST})
+
+
+def _sleeps_first(gates: frozenset[str], below: frozenset[str] = frozenset()) -> frozenset[str]:
+    """SLEEPS_FIRST for a site seen from the function's callers, when the function sleeps
+    on every path before it (SLEPT at its call there) or a level below it does: dput()
+    calls might_sleep() first, so the `d_iput` it reaches, hoisted to file_free()'s call
+    of path_put(), is a call that sleeps before it runs (summaries.sleeping)."""
+    return _FIRST if SLEPT in gates or SLEEPS_FIRST in below else frozenset()
+
+
 def site_call(name: str, c: Call, caller: FuncFacts, callee: FuncFacts, site: Site,
               classes) -> Call:
     """The call the callee makes at `site`, as a call of c's caller to `name`."""
     line, held, scopes, args, _, must = caller_site(c, caller, callee, site, classes)
-    return Call(name, False, line, held, scopes, list(args), "", c.dropped | must, c.gates,
+    return Call(name, False, line, held, scopes, list(args), "", c.dropped | must,
+                c.gates | (site[4] & _FIRST),
                 must)

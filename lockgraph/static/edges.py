@@ -17,7 +17,7 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.paramlocks import ParamLocks
-from lockgraph.static.summaries import Witness, atomic_at
+from lockgraph.static.summaries import Witness, atomic_at, sleeping
 from lockgraph.static.witnesses import Step, param_chain
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class EdgeBuilder:
                         if s == dst or s in w.dropped:
                             continue
                         at = atomic or s in self.spins
-                        if at and (blocking or c.name in kb.SLEEPING_CALLS):
+                        if at and (blocking or sleeping(c)):
                             continue   # sleeping in atomic context: LG107's, not an edge
                         self.add(s, dst, here, via, at)
 
@@ -277,7 +277,7 @@ class EdgeBuilder:
                     # a spinning lock: not through a sleep (summaries.atop)
                     at = atomic or s in spins
                     if at:
-                        if c.name in kb.SLEEPING_CALLS:
+                        if sleeping(c):
                             continue
                         need = sbits & ~full.get(s, 0)
                     else:

@@ -47,6 +47,7 @@ class Solved:
     top: dict[str, int]
     clean: dict[str, int]                       # top classes reached with nothing dropped
     atop: dict[str, int]                        # top reached through no sleep (spinning holders)
+    aany: dict[str, int]                        # any reached through no sleep (atomic callers)
     own: dict[str, frozenset[int]]              # classes taken in the body
     pcls: dict[str, dict[str, Witness]]
     drops: dict[str, dict[str, int]]            # dropped lock -> classes
@@ -135,6 +136,7 @@ def solve(files: list[FileFacts], one_build: bool = False) -> Solved:
         member_targets=dict(calls.member_targets), unresolved=dict(calls.unresolved),
         blind=calls.blind, blind_calls=calls.blind_calls,
         classes=summ.classes, anyb=summ.anyb, top=summ.top, clean=summ.clean, atop=summ.atop,
+        aany=summ.aany,
         own=summ.own,
         pcls=summ.pcls, drops=summ.drops(), param_reclaim=summ.param_reclaim,
         via_gfp=summ.via_gfp, restricted=summ.restricted, local_acqs={i: v for i, v in summ.local_acqs.items() if v},

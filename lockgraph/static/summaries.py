@@ -17,6 +17,14 @@ a correct kernel those paths never run with the spinning lock held and make no e
 it.  Through schedule() (sched_submit_work() →
 blk_flush_plug()), synchronize_rcu() and flush_work() every spinlock of the kernel reached
 the block layer and the workqueues.
+
+`aany` is `any` on the same terms, and a call made where the caller is atomic (a spinning
+lock or rcu_read_lock() held on every path) adds only the callee's `aany` to the caller's
+`any`: the same rule for "may take" as for "makes an edge".  Without it free_percpu() took
+1,695 classes: schedule_work() -> __queue_work() holds pool->lock (a raw spinlock) across
+kick_pool() -> wake_up_process() -> ... -> migrate_task_rq_dl() -> put_task_struct() ->
+free_task(), and from there every subsystem through paths that sleep (migrate_enable() ->
+wait_for_completion(), dput(), mutexes).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from lockgraph.static.constargs import arg_gates, forwarded, narrowed, with_value
 from lockgraph.static.facts import kb
+from lockgraph.static.callbacks import SLEEPS_FIRST
 from lockgraph.static.facts.walk import SLEPT, Acq, FuncFacts, Held
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.resolution import HeldNames, Resolver
@@ -137,10 +146,16 @@ def atomic_at(held: tuple[Held, ...]) -> bool:
     return any(h.kind in kb.ATOMIC_KINDS and not h.cond for h in held)
 
 
+def sleeping(c) -> bool:
+    """Call c sleeps before its target runs: a kb.SLEEPING_CALLS call, or a callback the
+    solver hoisted through a function that sleeps first (callbacks.SLEEPS_FIRST)."""
+    return c.name in kb.SLEEPING_CALLS or SLEEPS_FIRST in c.gates
+
+
 def after_sleep(c) -> bool:
     """Call c sleeps, or follows a sleep on every path of its function (walk.SLEPT): under
     a caller's spinning lock it never runs."""
-    return c.name in kb.SLEEPING_CALLS or SLEPT in c.gates
+    return sleeping(c) or SLEPT in c.gates
 
 
 def at_top(held: tuple[Held, ...], f: FuncFacts) -> bool:
@@ -201,6 +216,7 @@ class Summaries:
         self.anyb: dict[str, int] = {}
         self.top: dict[str, int] = {}
         self.atop: dict[str, int] = {}   # top through no sleep (see the module docstring)
+        self.aany: dict[str, int] = {}   # any through no sleep (see the module docstring)
         #: top-level classes reached through some path that drops no caller lock (a class
         #: reached cleanly only under the callee's own lock makes no edge from the caller's
         #: lock either)
@@ -276,6 +292,7 @@ class Summaries:
 
     def _unclone(self, v: str) -> tuple[int, int, int, int]:
         out = (self.anyb.pop(v), self.top.pop(v), self.clean.pop(v), self.atop.pop(v))
+        self.aany.pop(v)
         for table in (self.funcs, self.targets, self.local_acqs, self.own, self.pcls,
                       self.param_reclaim, self.sleeps, self.via_gfp, *self.drop_levels):
             table.pop(v, None)
@@ -376,7 +393,7 @@ class Summaries:
         """Seed i's summary with what its own body takes, allocates and sleeps on."""
         f = self.funcs[i]
         res, U, kinds, irq_classes = self.res, self.classes, self.kinds, self.irq_classes
-        a_bits = t_bits = c_bits = s_bits = 0
+        a_bits = t_bits = c_bits = s_bits = n_bits = 0
         pc: dict[str, Witness] = {}
         dr: dict[str, int] = {}
         pr: dict[int, Witness] = {}
@@ -393,9 +410,12 @@ class Summaries:
             for lk in d:
                 dr[lk] = dr.get(lk, 0) | b
             a_bits |= b
+            nosleep = a.kind not in kb.BLOCKING_KINDS and SLEPT not in a.gates
+            if nosleep:
+                n_bits |= b
             if not a.try_ and at_top(a.held, f):
                 t_bits |= b
-                if a.kind not in kb.BLOCKING_KINDS and SLEPT not in a.gates:
+                if nosleep:
                     s_bits |= b
                 if not d:
                     c_bits |= b
@@ -411,6 +431,8 @@ class Summaries:
                 for lk in d:
                     dr[lk] = dr.get(lk, 0) | 1
                 a_bits |= 1
+                if SLEPT not in al.gates:
+                    n_bits |= 1
                 if at_top(al.held, f):
                     t_bits |= 1
                     if SLEPT not in al.gates:
@@ -418,6 +440,7 @@ class Summaries:
                     if not d:
                         c_bits |= 1
         self.anyb[i], self.top[i], self.clean[i], self.atop[i] = a_bits, t_bits, c_bits, s_bits
+        self.aany[i] = n_bits
         if a_bits:
             self.own[i] = frozenset(U.bits(a_bits))
         if pc:
@@ -452,21 +475,25 @@ class Summaries:
 
         Millions of calls on the whole tree: the state is bound to locals once per call."""
         anyb, top, clean, atop, set_drop = self.anyb, self.top, self.clean, self.atop, self.set_drop
+        aany = self.aany
         m = ~1 if masked(c.scopes) else -1
         before_a, before_t, before_c, before_s = anyb[i], top[i], clean[i], atop[i]
+        before_n = aany[i]
         ctop = at_top(c.held, f)
         drop = self.res.dropped(f, c.dropped) if c.dropped else _EMPTY
         if j in self.restricted:
             aj, tj, cj, sj = narrowed(c, j, self.funcs, anyb, top, clean, atop, self.restricted)
         else:
             aj, tj, cj, sj = anyb[j], top[j], clean[j], atop[j]
+        nj = aany[j] & aj
         if c.held and atomic_at(c.held):  # i is atomic here (rcu_read_lock()): j cannot sleep
-            if c.name in kb.SLEEPING_CALLS:
-                tj = cj = 0
+            if sleeping(c):
+                aj = tj = cj = nj = 0
             else:
-                tj, cj = sj, cj & sj
-        # the common call (nothing dropped, no lock or gfp parameter) is these four unions
+                aj, tj, cj = nj, sj, cj & sj
+        # the common call (nothing dropped, no lock or gfp parameter) is these five unions
         a_bits = before_a | (aj & m)
+        n_bits = before_n if after_sleep(c) else before_n | (nj & m)
         t_bits, c_bits, s_bits = before_t, before_c, before_s
         if ctop:
             t_bits |= tj & m
@@ -493,12 +520,12 @@ class Summaries:
                         dgrew = True
         pj = self.pcls.get(j)
         if pj:
-            a_bits, t_bits, c_bits, s_bits, grew = self._lock_params(
-                i, f, c, j, pj, drop, ctop, (a_bits, t_bits, c_bits, s_bits))
+            a_bits, t_bits, c_bits, s_bits, n_bits, grew = self._lock_params(
+                i, f, c, j, pj, drop, ctop, (a_bits, t_bits, c_bits, s_bits, n_bits))
             dgrew = dgrew or grew
         changed = (dgrew or a_bits != before_a or t_bits != before_t or c_bits != before_c
-                   or s_bits != before_s)
-        anyb[i], top[i], clean[i], atop[i] = a_bits, t_bits, c_bits, s_bits
+                   or s_bits != before_s or n_bits != before_n)
+        anyb[i], top[i], clean[i], atop[i], aany[i] = a_bits, t_bits, c_bits, s_bits, n_bits
         pj = self.param_reclaim.get(j)
         if pj:
             changed = self._gfp_params(i, f, c, j, pj, m, drop, ctop) or changed
@@ -509,13 +536,13 @@ class Summaries:
         return changed
 
     def _lock_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[str, Witness],
-                     drop: frozenset[str], ctop: bool, bits: tuple[int, int, int, int]
-                     ) -> tuple[int, int, int, int, bool]:
+                     drop: frozenset[str], ctop: bool, bits: tuple[int, int, int, int, int]
+                     ) -> tuple[int, int, int, int, int, bool]:
         """The classes j takes through its lock parameters are the arguments of call c:
-        i's new (any, top, clean, atop) bits, and whether a drop record or i's own
+        i's new (any, top, clean, atop, aany) bits, and whether a drop record or i's own
         lock-parameter entries grew."""
         U, kinds, irq_classes = self.classes, self.kinds, self.irq_classes
-        a_bits, t_bits, c_bits, s_bits = bits
+        a_bits, t_bits, c_bits, s_bits, n_bits = bits
         sleeps = after_sleep(c)
         grew = False
         for cls, w in pj.items():
@@ -534,20 +561,23 @@ class Summaries:
                     if self.set_drop(i, b, drop | w.dropped):
                         grew = True
                 a_bits |= b
+                nosleep = not sleeps and kinds.get(real) not in kb.BLOCKING_KINDS
+                if nosleep:
+                    n_bits |= b
                 if ctop and w.edge:
                     t_bits |= b
-                    if not sleeps and kinds.get(real) not in kb.BLOCKING_KINDS:
+                    if nosleep:
                         s_bits |= b
                     if not (drop or w.dropped):
                         c_bits |= b
-        return a_bits, t_bits, c_bits, s_bits, grew
+        return a_bits, t_bits, c_bits, s_bits, n_bits, grew
 
     def _gfp_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[int, Witness], m: int,
                     drop: frozenset[str], ctop: bool) -> bool:
         """Whether j reclaims through a gfp parameter is decided by call c's argument: it
         reclaims (i's fs_reclaim bit), or the question passes on to i's own parameter.
         True when i's summary grew."""
-        anyb, top, clean, atop = self.anyb, self.top, self.clean, self.atop
+        anyb, top, clean, atop, aany = self.anyb, self.top, self.clean, self.atop, self.aany
         changed = False
         pr = self.param_reclaim.setdefault(i, {})
         for n, w in pj.items():
@@ -559,20 +589,23 @@ class Summaries:
                                           deep=w.deep or not ctop)):
                     changed = True
             elif how in ("yes", "unknown"):
-                was = (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1)
+                was = (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1, aany[i] & 1)
                 if (drop or w.dropped) and self.set_drop(i, 1, drop | w.dropped):
                     changed = True
                 edge = ctop and w.edge
                 if not anyb[i] & 1 or edge and not top[i] & 1:
                     self.via_gfp[i] = c.line  # where a witness search for fs_reclaim ends
                 anyb[i] |= 1
+                if not after_sleep(c):
+                    aany[i] |= 1
                 if edge:
                     top[i] |= 1
                     if not after_sleep(c):
                         atop[i] |= 1
                     if not (drop or w.dropped):
                         clean[i] |= 1
-                changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1)
+                changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1,
+                                             aany[i] & 1)
         return changed
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, FuncFacts, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
-from lockgraph.static.summaries import Witness, at_top, atomic_at
+from lockgraph.static.summaries import Witness, at_top, atomic_at, sleeping
 
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
@@ -141,7 +141,7 @@ class ChainSearch:
             self._callsize = 0
         S = self.S
         f = S.funcs[cur]
-        summ = S.atop if atomic else S.top if edge else S.anyb
+        plain, nosleep = (S.top, S.atop) if edge else (S.anyb, S.aany)
         drops, clean = S.drops, S.clean
         out = []
         for c, row in zip(f.calls, S.targets.get(cur, ())):
@@ -150,8 +150,8 @@ class ChainSearch:
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
             # atomic from here on: under a caller's spinning lock, or cur's rcu_read_lock()
-            inner = atomic or edge and atomic_at(c.held)
-            if inner and c.name in kb.SLEEPING_CALLS or atomic and SLEPT in c.gates:
+            inner = atomic or atomic_at(c.held)
+            if inner and sleeping(c) or atomic and SLEPT in c.gates:
                 continue
             masked_ = masked(c.scopes)
             for jj in row:
@@ -160,10 +160,10 @@ class ChainSearch:
                     dj = drops.get(jj)
                     if dj:
                         dropped = dj.get(avoid, 0) & ~clean.get(jj, 0)
-                bits = (S.atop if inner else summ).get(jj, 0)
+                bits = (nosleep if inner else plain).get(jj, 0)
                 if jj in S.restricted:  # what this call's constant arguments leave reachable
                     a, t, _, at = S.callee_bits(c, jj)
-                    bits = at if inner else t if edge else a
+                    bits = (at if inner else t) if edge else a & bits
                 out.append((c.line, jj, inner, bits, dropped, masked_, c))
         self._callmemo[key] = out
         self._callsize += len(out) + 1
