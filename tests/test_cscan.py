@@ -74,6 +74,70 @@ def test_spinning_lock_evidence_never_runs_through_a_sleep():
     assert "after_maybe_lock" in S.takes[spin_d]
 
 
+_RECURSIVE = """\
+static DEFINE_SPINLOCK(t_lock);
+void start_fn(int x);
+static void helper_a(int x) { start_fn(x - 1); }
+static void take_t(void) { spin_lock(&t_lock); spin_unlock(&t_lock); }
+void start_fn(int x)
+{
+\tif (x)
+\t\thelper_a(x);
+\ttake_t();
+}
+"""
+
+
+def test_far_chain_backs_out_of_a_call_that_leads_back(tmp_path, monkeypatch):
+    """A search too wide for breadth first follows the first call that leads to the class;
+    helper_a() leads there only through start_fn() again, so the chain backs out of it and
+    ends where the lock is taken, never short of it."""
+    import lockgraph.static.witnesses as W
+
+    src = tmp_path / "recursive.c"
+    src.write_text(_RECURSIVE)
+    S = solve(scan_paths([src], tmp_path, None))
+    fid = next(i for i in S.funcs if S.funcs[i].name == "start_fn")
+    monkeypatch.setattr(W, "BFS_BUDGET", 0)
+    via = S.search.chain(fid, "t_lock")
+    lines = _RECURSIVE.splitlines()
+    want = [("start_fn", lines.index("\ttake_t();") + 1),
+            ("take_t", lines.index("static void take_t(void) { spin_lock(&t_lock); spin_unlock(&t_lock); }") + 1)]
+    assert [(s.function, s.line) for s in via] == want
+    # an edge's evidence (depth first through the first call) backs out of helper_a()
+    S.search._chains.clear()
+    assert [(s.function, s.line) for s in S.search.chain(fid, "t_lock", edge=True)] == want
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_far_chains_are_the_shortest_and_end_at_the_lock(case, monkeypatch):
+    """Without the breadth-first budget every chain comes from the per-root tree or the
+    depth-first search: it ends where the class is taken and is no longer than the
+    per-class breadth-first chain."""
+    import lockgraph.static.witnesses as W
+
+    S = solve(scan_paths([case], case.parent, None))
+    want = {}
+    for fid in sorted(S.funcs):
+        for cls in sorted(S.takes.get(fid, {})):
+            if not cls.startswith("@param"):
+                want[(fid, cls)] = S.search.chain(fid, cls)
+    monkeypatch.setattr(W, "BFS_BUDGET", 0)
+    S.search = W.ChainSearch(S)
+    for (fid, cls), near in want.items():
+        got = S.search.chain(fid, cls)
+        assert bool(got) == bool(near), (fid, cls)
+        if got:
+            assert len(got) == len(near), (fid, cls, got, near)
+            assert got[0].function == S.funcs[fid].name
+            end = got[-1]
+            if cls != "fs_reclaim":
+                assert any(c == cls and a.line == end.line for i in S.by_name[end.function]
+                           for c, a in S.local_acqs.get(i, ())) or len(got) == 1, (fid, cls, got)
+
+
+
+
 @pytest.mark.parametrize("body", [
     "IO_COND(addr, return inb(port), return readb(addr));",
     "do { x++; } while_each_thread(a, b);",

@@ -21,9 +21,16 @@ from lockgraph.static.summaries import Witness, at_top, atomic_at, sleeping
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
 
-#: Functions a witness search visits breadth-first (shortest chain) before it settles for
-#: the first call that leads to the class (bounded work for classes far down the graph).
+#: Functions a witness search visits breadth-first (shortest chain) before it reads the
+#: start's breadth-first tree of everything it reaches (a plain chain: _Tree) or goes depth
+#: first through the first call that leads to the class (an edge's chain).
 BFS_BUDGET = 200
+#: Calls a first-call chain may grow to before that branch counts as a dead end.
+DFS_DEPTH = 400
+#: Breadth-first trees kept (_Tree): a check asks for one root's classes together.
+TREES_KEPT = 2
+#: Functions taking a class that a tree tries, nearest first, before the depth-first search.
+TAKERS = 8
 #: Entries of the per-function witness-search memo before it is emptied.
 MEMO_BOUND = 1_000_000
 _EMPTY: frozenset[str] = frozenset()
@@ -58,6 +65,7 @@ class ChainSearch:
         self._callmemo: dict[tuple, list[tuple]] = {}
         self._callsize = 0
         self._blindmemo: dict[str, list[tuple[bool, str, tuple[str, ...]]]] = {}
+        self._trees: dict[str, _Tree] = {}
 
     def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
               avoid: str = "", atomic: bool = False) -> tuple[Step, ...]:
@@ -67,7 +75,9 @@ class ChainSearch:
         order, so ties go to the earlier call); `edge` follows only the paths that make a
         lockdep edge from a caller's lock (top-level calls, non-try acquisitions); `avoid`
         is the held lock of the edge being shown, so no path that drops it first is offered
-        as its evidence; `atomic` (with `edge`: that lock spins) follows no sleep."""
+        as its evidence; `atomic` (with `edge`: that lock spins) follows no sleep.  `limit`
+        bounds the breadth-first levels of a near chain only: a far one (more than
+        BFS_BUDGET functions away) is as long as it takes to reach the acquisition."""
         atomic = atomic and edge
         key = (j, cls, edge, avoid, atomic)
         got = self._chains.get(key)
@@ -199,8 +209,12 @@ class ChainSearch:
                         nxt.append((jj, at))
             if end or not nxt:
                 break
-            if len(parent) > BFS_BUDGET:  # far away: follow the first call that leads there
-                return self._greedy(j, cls, b, edge, limit, avoid, atomic)
+            if len(parent) > BFS_BUDGET:  # far away: one search from j for all its classes
+                if not edge and not avoid and not atomic:
+                    got = self._from_tree(j, cls, b)
+                    if got:
+                        return got
+                return self._first_calls(j, cls, b, edge, avoid, atomic)
             frontier = nxt
         if end is None:
             return ()
@@ -213,25 +227,71 @@ class ChainSearch:
             cur = up
         return tuple(reversed(out))
 
-    def _greedy(self, j: str, cls: str, b: int, edge: bool, limit: int,
-                avoid: str, atomic: bool) -> tuple[Step, ...]:
+    def _from_tree(self, j: str, cls: str, b: int) -> tuple[Step, ...]:
+        """The shortest chain from j to where `cls` is taken in j's own body or a callee's,
+        read off one breadth-first tree of everything j reaches (_Tree): a root's hundreds
+        of far classes cost one search, not one each.  Each hop is checked against the
+        callee's bits as the per-class search reads them (a call whose constant arguments
+        close the path fails); () sends the caller to that search."""
+        tree = self._trees.get(j)
+        if tree is None:
+            if len(self._trees) >= TREES_KEPT:
+                self._trees.pop(next(iter(self._trees)))
+            tree = self._trees[j] = _Tree(self, j)
+        for end in tree.takers.get(cls, ()):
+            got = self._tree_chain(tree, end, cls, 1 << b)
+            if got:
+                return got
+        return ()
+
+    def _tree_chain(self, tree: _Tree, end: tuple[str, bool], cls: str,
+                    bit: int) -> tuple[Step, ...]:
         S = self.S
-        out: list[Step] = []
-        seen: set[str] = set()
-        cur = j
-        while len(out) < limit:
-            seen.add(cur)
-            last, hops = self._steps_from(cur, cls, b, edge, avoid, atomic)
-            if last is not None:
-                out.append(last)
-                break
-            hop = next((h for h in hops if h[1] not in seen), None)
-            if hop is None:
-                break
+        out = []
+        for (cur, at), k in tree.path(end)[:-1]:
+            line, _, _, got, _, masked_, _ = self._calls(cur, False, "", at)[k]
+            if not got & bit or bit == 1 and masked_:
+                return ()
             f = S.funcs[cur]
-            out.append(Step(f.name, f.file, hop[0]))
-            cur, atomic = hop[1], hop[2]
-        return tuple(out)
+            out.append(Step(f.name, f.file, line))
+        fid, at = end
+        line = self._local_line(fid, cls, False, "", at)
+        if not line:
+            return ()
+        f = S.funcs[fid]
+        return tuple(out + [Step(f.name, f.file, line)])
+
+    def _first_calls(self, j: str, cls: str, b: int, edge: bool, avoid: str,
+                     atomic: bool) -> tuple[Step, ...]:
+        """Depth first through the first call that leads to the class, backing out of a
+        call whose callees lead only back into the chain: a chain always ends where the
+        class is taken (a chain that stops short shows nothing), however long it gets."""
+        S = self.S
+        start = (j, atomic)
+        last, hops = self._steps_from(j, cls, b, edge, avoid, atomic)
+        if last is not None:
+            return (last,)
+        seen = {start}
+        # frames: (node, its remaining hops, the line of the call taken from it)
+        frames: list[list] = [[start, iter(hops), 0]]
+        while frames:
+            top = frames[-1]
+            for line, jj, at in top[1]:
+                node = (jj, at)
+                if node in seen:
+                    continue
+                seen.add(node)
+                last, hops = self._steps_from(jj, cls, b, edge, avoid, at)
+                top[2] = line
+                if last is not None:
+                    out = [Step(S.funcs[n[0]].name, S.funcs[n[0]].file, ln) for n, _, ln in frames]
+                    return tuple(out + [last])
+                if hops and len(frames) < DFS_DEPTH:
+                    frames.append([node, iter(hops), 0])
+                    break
+            else:
+                frames.pop()
+        return ()
 
     def _local_line(self, fid: str, cls: str, edge: bool, avoid: str = "",
                     atomic: bool = False) -> int:
@@ -357,3 +417,49 @@ def reachable_blind(S: Solved, fid: str) -> set[str]:
                     seen.add(j)
                     work.append(j)
     return out
+
+
+class _Tree:
+    """Everything one function reaches, breadth first in source order (the per-class
+    search's own order), and for each class the first TAKERS functions on it that take the
+    class in their body.  Only calls that reach the callee's whole summary are followed, so
+    every function on a path reaches each class a function below it takes.  A node is
+    (function, atomic there); `parent` leads back to the root as (node, index of the call
+    in ChainSearch._calls of that node)."""
+
+    __slots__ = ("parent", "takers")
+
+    def __init__(self, cs: ChainSearch, j: str) -> None:
+        S = cs.S
+        anyb, aany = S.anyb, S.aany
+        root = (j, False)
+        parent: dict[tuple[str, bool], tuple[tuple[str, bool], int] | None] = {root: None}
+        takers: dict[str, list[tuple[str, bool]]] = {}
+        frontier = [root]
+        while frontier:
+            nxt = []
+            for node in frontier:
+                fid, at = node
+                for cls, a in S.local_acqs.get(fid, ()):
+                    if not (at and (a.kind in kb.BLOCKING_KINDS or SLEPT in a.gates)):
+                        seen = takers.setdefault(cls, [])
+                        if len(seen) < TAKERS and (not seen or seen[-1] != node):
+                            seen.append(node)
+                for k, (_, jj, inner, got, _, _, _) in enumerate(cs._calls(fid, False, "", at)):
+                    # not through a call whose constant arguments narrow the callee: what
+                    # lies behind it is not reached for every class its summary holds
+                    if got and (jj, inner) not in parent and got == (aany if inner else anyb)[jj]:
+                        parent[(jj, inner)] = (node, k)
+                        nxt.append((jj, inner))
+            frontier = nxt
+        self.parent, self.takers = parent, takers
+
+    def path(self, end: tuple[str, bool]) -> list[tuple[tuple[str, bool], int]]:
+        """Root to `end`: each node with the index of the call taken from it (-1 at end)."""
+        out = [(end, -1)]
+        node = end
+        while self.parent[node] is not None:
+            node, k = self.parent[node]
+            out.append((node, k))
+        out.reverse()
+        return out
