@@ -34,9 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from lockgraph.static.callbacks import SLEEPS_FIRST
 from lockgraph.static.constargs import arg_gates, forwarded, narrowed, with_value
 from lockgraph.static.facts import kb
-from lockgraph.static.callbacks import SLEEPS_FIRST
 from lockgraph.static.facts.walk import SLEPT, Acq, FuncFacts, Held
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.resolution import HeldNames, Resolver

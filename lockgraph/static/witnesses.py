@@ -227,6 +227,13 @@ class ChainSearch:
             cur = up
         return tuple(reversed(out))
 
+    def reach(self, fid: str, atomic: bool = False) -> list[tuple[int, str, bool]]:
+        """fid's calls as a plain chain follows them from a node (fid, atomic): (line,
+        callee, atomic in the callee) for each callee that takes anything from there —
+        the call graph a root's lock list is drawn from (scripts/root-dominators)."""
+        return [(line, jj, inner) for line, jj, inner, got, *_ in self._calls(fid, False, "", atomic)
+                if got]
+
     def _from_tree(self, j: str, cls: str, b: int) -> tuple[Step, ...]:
         """The shortest chain from j to where `cls` is taken in j's own body or a callee's,
         read off one breadth-first tree of everything j reaches (_Tree): a root's hundreds
