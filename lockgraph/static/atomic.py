@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from lockgraph.model import Evidence, Finding, Severity
 from lockgraph.rules import make
+from lockgraph.static.callbacks import SLEEPS_FIRST
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import (ARG_FALSE, ARG_TRUE, IRQS_ON, PREEMPTIBLE, SLEPT,
                                          FuncFacts, Held, LockExpr, blocking_gate)
-from lockgraph.static.callbacks import SLEEPS_FIRST
 from lockgraph.static.gfp import gfp_blocks
 from lockgraph.static.solve import Solved
 from lockgraph.static.summaries import sccs
