@@ -158,6 +158,12 @@ def after_sleep(c) -> bool:
     return sleeping(c) or SLEPT in c.gates
 
 
+def acq_sleeps(a: Acq) -> bool:
+    """Acquisition a blocks, or follows a sleep on every path of its function (walk.SLEPT):
+    atomic context never makes it (after_sleep's rule for an acquisition)."""
+    return a.kind in kb.BLOCKING_KINDS or SLEPT in a.gates
+
+
 def at_top(held: tuple[Held, ...], f: FuncFacts) -> bool:
     """No non-try lock of f's own is surely held here (lockdep's edge walk from the newest
     held lock stops at the first non-try one; a lock held on one path only counts as not
@@ -410,7 +416,7 @@ class Summaries:
             for lk in d:
                 dr[lk] = dr.get(lk, 0) | b
             a_bits |= b
-            nosleep = a.kind not in kb.BLOCKING_KINDS and SLEPT not in a.gates
+            nosleep = not acq_sleeps(a)
             if nosleep:
                 n_bits |= b
             if not a.try_ and at_top(a.held, f):

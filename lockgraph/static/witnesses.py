@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, FuncFacts, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
-from lockgraph.static.summaries import Witness, at_top, atomic_at, sleeping
+from lockgraph.static.summaries import Witness, acq_sleeps, at_top, atomic_at, sleeping
 
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
@@ -237,9 +237,9 @@ class ChainSearch:
     def _from_tree(self, j: str, cls: str, b: int) -> tuple[Step, ...]:
         """The shortest chain from j to where `cls` is taken in j's own body or a callee's,
         read off one breadth-first tree of everything j reaches (_Tree): a root's hundreds
-        of far classes cost one search, not one each.  Each hop is checked against the
-        callee's bits as the per-class search reads them (a call whose constant arguments
-        close the path fails); () sends the caller to that search."""
+        of far classes cost one search, not one each.  Each hop is still checked against
+        the callee's bits as the per-class search reads them; () sends the caller to the
+        depth-first search."""
         tree = self._trees.get(j)
         if tree is None:
             if len(self._trees) >= TREES_KEPT:
@@ -316,7 +316,7 @@ class ChainSearch:
         for c, a in S.local_acqs.get(fid, ()):
             if c == cls and not (edge and (a.try_ or not at_top(a.held, f))) and not (
                     avoid and a.dropped and avoid in self._drops(f, a.dropped)) and not (
-                    atomic and (a.kind in kb.BLOCKING_KINDS or SLEPT in a.gates)):
+                    atomic and acq_sleeps(a)):
                 return a.line
         return 0
 
@@ -448,7 +448,7 @@ class _Tree:
             for node in frontier:
                 fid, at = node
                 for cls, a in S.local_acqs.get(fid, ()):
-                    if not (at and (a.kind in kb.BLOCKING_KINDS or SLEPT in a.gates)):
+                    if not (at and acq_sleeps(a)):
                         seen = takers.setdefault(cls, [])
                         if len(seen) < TAKERS and (not seen or seen[-1] != node):
                             seen.append(node)
