@@ -38,7 +38,7 @@ from lockgraph import __version__
 T = TypeVar("T")
 
 #: Bump when the pickled fact types change shape.
-FACT_SCHEMA = 5
+FACT_SCHEMA = 6
 #: Whole-command results kept (newest first); each can be tens of MB for a whole tree.
 RESULTS_KEPT = 8
 #: Analyser keys whose facts are kept (newest used first).  Every lockgraph upgrade, edit

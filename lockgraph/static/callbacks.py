@@ -79,10 +79,10 @@ def _translate(held: tuple[Held, ...], callee: FuncFacts, call: Call, classes) -
                 n = int(cls[6:].split("/")[0])
                 if n < len(call.args):
                     out.append(Held(LockExpr.parse(call.args[n]), h.kind, h.mode, h.try_, h.line,
-                                    h.subclass))
+                                    h.subclass, irq=h.irq))
                 continue
             out.append(Held(LockExpr(h.lock.text, fixed=cls), h.kind, h.mode, h.try_, h.line,
-                            h.subclass))
+                            h.subclass, irq=h.irq))
     return tuple(out)
 
 

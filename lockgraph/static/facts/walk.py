@@ -61,6 +61,7 @@ class Held:
     guard: int = 0      # guard frame id (0 = released explicitly)
     cond: str = ""      # held only when this branch condition holds ("" = on every path)
     restores: bool = False  # re-taking a caller's lock this function had dropped
+    irq: bool = False       # taken with interrupts disabled (_irq/_irqsave forms)
 
 
 @dataclass(slots=True)
@@ -216,13 +217,14 @@ def _join(a: _State | None, b: _State | None, cond: str = "") -> _State | None:
     held = []
     for h in a.held:
         if (h.lock.text, h.guard) not in kb and cond and not h.cond:
-            h = Held(h.lock, h.kind, h.mode, h.try_, h.line, h.subclass, h.guard, cond, h.restores)
+            h = Held(h.lock, h.kind, h.mode, h.try_, h.line, h.subclass, h.guard, cond, h.restores,
+                     h.irq)
         held.append(h)
     for h in b.held:
         if (h.lock.text, h.guard) not in ka:
             if cond and not h.cond:
                 h = Held(h.lock, h.kind, h.mode, h.try_, h.line, h.subclass, h.guard, "!" + cond,
-                         h.restores)
+                         h.restores, h.irq)
             held.append(h)
     sa, sb = dict(a.scopes), dict(b.scopes)
     scopes = tuple(sorted((k, max(sa.get(k, 0), sb.get(k, 0))) for k in set(sa) | set(sb)))
@@ -251,8 +253,8 @@ def _assume(st: _State, cond: str) -> _State:
     neg = cond[1:] if cond.startswith("!") else "!" + cond
     if not any(h.cond for h in st.held):
         return st
-    held = tuple(Held(h.lock, h.kind, h.mode, h.try_, h.line, h.subclass, h.guard, "", h.restores)
-                 if h.cond == cond else h for h in st.held if h.cond != neg)
+    held = tuple(Held(h.lock, h.kind, h.mode, h.try_, h.line, h.subclass, h.guard, "", h.restores,
+                      h.irq) if h.cond == cond else h for h in st.held if h.cond != neg)
     return st.with_held(held)
 
 
@@ -940,7 +942,7 @@ class Walker:
             if prim.op in ("acquire", "try0"):  # not cond: it blocks on some paths only
                 st = st.with_gates(_SLEPT)
         return self.hold(Held(lk, prim.kind, prim.mode, is_try, a[3], sub, guard,
-                              restores=lk.text in self.dropped_ever), st)
+                              restores=lk.text in self.dropped_ever, irq="irq" in a[1]), st)
 
     def hold(self, h: Held, st: _State) -> _State:
         """From here h is held; a caller lock released before is no longer released."""
@@ -989,7 +991,7 @@ class Walker:
             at = at_call(h.lock, params, args)
             if at is not None:
                 st = self.hold(Held(at, h.kind, h.mode, False, line, h.subclass,
-                                    restores=at.text in self.dropped_ever), st)
+                                    restores=at.text in self.dropped_ever, irq=h.irq), st)
         return st
 
 
