@@ -74,6 +74,27 @@ def test_spinning_lock_evidence_never_runs_through_a_sleep():
     assert "after_maybe_lock" in S.takes[spin_d]
 
 
+def test_interrupts_off_passes_down_until_a_drop():
+    """What a function takes follows the interrupts-off rule from where the context starts
+    (fixtures/csrc/cases/irqs_off.c), and its evidence avoids what that context forbids."""
+    case = FIXTURES / "csrc" / "cases" / "irqs_off.c"
+    S = solve(scan_paths([case], case.parent, None))
+    fid = {S.funcs[i].name: i for i in S.funcs}
+    # plain_inside() on its own may run with interrupts on; under nested_holder()'s
+    # spin_lock_irqsave() it cannot, so prog_put() only queues
+    assert "deferred_lock" in S.takes[fid["plain_inside"]]
+    assert "deferred_lock" not in S.takes[fid["nested_holder"]]
+    assert "queue_lock" in S.takes[fid["nested_holder"]]
+    # unlock_then_put() releases the caller's irq lock first: interrupts may be on again
+    assert "deferred_lock" in S.takes[fid["dropper_holder"]]
+    _, via = S.edges[("irq_x", "x_lock")].evidence[0]
+    assert [s.function for s in via] == ["x_either", "later_x", "take_x"]
+    _, via = S.edges[("outer_irq", "queue_lock")].evidence[0]
+    assert [s.function for s in via] == ["kick", "wake_one", "prog_put", "queue_it"]
+    via = S.search.chain(fid["x_holder"], "x_lock")
+    assert [s.function for s in via] == ["x_holder", "x_either", "later_x", "take_x"]
+
+
 _RECURSIVE = """\
 static DEFINE_SPINLOCK(t_lock);
 void start_fn(int x);

@@ -98,7 +98,6 @@ class _Analysis:
         self.S = S
         self.top: dict[str, list[Sleep]] = {}
         self.ptop: dict[str, dict[tuple[int, str], Sleep]] = {}
-        self._irq: dict[str, dict[tuple[int, str], bool]] = {}
 
     # -- what sleeps at one event -------------------------------------------------------
     def _gate(self, f: FuncFacts, gates: frozenset[str]) -> tuple[Cond, bool] | None:
@@ -220,9 +219,6 @@ class _Analysis:
         decides it (`if (check_refs) spin_lock(l)`: held for callers passing true);
         behind any other test (`if (a) spin_lock(l); ... if (b) spin_unlock(l);` with
         correlated conditions the walk cannot relate) it does not, as for lock edges."""
-        irq = self._irq.get(i)
-        if irq is None:
-            irq = self._irq[i] = {(a.line, a.lock.text): a.irq for a in f.acqs}
         out = []
         for h in held:
             if h.kind not in ATOMIC_KINDS:
@@ -236,7 +232,7 @@ class _Analysis:
                 req = (k, "false" if (len(h.cond) - len(flag)) % 2 else "true")
             ids = self.ids(f, h.lock)
             for cls in self.S.resolver.classes(h.lock, f):
-                out.append((cls, h, irq.get((h.line, h.lock.text), False), ids, req))
+                out.append((cls, h, h.irq, ids, req))
         return out
 
     def held_at(self, i: str, f: FuncFacts, held, s: Sleep) -> list[tuple]:

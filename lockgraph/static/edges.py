@@ -17,11 +17,18 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.paramlocks import ParamLocks
-from lockgraph.static.summaries import Witness, atomic_at, sleeping
+from lockgraph.static.summaries import (ATOMIC, IRQS_OFF, PLAIN, Witness, context_at, irqs_on,
+                                        sleeping)
 from lockgraph.static.witnesses import Step, param_chain
 
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
+
+def dead(x) -> bool:
+    """Acquisition or allocation x lies behind `if (!irqs_disabled())` under a lock its
+    function took with interrupts off: it never runs."""
+    return irqs_on(x) and context_at(x.held) == IRQS_OFF
+
 
 #: Witnesses kept per static edge.
 MAX_EVIDENCE = 5
@@ -42,15 +49,22 @@ class StaticEdge:
     #: bit k: witness k was made in atomic context (a spinning source, or a call inside
     #: rcu_read_lock()), so its chain follows no sleep (summaries.atop)
     atomic: int = 0
+    #: bit k: ... with interrupts off, so its chain follows nothing behind
+    #: !irqs_disabled() either (summaries.itop)
+    irqoff: int = 0
 
     def witness(self, k: int) -> tuple[Step, tuple[Step, ...]]:
         """Witness k with its call chain (searched now if it was not yet)."""
         step, via = self.raw[k]
         if isinstance(via, str):
             via = self.owner.chain(via, self.dst, edge=True, avoid=self.src,
-                                   atomic=bool(self.atomic >> k & 1))
+                                   atomic=self.context(k))
             self.raw[k] = (step, via)
         return step, via
+
+    def context(self, k: int) -> int:
+        """The context witness k was made in (summaries.PLAIN, ATOMIC, IRQS_OFF)."""
+        return IRQS_OFF if self.irqoff >> k & 1 else ATOMIC if self.atomic >> k & 1 else PLAIN
 
     @property
     def evidence(self) -> list[tuple[Step, tuple[Step, ...]]]:
@@ -172,9 +186,9 @@ class EdgeBuilder:
         return out
 
     def add(self, src: str, dst: str, step: Step, via: tuple[Step, ...] | str,
-            atomic: bool = False) -> bool:
-        """Record an edge's witness (`via` a callee id: chain searched when read, in atomic
-        context when `atomic`); True once the edge keeps MAX_EVIDENCE of them."""
+            atomic: int = PLAIN) -> bool:
+        """Record an edge's witness (`via` a callee id: chain searched when read, in the
+        context `atomic`); True once the edge keeps MAX_EVIDENCE of them."""
         if src == dst:
             return False
         e = self.edges.get((src, dst))
@@ -183,6 +197,8 @@ class EdgeBuilder:
         if len(e.raw) < MAX_EVIDENCE:
             if atomic:
                 e.atomic |= 1 << len(e.raw)
+            if atomic == IRQS_OFF:
+                e.irqoff |= 1 << len(e.raw)
             e.raw.append((step, via))
         return len(e.raw) >= MAX_EVIDENCE
 
@@ -195,7 +211,7 @@ class EdgeBuilder:
                     self.acquisitions.append({"function": f.name, "lock": cls, "file": f.file,
                                               "line": a.line, "mode": a.mode, "kind": a.kind,
                                               "try": a.try_, "irq": a.irq})
-                if a.try_ or a.kind in kb.NO_EDGE_KINDS:
+                if a.try_ or a.kind in kb.NO_EDGE_KINDS or dead(a):
                     continue
                 dsts = self.params.expand(own, i)   # never `@param`: the callers' classes
                 for s in self.raw_sources(i, f, a.held):
@@ -211,7 +227,7 @@ class EdgeBuilder:
     def _allocations(self, i: str, f: FuncFacts) -> None:
         for al in f.allocs:
             how, pk = gfp_reclaims(al.gfp, f)
-            if masked(al.scopes):
+            if masked(al.scopes) or dead(al):
                 continue
             if how in ("yes", "unknown"):
                 for s in self.sources(i, f, al.held):
@@ -229,7 +245,7 @@ class EdgeBuilder:
         return out
 
     def _param_calls(self, i: str, f: FuncFacts, c, j: str, srcs: list[str], here: Step,
-                     atomic: bool) -> None:
+                     ctx: int) -> None:
         """A held lock -> the class a callee takes through its lock parameter: call c's
         argument (cgroup_rstat_flush_locked() holding cgroup_rstat_lock calls
         _cgroup_rstat_cpu_lock(per_cpu_ptr(&cgroup_rstat_cpu_lock, cpu), ...)).  The
@@ -247,7 +263,7 @@ class EdgeBuilder:
                     for s in srcs:
                         if s == dst or s in w.dropped:
                             continue
-                        at = atomic or s in self.spins
+                        at = ctx or (ATOMIC if s in self.spins else PLAIN)
                         if at and (blocking or sleeping(c)):
                             continue   # sleeping in atomic context: LG107's, not an edge
                         self.add(s, dst, here, via, at)
@@ -266,16 +282,22 @@ class EdgeBuilder:
                 continue
             here = Step(f.name, f.file, c.line)
             m = ~noedge & (~1 if masked(c.scopes) else -1)
-            atomic = atomic_at(c.held)   # under rcu_read_lock() every source, as a spinlock
+            # under rcu_read_lock() every source, as a spinlock; under a lock taken with
+            # interrupts off, nothing behind !irqs_disabled() (summaries.itop)
+            ctx = context_at(c.held)
+            if ctx == IRQS_OFF and irqs_on(c):
+                continue
             for j in row:
                 _, tj, cj, sj = S.callee_bits(c, j)
                 bits, sbits = tj & m, sj & m
+                if ctx == IRQS_OFF:
+                    sbits &= S.itop[j]
                 dj = drops.get(j)
                 if dj and any(k[0] == "@" for k in dj):  # it drops a lock it was handed
                     dj = self._at_call(dj, c, f)
                 for s in srcs:
                     # a spinning lock: not through a sleep (summaries.atop)
-                    at = atomic or s in spins
+                    at = ctx or (ATOMIC if s in spins else PLAIN)
                     if at:
                         if sleeping(c):
                             continue
@@ -292,7 +314,7 @@ class EdgeBuilder:
                         if add(s, cls, here, j, at):
                             full[s] = full.get(s, 0) | (1 << b)
                 if j in S.pcls:
-                    self._param_calls(i, f, c, j, srcs, here, atomic)
+                    self._param_calls(i, f, c, j, srcs, here, ctx)
                 for n, w in param_reclaim.get(j, {}).items():
                     # not w.edge: the allocation runs under the callee's own lock
                     if not w.edge or masked(c.scopes) or n >= len(c.args):

@@ -17,7 +17,7 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.scan import FileFacts
 from lockgraph.static.facts.walk import Acq, Alloc, FuncFacts
 from lockgraph.static.resolution import CallGraph, HeldNames, Resolver, fid
-from lockgraph.static.summaries import ClassIndex, Summaries, Takes, Witness
+from lockgraph.static.summaries import ATOMIC, PLAIN, ClassIndex, Summaries, Takes, Witness
 from lockgraph.static.witnesses import ChainSearch, Step, ranked_blind, reachable_blind
 
 
@@ -48,6 +48,8 @@ class Solved:
     clean: dict[str, int]                       # top classes reached with nothing dropped
     atop: dict[str, int]                        # top reached through no sleep (spinning holders)
     aany: dict[str, int]                        # any reached through no sleep (atomic callers)
+    itop: dict[str, int]                        # atop with interrupts off (summaries.itop)
+    iany: dict[str, int]                        # aany with interrupts off
     own: dict[str, frozenset[int]]              # classes taken in the body
     pcls: dict[str, dict[str, Witness]]
     drops: dict[str, dict[str, int]]            # dropped lock -> classes
@@ -88,11 +90,12 @@ class Solved:
         return Takes(self)
 
     def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
-              avoid: str = "", atomic: bool | None = None) -> tuple[Step, ...]:
-        """`avoid`: the held lock of the edge shown; `atomic` (by default: that lock
-        spins) offers no chain through a sleep (see summaries.atop)."""
+              avoid: str = "", atomic: int | None = None) -> tuple[Step, ...]:
+        """`avoid`: the held lock of the edge shown; `atomic`, the context the chain starts
+        in (summaries.PLAIN, ATOMIC, IRQS_OFF; by default ATOMIC when that lock spins),
+        offers no chain through what that context forbids (see summaries.atop, itop)."""
         if atomic is None:
-            atomic = bool(avoid) and self.spinning(avoid)
+            atomic = ATOMIC if avoid and self.spinning(avoid) else PLAIN
         return self.search.chain(j, cls, edge, limit, avoid, atomic)
 
     def ranked_blind(self, fids) -> tuple[list[str], set[str]]:
@@ -136,7 +139,7 @@ def solve(files: list[FileFacts], one_build: bool = False) -> Solved:
         member_targets=dict(calls.member_targets), unresolved=dict(calls.unresolved),
         blind=calls.blind, blind_calls=calls.blind_calls,
         classes=summ.classes, anyb=summ.anyb, top=summ.top, clean=summ.clean, atop=summ.atop,
-        aany=summ.aany,
+        aany=summ.aany, itop=summ.itop, iany=summ.iany,
         own=summ.own,
         pcls=summ.pcls, drops=summ.drops(), param_reclaim=summ.param_reclaim,
         via_gfp=summ.via_gfp, restricted=summ.restricted, local_acqs={i: v for i, v in summ.local_acqs.items() if v},

@@ -25,6 +25,15 @@ lock or rcu_read_lock() held on every path) adds only the callee's `aany` to the
 kick_pool() -> wake_up_process() -> ... -> migrate_task_rq_dl() -> put_task_struct() ->
 free_task(), and from there every subsystem through paths that sleep (migrate_enable() ->
 wait_for_completion(), dput(), mutexes).
+
+`itop` and `iany` are `atop` and `aany` for a caller that holds a lock taken with
+interrupts disabled (spin_lock_irqsave() and kin): also without what lies behind
+`if (!irqs_disabled())` (walk.IRQS_ON), which cannot run there.  free_percpu() holds
+pcpu_lock that way around pcpu_schedule_balance_work(), and try_to_wake_up() takes
+p->pi_lock so; past them __bpf_prog_put() calls bpf_prog_put_deferred() only when
+interrupts are on (else it queues a work item), and 476 of the 501 classes free_percpu()
+still took lay behind that call.  On a !PREEMPT_RT kernel: there spin_lock_irqsave()
+leaves interrupts on (raw_spin_lock_irqsave() does not).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from typing import TYPE_CHECKING
 from lockgraph.static.callbacks import SLEEPS_FIRST
 from lockgraph.static.constargs import arg_gates, forwarded, narrowed, with_value
 from lockgraph.static.facts import kb
-from lockgraph.static.facts.walk import SLEPT, Acq, FuncFacts, Held
+from lockgraph.static.facts.walk import IRQS_ON, SLEPT, Acq, FuncFacts, Held
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.resolution import HeldNames, Resolver
 
@@ -140,10 +149,28 @@ class Takes:
         return fid in self.S.anyb
 
 
-def atomic_at(held: tuple[Held, ...]) -> bool:
-    """Sleeping is a bug here: a lock of kb.ATOMIC_KINDS is held on every path (a caller
-    locks under rcu_read_lock() get no edge through a callee's sleeping paths either)."""
-    return any(h.kind in kb.ATOMIC_KINDS and not h.cond for h in held)
+#: The context code runs in, each forbidding more than the one before: PLAIN; ATOMIC — a
+#: spinning lock or rcu_read_lock() held, no sleep; IRQS_OFF — one of them taken with
+#: interrupts disabled, no sleep and nothing behind `if (!irqs_disabled())`.
+PLAIN, ATOMIC, IRQS_OFF = 0, 1, 2
+
+
+def context_at(held: tuple[Held, ...]) -> int:
+    """The context the locks held on every path make here: ATOMIC where sleeping is a bug
+    (a lock of kb.ATOMIC_KINDS: a caller's locks under rcu_read_lock() get no edge through
+    a callee's sleeping paths either), IRQS_OFF where one was taken with interrupts off."""
+    level = PLAIN
+    for h in held:
+        if h.kind in kb.ATOMIC_KINDS and not h.cond:
+            if h.irq:
+                return IRQS_OFF
+            level = ATOMIC
+    return level
+
+
+def irqs_on(x) -> bool:
+    """Call or acquisition x runs only with interrupts enabled (walk.IRQS_ON)."""
+    return IRQS_ON in x.gates
 
 
 def sleeping(c) -> bool:
@@ -223,6 +250,8 @@ class Summaries:
         self.top: dict[str, int] = {}
         self.atop: dict[str, int] = {}   # top through no sleep (see the module docstring)
         self.aany: dict[str, int] = {}   # any through no sleep (see the module docstring)
+        self.itop: dict[str, int] = {}   # atop with interrupts off (see the module docstring)
+        self.iany: dict[str, int] = {}   # aany with interrupts off (see the module docstring)
         #: top-level classes reached through some path that drops no caller lock (a class
         #: reached cleanly only under the callee's own lock makes no edge from the caller's
         #: lock either)
@@ -299,6 +328,8 @@ class Summaries:
     def _unclone(self, v: str) -> tuple[int, int, int, int]:
         out = (self.anyb.pop(v), self.top.pop(v), self.clean.pop(v), self.atop.pop(v))
         self.aany.pop(v)
+        self.iany.pop(v)
+        self.itop.pop(v)
         for table in (self.funcs, self.targets, self.local_acqs, self.own, self.pcls,
                       self.param_reclaim, self.sleeps, self.via_gfp, *self.drop_levels):
             table.pop(v, None)
@@ -399,7 +430,7 @@ class Summaries:
         """Seed i's summary with what its own body takes, allocates and sleeps on."""
         f = self.funcs[i]
         res, U, kinds, irq_classes = self.res, self.classes, self.kinds, self.irq_classes
-        a_bits = t_bits = c_bits = s_bits = n_bits = 0
+        a_bits = t_bits = c_bits = s_bits = n_bits = i_bits = it_bits = 0
         pc: dict[str, Witness] = {}
         dr: dict[str, int] = {}
         pr: dict[int, Witness] = {}
@@ -417,12 +448,17 @@ class Summaries:
                 dr[lk] = dr.get(lk, 0) | b
             a_bits |= b
             nosleep = not acq_sleeps(a)
+            irqoff = nosleep and (d or not irqs_on(a))  # after a drop: the caller's irq lock may be gone
             if nosleep:
                 n_bits |= b
+            if irqoff:
+                i_bits |= b
             if not a.try_ and at_top(a.held, f):
                 t_bits |= b
                 if nosleep:
                     s_bits |= b
+                if irqoff:
+                    it_bits |= b
                 if not d:
                     c_bits |= b
         for al in f.allocs:
@@ -437,16 +473,22 @@ class Summaries:
                 for lk in d:
                     dr[lk] = dr.get(lk, 0) | 1
                 a_bits |= 1
-                if SLEPT not in al.gates:
+                nosleep = SLEPT not in al.gates
+                irqoff = nosleep and (d or not irqs_on(al))
+                if nosleep:
                     n_bits |= 1
+                if irqoff:
+                    i_bits |= 1
                 if at_top(al.held, f):
                     t_bits |= 1
-                    if SLEPT not in al.gates:
+                    if nosleep:
                         s_bits |= 1
+                    if irqoff:
+                        it_bits |= 1
                     if not d:
                         c_bits |= 1
         self.anyb[i], self.top[i], self.clean[i], self.atop[i] = a_bits, t_bits, c_bits, s_bits
-        self.aany[i] = n_bits
+        self.aany[i], self.iany[i], self.itop[i] = n_bits, i_bits, it_bits
         if a_bits:
             self.own[i] = frozenset(U.bits(a_bits))
         if pc:
@@ -481,32 +523,44 @@ class Summaries:
 
         Millions of calls on the whole tree: the state is bound to locals once per call."""
         anyb, top, clean, atop, set_drop = self.anyb, self.top, self.clean, self.atop, self.set_drop
-        aany = self.aany
+        aany, iany, itop = self.aany, self.iany, self.itop
         m = ~1 if masked(c.scopes) else -1
-        before_a, before_t, before_c, before_s = anyb[i], top[i], clean[i], atop[i]
-        before_n = aany[i]
+        before = (anyb[i], top[i], clean[i], atop[i], aany[i], iany[i], itop[i])
         ctop = at_top(c.held, f)
         drop = self.res.dropped(f, c.dropped) if c.dropped else _EMPTY
         if j in self.restricted:
             aj, tj, cj, sj = narrowed(c, j, self.funcs, anyb, top, clean, atop, self.restricted)
         else:
             aj, tj, cj, sj = anyb[j], top[j], clean[j], atop[j]
-        nj = aany[j] & aj
-        if c.held and atomic_at(c.held):  # i is atomic here (rcu_read_lock()): j cannot sleep
+        nj, ij, itj = aany[j] & aj, iany[j] & aj, itop[j] & sj
+        ctx = context_at(c.held) if c.held else PLAIN
+        if ctx == IRQS_OFF:  # i holds a lock taken with interrupts off: j runs so
+            if sleeping(c) or irqs_on(c):
+                aj = tj = cj = sj = nj = ij = itj = 0
+            else:
+                aj, tj, cj, nj, sj = ij, itj, cj & itj, ij, itj
+        elif ctx == ATOMIC:  # i is atomic here (rcu_read_lock()): j cannot sleep
             if sleeping(c):
-                aj = tj = cj = nj = 0
+                aj = tj = cj = sj = nj = ij = itj = 0
             else:
                 aj, tj, cj = nj, sj, cj & sj
-        # the common call (nothing dropped, no lock or gfp parameter) is these five unions
-        a_bits = before_a | (aj & m)
-        n_bits = before_n if after_sleep(c) else before_n | (nj & m)
-        t_bits, c_bits, s_bits = before_t, before_c, before_s
+        slept = after_sleep(c)
+        # with interrupts off on entry (nothing dropped since), no path behind !irqs_disabled()
+        gated = slept or irqs_on(c) and not drop
+        if drop and not slept:
+            ij, itj = nj, sj
+        # the common call (nothing dropped, no lock or gfp parameter) is these unions
+        acc = [before[0] | (aj & m), before[1], before[2], before[3],
+               before[4] if slept else before[4] | (nj & m),
+               before[5] if gated else before[5] | (ij & m), before[6]]
         if ctop:
-            t_bits |= tj & m
-            if not after_sleep(c):
-                s_bits |= sj & m
+            acc[1] |= tj & m
+            if not slept:
+                acc[3] |= sj & m
+            if not gated:
+                acc[6] |= itj & m
             if not drop:
-                c_bits |= cj & m
+                acc[2] |= cj & m
         # Per dropped caller lock, the classes reached through a path that drops it first;
         # a class also reached cleanly (no drop at all) is judged by `clean` at use.  A
         # record travels up at most DROP_LEVELS - 1 calls (the lock a callee drops is its
@@ -525,13 +579,10 @@ class Summaries:
                     if lk not in held_here and set_drop(i, bits & m, self._single(lk), level + 1):
                         dgrew = True
         pj = self.pcls.get(j)
-        if pj:
-            a_bits, t_bits, c_bits, s_bits, n_bits, grew = self._lock_params(
-                i, f, c, j, pj, drop, ctop, (a_bits, t_bits, c_bits, s_bits, n_bits))
-            dgrew = dgrew or grew
-        changed = (dgrew or a_bits != before_a or t_bits != before_t or c_bits != before_c
-                   or s_bits != before_s or n_bits != before_n)
-        anyb[i], top[i], clean[i], atop[i], aany[i] = a_bits, t_bits, c_bits, s_bits, n_bits
+        if pj and self._lock_params(i, f, c, j, pj, drop, ctop, gated, acc):
+            dgrew = True
+        anyb[i], top[i], clean[i], atop[i], aany[i], iany[i], itop[i] = acc
+        changed = dgrew or tuple(acc) != before
         pj = self.param_reclaim.get(j)
         if pj:
             changed = self._gfp_params(i, f, c, j, pj, m, drop, ctop) or changed
@@ -542,13 +593,12 @@ class Summaries:
         return changed
 
     def _lock_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[str, Witness],
-                     drop: frozenset[str], ctop: bool, bits: tuple[int, int, int, int, int]
-                     ) -> tuple[int, int, int, int, int, bool]:
+                     drop: frozenset[str], ctop: bool, gated: bool, acc: list[int]) -> bool:
         """The classes j takes through its lock parameters are the arguments of call c:
-        i's new (any, top, clean, atop, aany) bits, and whether a drop record or i's own
-        lock-parameter entries grew."""
+        added to i's (any, top, clean, atop, aany, iany, itop) bits in `acc`; True when a
+        drop record or i's own lock-parameter entries grew.  `gated`: the call adds
+        nothing with interrupts off."""
         U, kinds, irq_classes = self.classes, self.kinds, self.irq_classes
-        a_bits, t_bits, c_bits, s_bits, n_bits = bits
         sleeps = after_sleep(c)
         grew = False
         for cls, w in pj.items():
@@ -566,17 +616,22 @@ class Summaries:
                 if drop or w.dropped:
                     if self.set_drop(i, b, drop | w.dropped):
                         grew = True
-                a_bits |= b
+                acc[0] |= b
                 nosleep = not sleeps and kinds.get(real) not in kb.BLOCKING_KINDS
+                irqoff = nosleep and not gated
                 if nosleep:
-                    n_bits |= b
+                    acc[4] |= b
+                if irqoff:
+                    acc[5] |= b
                 if ctop and w.edge:
-                    t_bits |= b
+                    acc[1] |= b
                     if nosleep:
-                        s_bits |= b
+                        acc[3] |= b
+                    if irqoff:
+                        acc[6] |= b
                     if not (drop or w.dropped):
-                        c_bits |= b
-        return a_bits, t_bits, c_bits, s_bits, n_bits, grew
+                        acc[2] |= b
+        return grew
 
     def _gfp_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[int, Witness], m: int,
                     drop: frozenset[str], ctop: bool) -> bool:
@@ -595,23 +650,30 @@ class Summaries:
                                           deep=w.deep or not ctop)):
                     changed = True
             elif how in ("yes", "unknown"):
-                was = (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1, aany[i] & 1)
+                was = (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1, aany[i] & 1,
+                       self.iany[i] & 1, self.itop[i] & 1)
                 if (drop or w.dropped) and self.set_drop(i, 1, drop | w.dropped):
                     changed = True
                 edge = ctop and w.edge
                 if not anyb[i] & 1 or edge and not top[i] & 1:
                     self.via_gfp[i] = c.line  # where a witness search for fs_reclaim ends
                 anyb[i] |= 1
-                if not after_sleep(c):
+                slept = after_sleep(c)
+                gated = slept or irqs_on(c) and not drop
+                if not slept:
                     aany[i] |= 1
+                if not gated:
+                    self.iany[i] |= 1
                 if edge:
                     top[i] |= 1
-                    if not after_sleep(c):
+                    if not slept:
                         atop[i] |= 1
+                    if not gated:
+                        self.itop[i] |= 1
                     if not (drop or w.dropped):
                         clean[i] |= 1
                 changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1,
-                                             aany[i] & 1)
+                                             aany[i] & 1, self.iany[i] & 1, self.itop[i] & 1)
         return changed
 
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, FuncFacts, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
-from lockgraph.static.summaries import Witness, acq_sleeps, at_top, atomic_at, sleeping
+from lockgraph.static.summaries import (ATOMIC, IRQS_OFF, PLAIN, Witness, acq_sleeps, at_top, context_at,
+                                        irqs_on, sleeping)
 
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
@@ -59,7 +60,7 @@ class ChainSearch:
 
     def __init__(self, S: Solved) -> None:
         self.S = S
-        self._chains: dict[tuple[str, str, bool, str, bool], tuple[Step, ...]] = {}
+        self._chains: dict[tuple[str, str, bool, str, int], tuple[Step, ...]] = {}
         self._dropmemo: dict[tuple, frozenset[str]] = {}
         self._hops: dict[tuple, tuple] = {}
         self._callmemo: dict[tuple, list[tuple]] = {}
@@ -68,17 +69,18 @@ class ChainSearch:
         self._trees: dict[str, _Tree] = {}
 
     def chain(self, j: str, cls: str, edge: bool = False, limit: int = 40,
-              avoid: str = "", atomic: bool = False) -> tuple[Step, ...]:
+              avoid: str = "", atomic: int = PLAIN) -> tuple[Step, ...]:
         """The shortest call chain from j to a function that takes `cls` itself.
 
         Breadth-first over the callees whose summary holds the class (calls in source
         order, so ties go to the earlier call); `edge` follows only the paths that make a
         lockdep edge from a caller's lock (top-level calls, non-try acquisitions); `avoid`
         is the held lock of the edge being shown, so no path that drops it first is offered
-        as its evidence; `atomic` (with `edge`: that lock spins) follows no sleep.  `limit`
+        as its evidence; `atomic` (with `edge`: the context that lock makes,
+        summaries.context_at) follows nothing that context forbids.  `limit`
         bounds the breadth-first levels of a near chain only: a far one (more than
         BFS_BUDGET functions away) is as long as it takes to reach the acquisition."""
-        atomic = atomic and edge
+        atomic = atomic if edge else PLAIN
         key = (j, cls, edge, avoid, atomic)
         got = self._chains.get(key)
         if got is None:
@@ -105,7 +107,7 @@ class ChainSearch:
                 if row or k in label]
         return got
 
-    def _steps_from(self, cur: str, cls: str, b: int, edge: bool, avoid: str, atomic: bool):
+    def _steps_from(self, cur: str, cls: str, b: int, edge: bool, avoid: str, atomic: int):
         """At function cur: (step, []) when cur itself takes the class, else (None, the
         (line, callee) hops to callees whose summary holds it, in source order)."""
         key = (cur, b, edge, avoid, atomic)
@@ -116,7 +118,7 @@ class ChainSearch:
             got = self._hops[key] = self._find_steps(cur, cls, b, edge, avoid, atomic)
         return got
 
-    def _find_steps(self, cur: str, cls: str, b: int, edge: bool, avoid: str, atomic: bool):
+    def _find_steps(self, cur: str, cls: str, b: int, edge: bool, avoid: str, atomic: int):
         S = self.S
         f = S.funcs[cur]
         if b in S.own.get(cur, ()):
@@ -137,7 +139,7 @@ class ChainSearch:
             return Step(f.name, f.file, S.via_gfp[cur]), []
         return None, hops
 
-    def _calls(self, cur: str, edge: bool, avoid: str, atomic: bool) -> list[tuple]:
+    def _calls(self, cur: str, edge: bool, avoid: str, atomic: int) -> list[tuple]:
         """What _find_steps reads of cur's calls, whatever the class: (line, callee, atomic
         there, the callee's classes as this call reaches them, the classes whose every path
         there drops `avoid` first, the call masks reclaim, the call) — a chain search asks
@@ -151,7 +153,7 @@ class ChainSearch:
             self._callsize = 0
         S = self.S
         f = S.funcs[cur]
-        plain, nosleep = (S.top, S.atop) if edge else (S.anyb, S.aany)
+        by_ctx = (S.top, S.atop, S.itop) if edge else (S.anyb, S.aany, S.iany)
         drops, clean = S.drops, S.clean
         out = []
         for c, row in zip(f.calls, S.targets.get(cur, ())):
@@ -159,9 +161,15 @@ class ChainSearch:
                 continue
             if avoid and c.dropped and avoid in self._drops(f, c.dropped):
                 continue
-            # atomic from here on: under a caller's spinning lock, or cur's rcu_read_lock()
-            inner = atomic or atomic_at(c.held)
+            # atomic from here on: under a caller's spinning lock, or cur's rcu_read_lock();
+            # with interrupts off: under a lock taken so (summaries.context_at)
+            own = context_at(c.held)
+            inner = max(atomic, own)
             if inner and sleeping(c) or atomic and SLEPT in c.gates:
+                continue
+            if own != IRQS_OFF and atomic == IRQS_OFF and c.dropped and self._drops(f, c.dropped):
+                inner = ATOMIC  # a caller's lock is released first: interrupts may be on again
+            elif inner == IRQS_OFF and irqs_on(c):
                 continue
             masked_ = masked(c.scopes)
             for jj in row:
@@ -170,17 +178,17 @@ class ChainSearch:
                     dj = drops.get(jj)
                     if dj:
                         dropped = dj.get(avoid, 0) & ~clean.get(jj, 0)
-                bits = (nosleep if inner else plain).get(jj, 0)
+                bits = by_ctx[inner].get(jj, 0)
                 if jj in S.restricted:  # what this call's constant arguments leave reachable
                     a, t, _, at = S.callee_bits(c, jj)
-                    bits = (at if inner else t) if edge else a & bits
+                    bits = bits & (at if inner else t) if edge else a & bits
                 out.append((c.line, jj, inner, bits, dropped, masked_, c))
         self._callmemo[key] = out
         self._callsize += len(out) + 1
         return out
 
     def _bfs(self, j: str, cls: str, edge: bool, limit: int, avoid: str,
-             atomic: bool) -> tuple[Step, ...]:
+             atomic: int) -> tuple[Step, ...]:
         S = self.S
         if cls.startswith("@param"):
             w = S.pcls.get(j, {}).get(cls)
@@ -191,8 +199,9 @@ class ChainSearch:
         b = S.classes.ids.get(cls)
         if b is None:
             return ()
-        # a node is (function, atomic there): one reached in atomic context follows no sleep
-        Node = tuple[str, bool]
+        # a node is (function, its context there): one reached in atomic context follows no
+        # sleep, one with interrupts off nothing behind !irqs_disabled() (summaries.context_at)
+        Node = tuple[str, int]
         parent: dict[Node, tuple[Node, int] | None] = {(j, atomic): None}
         frontier: list[Node] = [(j, atomic)]
         end: tuple[Node, Step] | None = None
@@ -227,9 +236,9 @@ class ChainSearch:
             cur = up
         return tuple(reversed(out))
 
-    def reach(self, fid: str, atomic: bool = False) -> list[tuple[int, str, bool]]:
-        """fid's calls as a plain chain follows them from a node (fid, atomic): (line,
-        callee, atomic in the callee) for each callee that takes anything from there —
+    def reach(self, fid: str, atomic: int = PLAIN) -> list[tuple[int, str, int]]:
+        """fid's calls as a plain chain follows them from a node (fid, context): (line,
+        callee, its context) for each callee that takes anything from there —
         the call graph a root's lock list is drawn from (scripts/root-dominators)."""
         return [(line, jj, inner) for line, jj, inner, got, *_ in self._calls(fid, False, "", atomic)
                 if got]
@@ -251,7 +260,7 @@ class ChainSearch:
                 return got
         return ()
 
-    def _tree_chain(self, tree: _Tree, end: tuple[str, bool], cls: str,
+    def _tree_chain(self, tree: _Tree, end: tuple[str, int], cls: str,
                     bit: int) -> tuple[Step, ...]:
         S = self.S
         out = []
@@ -269,7 +278,7 @@ class ChainSearch:
         return tuple(out + [Step(f.name, f.file, line)])
 
     def _first_calls(self, j: str, cls: str, b: int, edge: bool, avoid: str,
-                     atomic: bool) -> tuple[Step, ...]:
+                     atomic: int) -> tuple[Step, ...]:
         """Depth first through the first call that leads to the class, backing out of a
         call whose callees lead only back into the chain: a chain always ends where the
         class is taken (a chain that stops short shows nothing), however long it gets."""
@@ -301,7 +310,7 @@ class ChainSearch:
         return ()
 
     def _local_line(self, fid: str, cls: str, edge: bool, avoid: str = "",
-                    atomic: bool = False) -> int:
+                    atomic: int = PLAIN) -> int:
         S = self.S
         f = S.funcs[fid]
         if cls == FS_RECLAIM:
@@ -310,15 +319,22 @@ class ChainSearch:
                 if not masked(al.scopes) and how in ("yes", "unknown") and not (
                         edge and not at_top(al.held, f)) and not (
                         avoid and al.dropped and avoid in self._drops(f, al.dropped)) and not (
-                        atomic and SLEPT in al.gates):
+                        atomic and SLEPT in al.gates) and not (
+                        atomic == IRQS_OFF and self._irqs_gated(f, al)):
                     return al.line
             return 0
         for c, a in S.local_acqs.get(fid, ()):
             if c == cls and not (edge and (a.try_ or not at_top(a.held, f))) and not (
                     avoid and a.dropped and avoid in self._drops(f, a.dropped)) and not (
-                    atomic and acq_sleeps(a)):
+                    atomic and acq_sleeps(a)) and not (
+                    atomic == IRQS_OFF and self._irqs_gated(f, a)):
                 return a.line
         return 0
+
+    def _irqs_gated(self, f: FuncFacts, x) -> bool:
+        """x runs only with interrupts on, and no caller lock is released before it (the
+        rule of summaries.iany)."""
+        return irqs_on(x) and not (x.dropped and self._drops(f, x.dropped))
 
     def _through_param(self, f: FuncFacts, c, j: str, cls: str, edge: bool) -> bool:
         S = self.S
@@ -431,37 +447,38 @@ class _Tree:
     search's own order), and for each class the first TAKERS functions on it that take the
     class in their body.  Only calls that reach the callee's whole summary are followed, so
     every function on a path reaches each class a function below it takes.  A node is
-    (function, atomic there); `parent` leads back to the root as (node, index of the call
+    (function, its context there); `parent` leads back to the root as (node, index of the call
     in ChainSearch._calls of that node)."""
 
     __slots__ = ("parent", "takers")
 
     def __init__(self, cs: ChainSearch, j: str) -> None:
         S = cs.S
-        anyb, aany = S.anyb, S.aany
-        root = (j, False)
-        parent: dict[tuple[str, bool], tuple[tuple[str, bool], int] | None] = {root: None}
-        takers: dict[str, list[tuple[str, bool]]] = {}
+        by_ctx = (S.anyb, S.aany, S.iany)
+        root = (j, PLAIN)
+        parent: dict[tuple[str, int], tuple[tuple[str, int], int] | None] = {root: None}
+        takers: dict[str, list[tuple[str, int]]] = {}
         frontier = [root]
         while frontier:
             nxt = []
             for node in frontier:
                 fid, at = node
                 for cls, a in S.local_acqs.get(fid, ()):
-                    if not (at and acq_sleeps(a)):
+                    if not (at and acq_sleeps(a)) and not (
+                            at == IRQS_OFF and cs._irqs_gated(S.funcs[fid], a)):
                         seen = takers.setdefault(cls, [])
                         if len(seen) < TAKERS and (not seen or seen[-1] != node):
                             seen.append(node)
                 for k, (_, jj, inner, got, _, _, _) in enumerate(cs._calls(fid, False, "", at)):
                     # not through a call whose constant arguments narrow the callee: what
                     # lies behind it is not reached for every class its summary holds
-                    if got and (jj, inner) not in parent and got == (aany if inner else anyb)[jj]:
+                    if got and (jj, inner) not in parent and got == by_ctx[inner][jj]:
                         parent[(jj, inner)] = (node, k)
                         nxt.append((jj, inner))
             frontier = nxt
         self.parent, self.takers = parent, takers
 
-    def path(self, end: tuple[str, bool]) -> list[tuple[tuple[str, bool], int]]:
+    def path(self, end: tuple[str, int]) -> list[tuple[tuple[str, int], int]]:
         """Root to `end`: each node with the index of the call taken from it (-1 at end)."""
         out = [(end, -1)]
         node = end
