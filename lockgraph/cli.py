@@ -139,7 +139,7 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar")
 def _sources(src: List[Path], config: Optional[Path], root: Optional[Path],
              arch: Optional[str] = None, cache_dir: Optional[Path] = None):
     """Validate and hash the source paths (what both caches key on)."""
-    from lockgraph.static.facts.scan import ARCH_SYMBOLS
+    from lockgraph.static.sources import ARCH_SYMBOLS
     from lockgraph.pipeline import collect_sources
 
     for p in src:

@@ -23,7 +23,7 @@ from lockgraph.contexts import Context, mark_contexts
 
 if TYPE_CHECKING:  # the static half is imported only when a source tree is scanned
     from lockgraph.static.facts.config import Config
-    from lockgraph.static.facts.scan import SourceSet
+    from lockgraph.static.sources import SourceSet
     from lockgraph.static.slab_roots import Root
     from lockgraph.static.solve import Solved
     from lockgraph.verdicts import RootVerdict
@@ -96,7 +96,7 @@ class Sources:
 
 def target_arch(cfg: Config | None, arch: str | None) -> str:
     """--arch, else the architecture a .config selects, else x86 (the common target)."""
-    from lockgraph.static.facts.scan import ARCH_SYMBOLS, DEFAULT_ARCH
+    from lockgraph.static.sources import ARCH_SYMBOLS, DEFAULT_ARCH
 
     if arch:
         return arch
@@ -112,15 +112,15 @@ def collect_sources(paths: list[Path], config: Path | None = None,
                     root: Path | None = None, arch: str | None = None,
                     cache_dir: Path | None = None, warn=None) -> Sources:
     from lockgraph.static.facts.config import load_config
-    from lockgraph.static.facts.kbuild import Kbuild
-    from lockgraph.static.facts.scan import excluded_dirs, source_set
+    from lockgraph.static.kbuild import Kbuild
+    from lockgraph.static.sources import excluded_dirs, source_set
 
     cfg = load_config(config, warn) if config else None
     base = root or kernel_root(paths)
     tree = kernel_root(paths)
     skip = excluded_dirs(tree, target_arch(cfg, arch)) if _is_tree(tree) else []
     if cfg is not None and _is_tree(tree):
-        # one build: what its Makefiles never compile is not scanned (static/facts/kbuild.py)
+        # one build: what its Makefiles never compile is not scanned (static/kbuild.py)
         skip += Kbuild(cfg).unbuilt(_walked(paths, tree, skip), skip)
     return Sources(base, cfg, source_set(paths, base, skip, cache_dir, warn),
                    sorted((str(d.relative_to(tree)) for d in skip), key=lambda s: s.split("/")))

@@ -477,7 +477,7 @@ def _range_sides(tree: Path, spec: str, shown_tree: str, scan_rels: list[str], w
 def _patch_sides(tree: Path, series: list[str], shown_series: list[str], shown_tree: str,
                  scan_rels: list[str], work: Path, judge):
     """Base is the user's tree as it is on disk; head is a private copy with the patches."""
-    from lockgraph.static.facts.scan import iter_sources
+    from lockgraph.static.sources import iter_sources
 
     for s, shown in zip(series, shown_series):
         if not Path(s).is_file():

@@ -476,10 +476,35 @@ def _settle(tree, age=3600):
         os.utime(p, (past, past))
 
 
+def test_sources_are_named_from_the_real_tree_whatever_path_reaches_it(tmp_path):
+    """A tree reached through a symlink gives the same relative paths as the tree itself
+    (fact and result caches key on them); a symlinked directory inside it is not walked,
+    and an excluded directory named through the link is still left out."""
+    from lockgraph.static.sources import source_set
+
+    real = tmp_path / "real"
+    (real / "mm").mkdir(parents=True)
+    (real / "kernel").mkdir()
+    (real / "mm" / "a.c").write_text("void a(void) {}\n")
+    (real / "mm" / "a.h").write_text("")
+    (real / "mm" / "notes.txt").write_text("")
+    (real / "kernel" / "k.c").write_text("")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.c").write_text("")
+    (real / "link").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "alias").symlink_to(real)
+    alias = tmp_path / "alias"
+    assert sorted(source_set([alias], real).digests) == ["kernel/k.c", "mm/a.c", "mm/a.h"]
+    assert sorted(source_set([alias / "mm"], alias).digests) == ["mm/a.c", "mm/a.h"]
+    assert sorted(source_set([real], real, exclude=[alias / "mm"]).digests) == ["kernel/k.c"]
+    assert sorted(source_set([alias], real, exclude=[real / "mm" / "a.c"]).digests) == [
+        "kernel/k.c", "mm/a.h"]
+
+
 def test_settled_files_are_not_read_again(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from lockgraph.static.facts.scan import source_set
+    from lockgraph.static.sources import source_set
 
     tree = tmp_path / "tree"
     shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
@@ -497,7 +522,7 @@ def test_settled_files_are_not_read_again(tmp_path, monkeypatch):
 def test_a_changed_file_is_hashed_again(tmp_path, monkeypatch, how):
     """A new mtime, or (content rewritten with the old mtime put back) a new ctime, or a
     file written too recently to trust its signature: the content is read and hashed."""
-    from lockgraph.static.facts.scan import source_set
+    from lockgraph.static.sources import source_set
 
     tree = tmp_path / "tree"
     shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)
@@ -522,7 +547,7 @@ def test_a_changed_file_is_hashed_again(tmp_path, monkeypatch, how):
 def test_stat_cache_keeps_only_recent_trees(tmp_path):
     import sqlite3
 
-    from lockgraph.static.facts.scan import source_set
+    from lockgraph.static.sources import source_set
 
     for n in range(cache_mod.TREES_KEPT + 2):
         tree = tmp_path / f"tree{n}"
@@ -541,7 +566,7 @@ def test_stat_signatures_are_per_scanner_version(tmp_path, monkeypatch):
     the files again instead of trusting it."""
     from pathlib import Path
 
-    from lockgraph.static.facts.scan import source_set
+    from lockgraph.static.sources import source_set
 
     tree = tmp_path / "tree"
     shutil.copytree(FIXTURES / "csrc" / "verdicts", tree)

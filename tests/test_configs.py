@@ -146,7 +146,7 @@ def test_a_config_skips_what_its_makefiles_never_build(config, skipped):
     """obj-$(CONFIG_X), composite objects, directories, `ifdef`/`else ifeq` on options and a
     list replaced by a later `:=` follow the .config; a rule under a test of anything else
     (`ifeq ($(SRCARCH),x86)`), a file no rule names and a continued line keep their files."""
-    from lockgraph.static.facts.kbuild import Kbuild
+    from lockgraph.static.kbuild import Kbuild
 
     out = Kbuild(load_config(KBUILD / config)).unbuilt([KBUILD])
     assert sorted(str(p.relative_to(KBUILD)) for p in out) == skipped

@@ -218,7 +218,7 @@ static void go(struct runner *o)
 def test_walking_dot_and_a_file_in_it_lists_the_file_once(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from lockgraph.static.facts.scan import iter_sources
+    from lockgraph.static.sources import iter_sources
 
     (tmp_path / "mm").mkdir()
     (tmp_path / "mm" / "a.c").write_text("int x;\n")
@@ -298,7 +298,7 @@ def test_a_file_given_alone_brings_the_c_files_it_includes(tmp_path):
     include (relative to its directory, recursively, once each, not when commented out)."""
     from pathlib import Path
 
-    from lockgraph.static.facts.scan import iter_sources
+    from lockgraph.static.sources import iter_sources
 
     (tmp_path / "mm" / "sub").mkdir(parents=True)
     (tmp_path / "mm" / "main.c").write_text("""\

@@ -407,7 +407,7 @@ class CallGraph:
             return []
         if self.one_build and len(cands) > 1:
             # the linker's rule: a strong definition replaces the __weak default.  Only for
-            # one build (--config), whose every scanned file is linked (facts/kbuild.py);
+            # one build (--config), whose every scanned file is linked (static/kbuild.py);
             # across configurations the default is linked wherever the override is not
             strong = [i for i in cands if "__weak" not in funcs[i].annotations]
             if any(not funcs[i].static for i in strong):

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.config import Config
@@ -23,6 +22,9 @@ from lockgraph.static.facts.prepass import FileText, prepare
 from lockgraph.static.facts.structs import match_brace, struct_fields, struct_typedefs
 from lockgraph.static.facts.walk import (FuncFacts, ScanContext, local_types, parse_params,
                                          reassigned_gfp, walk_function)
+
+if TYPE_CHECKING:
+    from lockgraph.static.sources import SourceSet
 
 _DEFINE = re.compile(r"\b(" + "|".join(kb.DEFINE_PRIMS) + r")\s*\(\s*(\w+)\s*[,)]")
 _PERCPU_DEF = re.compile(r"\bDEFINE_PER_CPU(?:_ALIGNED|_SHARED_ALIGNED)?\s*\(\s*((?:struct\s+)?\w+)\s*,\s*(\w+)\s*\)")
@@ -332,97 +334,7 @@ def _trim(f: FuncFacts) -> None:
     f.locals = {k: v for k, v in f.locals.items() if k in used}
 
 
-#: Directories of a kernel tree that are not kernel code for the target: host programs
-#: and userspace tools (tools/ even defines its own mutex_lock()).
-NOT_KERNEL = ("tools", "scripts", "usr", "Documentation")
-#: `arch/<dir>` for each architecture, named by the Kconfig symbol that selects it.
-ARCH_SYMBOLS = {"alpha": "ALPHA", "arc": "ARC", "arm": "ARM", "arm64": "ARM64", "csky": "CSKY",
-                "hexagon": "HEXAGON", "loongarch": "LOONGARCH", "m68k": "M68K",
-                "microblaze": "MICROBLAZE", "mips": "MIPS", "nios2": "NIOS2",
-                "openrisc": "OPENRISC", "parisc": "PARISC", "powerpc": "PPC", "riscv": "RISCV",
-                "s390": "S390", "sh": "SUPERH", "sparc": "SPARC", "um": "UML", "x86": "X86",
-                "xtensa": "XTENSA"}
-DEFAULT_ARCH = "x86"
-
-
-#: Inside an architecture's directory: separate programs linked on their own (the boot
-#: decompressor has its own panic() and memcpy(), the vDSO runs in user space).
-ARCH_NOT_KERNEL = ("boot", "purgatory", "realmode", "tools", "entry/vdso", "kernel/vdso", "vdso")
-
-
-def excluded_dirs(tree: Path, arch: str) -> list[Path]:
-    """What one build of `tree` for `arch` never compiles: other architectures and host code.
-
-    Without this, a call to flush_tlb_all() resolves to twenty architectures' definitions,
-    panic() to the boot decompressor's, mutex_lock() to tools/' shim — neither what runs nor
-    affordable to solve."""
-    out = [tree / d for d in NOT_KERNEL]
-    archdir = tree / "arch"
-    if archdir.is_dir():
-        for d in sorted(archdir.iterdir()):
-            if not d.is_dir():
-                continue
-            if arch != "all" and d.name != arch:
-                out.append(d)
-            else:
-                out += [d / sub for sub in ARCH_NOT_KERNEL]
-    return [d for d in out if d.is_dir()]
-
-
-def iter_sources(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> list[Path]:
-    """C sources under `paths`; a directory walk skips `exclude` unless it was asked for.
-
-    os.walk, pruning excluded directories before entering them and resolving directories
-    rather than files: a warm whole-tree run is mostly this walk (47k files)."""
-    out: set[str] = set()
-    skip = [e.resolve() for e in exclude]
-    files = {str(e) for e in skip if e.suffix == ".c"}   # kbuild.py: not built by the .config
-    for p in paths:
-        if p.is_dir():
-            rp = p.resolve()
-            drop = {str(e) for e in skip if not (e == rp or e in rp.parents)}
-            for d, dirs, names in os.walk(p):
-                if drop:
-                    dirs[:] = [x for x in dirs if _real_dir(os.path.join(d, x)) not in drop]
-                real = _real_dir(d) if files else ""
-                for n in names:
-                    full = os.path.join(d, n)
-                    if files and os.path.join(real, n) in files:
-                        continue
-                    if n.endswith(SOURCE_SUFFIXES) and os.path.isfile(full):
-                        out.add(full[2:] if full.startswith("./") else full)  # as Path("./x") prints
-        elif p.is_file():
-            out.add(str(p))
-            out.update(included_sources(p))
-    # Path order (component-wise), not string order: "a/x" before "a-b/x"
-    return [Path(s) for s in sorted(out, key=lambda s: s.split("/"))]
-
-
 _INCLUDE_C = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"\n]+\.c)"', re.M)
-
-
-def included_sources(p: Path) -> list[str]:
-    """The .c files a file includes textually (`#include "percpu-vm.c"`), relative to its
-    directory, recursively, each once — in both branches of an #if, as a directory scan
-    would have both files.  A file named on the command line is one translation unit:
-    without them, mm/percpu.c alone calls pcpu_create_chunk() and pcpu_populate_chunk()
-    into nothing and pcpu_alloc_mutex -> fs_reclaim is lost."""
-    out: list[str] = []
-    seen = {os.path.normpath(str(p))}
-    work = [p]
-    while work:
-        cur = work.pop()
-        try:
-            names = c_includes(_read(cur))
-        except OSError:
-            continue
-        for name in names:
-            inc = os.path.normpath(os.path.join(os.path.dirname(str(cur)), name))
-            if inc not in seen and os.path.isfile(inc):
-                seen.add(inc)
-                out.append(inc)
-                work.append(Path(inc))
-    return out
 
 
 def c_includes(src: str) -> list[str]:
@@ -439,96 +351,12 @@ def _read(p: Path) -> str:
     return p.read_bytes().decode("utf-8", errors="replace")
 
 
-def _real_dir(d: str) -> str:
-    return _realpath(os.path.abspath(d))  # keyed absolute: a chdir must not change answers
-
-
-@lru_cache(maxsize=65536)
-def _realpath(d: str) -> str:
-    return os.path.realpath(d)
-
-
-def _rel(p: Path, root: Path) -> str:
-    """p relative to root, both with symlinked directories resolved; else p as given."""
-    full = os.path.join(_real_dir(os.path.dirname(os.path.abspath(p))), p.name)
-    base = _real_dir(str(root)).rstrip("/") + "/"
-    return full[len(base):] if full.startswith(base) else str(p)
-
-
 def _scan_one(job: tuple[str, str, ScanContext]) -> FileFacts:
     path, rel, ctx = job
     try:
         return scan_file(rel, _read(Path(path)), ctx)
     except RecursionError:
         return FileFacts(rel, error="recursion limit while parsing")
-
-
-@dataclass(slots=True)
-class SourceSet:
-    """The sources a scan covers, hashed once: what the fact and result caches key on."""
-
-    files: list[Path]
-    rels: dict[str, str]        # str(path) -> path relative to the root
-    digests: dict[str, str]     # relative path -> content digest
-    sizes: dict[str, int]       # str(path) -> bytes
-    guards: dict[str, str]      # guard classes known in this tree (kb + its DEFINE_GUARDs)
-
-    def key(self) -> str:
-        """One digest over every (path, content) pair and the tree's guard table."""
-        import hashlib
-
-        h = hashlib.sha1()
-        for rel in sorted(self.digests):
-            h.update(f"{rel}\0{self.digests[rel]}\n".encode())
-        h.update(repr(sorted(self.guards.items())).encode())
-        return h.hexdigest()
-
-
-def source_set(paths: list[Path], root: Path, exclude: Iterable[Path] = (),
-               cache_dir: Path | None = None, warn=None) -> SourceSet:
-    """Hash every source once.  With a cache directory, a file whose stat signature (device,
-    inode, size, mtime, ctime) is as recorded is not read again: a warm run over an
-    unchanged whole tree stats 47k files instead of reading 1.2 GB."""
-    import json
-    import time
-
-    from lockgraph.cache import SETTLED_NS, FactCache, code_digest, digest
-
-    files = iter_sources(paths, exclude)
-    guards = dict(kb.BUILTIN_GUARDS)
-    digests: dict[str, str] = {}
-    sizes: dict[str, int] = {}
-    rels: dict[str, str] = {}
-    cache = FactCache(cache_dir, "", warn) if cache_dir is not None else None
-    # the guard table a file declares depends on the scanner's code, not only on the file
-    tree = f"{root.resolve()}\0{code_digest('facts')}"
-    known = cache.signatures(tree) if cache else {}
-    fresh: list[tuple[str, str, str, str]] = []
-    now = time.time_ns()
-    for p in files:
-        rel = _rel(p, root)
-        rels[str(p)] = rel
-        st = os.stat(p)
-        sig = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-        row = known.get(rel)
-        if row is not None and row[0] == sig:
-            dig, declared = row[1], (json.loads(row[2]) if row[2] else {})
-            size = st.st_size
-        else:
-            data = p.read_bytes()
-            dig, size = digest(data), len(data)
-            declared = {}
-            if b"DEFINE_GUARD" in data or b"DEFINE_LOCK_GUARD" in data:
-                declared = declared_guards(data.decode("utf-8", errors="replace"))
-            if cache and st.st_mtime_ns < now - SETTLED_NS:
-                fresh.append((rel, sig, dig, json.dumps(declared, sort_keys=True) if declared else ""))
-        digests[rel] = dig
-        sizes[str(p)] = size
-        guards.update(declared)
-    if cache is not None:
-        cache.put_signatures(tree, fresh)
-        cache.close()
-    return SourceSet(files, rels, digests, sizes, guards)
 
 
 def fact_key(config: Config | None, guards: dict[str, str]) -> str:
@@ -553,7 +381,11 @@ def scan_paths(paths: list[Path], root: Path, config: Config | None, jobs: int =
     """
     from lockgraph.cache import FactCache
 
-    ss = sources or source_set(paths, root)
+    if sources is None:
+        from lockgraph.static.sources import source_set
+
+        sources = source_set(paths, root)
+    ss = sources
     files, rels, digests, sizes, guards = ss.files, ss.rels, ss.digests, ss.sizes, ss.guards
     sctx = ScanContext(config, guards)
     if progress is not None:

@@ -149,11 +149,14 @@ class Kbuild:
         pruned = {str(p) for p in prune}
         for top in under:
             for d, dirs, names in os.walk(top):
-                here = Path(d)
-                dirs[:] = [x for x in dirs if str(here / x) not in pruned]
-                rules = _rules(here / "Makefile", self.config) + _rules(here / "Kbuild", self.config)
+                dirs[:] = [x for x in dirs if os.path.join(d, x) not in pruned]
+                rules = []
+                for n in ("Makefile", "Kbuild"):
+                    if n in names:
+                        rules += _rules(Path(d, n), self.config)
                 if not rules:
                     continue
+                here = Path(d)
                 objs: dict[str, list[tuple[str, str | None]]] = {}
                 for name, cond, items in rules:
                     for it in items:
