@@ -72,6 +72,11 @@ def test_spinning_lock_evidence_never_runs_through_a_sleep():
     spin_d = next(i for i in S.funcs if S.funcs[i].name == "spin_d_holder")
     assert {"after_sleep_lock", "after_mutex_lock", "inner_mutex"}.isdisjoint(S.takes[spin_d])
     assert "after_maybe_lock" in S.takes[spin_d]
+    # whether a function may sleep (a destructor's verdict says so) follows the same rule:
+    # a sleep reached only under the function's own spinning lock is its LG107 bug
+    sleeps = {S.funcs[i].name for i in S.sleeps}
+    assert {"mutex_holder", "slow_then_quick", "wait_for_it", "rcu_holder"} <= sleeps
+    assert not {"spin_direct", "spin_holder", "spin_d_holder"} & sleeps
 
 
 def test_interrupts_off_passes_down_until_a_drop():

@@ -498,7 +498,13 @@ class Summaries:
         if pr:
             self.param_reclaim[i] = pr
         if f.sleeps:
-            self.sleeps[i] = Witness(f.sleeps[0][1], None, note=f.sleeps[0][0] + "()")
+            # a sleep inside f's own spinning section is a bug of f's (LG107), not a sleep
+            # its callers see: the rule of `aany`
+            free = {a.line for a in f.acqs if not context_at(a.held)}
+            free.update(c.line for c in f.calls if not context_at(c.held))
+            first = next(((n, line) for n, line in f.sleeps if line in free), None)
+            if first is not None:
+                self.sleeps[i] = Witness(first[1], None, note=first[0] + "()")
 
     def _single(self, lk: str) -> frozenset[str]:
         got = self._singles.get(lk)
@@ -587,7 +593,7 @@ class Summaries:
         if pj:
             changed = self._gfp_params(i, f, c, j, pj, m, drop, ctop) or changed
         sleeps = self.sleeps
-        if j in sleeps and i not in sleeps:
+        if j in sleeps and i not in sleeps and not ctx:  # atomic here: j's sleep is a bug
             sleeps[i] = Witness(c.line, j)
             changed = True
         return changed
