@@ -191,12 +191,13 @@ class _Results:
         lap("stored result")
         hit = self.db.get_result(self.key) if self.db is not None else None
         if hit is not None:
-            for w in hit.get("warnings", ()):
+            meta, chunks = hit
+            for w in meta.get("warnings", ()):
                 _err(w)
-            sys.stdout.write(hit["out"])
+            _write_utf8(chunks)
             self.db.close()
             lap(None)
-            raise typer.Exit(hit["exit"])
+            raise typer.Exit(meta["exit"])
 
     def finish(self, out: str, code: int, warnings: tuple[str, ...] = ()) -> None:
         """Print the result; `warnings` (already printed) are replayed with it."""
@@ -204,11 +205,29 @@ class _Results:
         sys.stdout.write(out)
         if self.db is not None:
             lap("store result")
-            self.db.put_result(self.key, {"out": out, "exit": int(code),
-                                          "warnings": list(warnings)})
+            self.db.put_result(self.key, {"exit": int(code), "warnings": list(warnings)},
+                               out.encode("utf-8", "surrogateescape"))
             self.db.close()
         lap(None)
         raise typer.Exit(code)
+
+
+def _write_utf8(chunks) -> None:
+    """Stored output (UTF-8) to stdout as a fresh run would print it: the bytes as they
+    are where stdout is UTF-8, else decoded and written as text."""
+    import codecs
+
+    sys.stdout.flush()
+    buf = getattr(sys.stdout, "buffer", None)
+    if buf is not None and codecs.lookup(getattr(sys.stdout, "encoding", None) or "ascii").name == "utf-8":
+        for c in chunks:
+            buf.write(c)
+        buf.flush()
+        return
+    dec = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    for c in chunks:
+        sys.stdout.write(dec.decode(c))
+    sys.stdout.write(dec.decode(b"", final=True))
 
 
 def _cache_dir(cache: Optional[Path], no_cache: bool) -> Optional[Path]:

@@ -356,13 +356,38 @@ def test_a_rebuild_reconnects_the_other_caches_of_the_process(tmp_path):
     raw.commit()
     raw.close()
     assert a.get("a.c", "d1") is None
-    b.put_result("r", {"out": "kept"})
+    b.put_result("r", {"exit": 1}, b"kept")
     a.close()
-    assert b.get_result("r") == {"out": "kept"}
+    meta, out = b.get_result("r")
+    assert meta == {"exit": 1} and b"".join(out) == b"kept"
     b.close()
     c = cache_mod.FactCache(tmp_path, "", warn)
-    assert c.get_result("r") == {"out": "kept"}
+    meta, out = c.get_result("r")
+    assert meta == {"exit": 1} and b"".join(out) == b"kept"
     c.close()
+    assert len(warned) == 1 and "rebuilding" in warned[0]
+
+
+def test_a_damaged_stored_result_is_never_half_replayed(tmp_path):
+    """The output of a stored result is checked whole before any of it is handed out: a
+    row damaged in its last bytes is a miss (and a rebuild), not a truncated report."""
+    import sqlite3
+
+    warned, warn = _warnings()
+    db = cache_mod.FactCache(tmp_path, "", warn)
+    out = "".join(f"line {k}\n" for k in range(100_000)).encode()
+    db.put_result("r", {"exit": 0}, out)
+    meta, chunks = db.get_result("r")
+    assert b"".join(chunks) == out
+    db.close()
+    raw = sqlite3.connect(tmp_path / "facts.sqlite")
+    blob = raw.execute("SELECT blob FROM results").fetchone()[0]
+    raw.execute("UPDATE results SET blob = ?", (blob[:-9] + bytes(b ^ 0xFF for b in blob[-9:]),))
+    raw.commit()
+    raw.close()
+    db = cache_mod.FactCache(tmp_path, "", warn)
+    assert db.get_result("r") is None
+    db.close()
     assert len(warned) == 1 and "rebuilding" in warned[0]
 
 
