@@ -202,8 +202,8 @@ def group_root_causes(findings: list[Finding],
             for f in out]
 
 
-def _edge_evidence(G: nx.DiGraph, a: str, b: str) -> Evidence:
-    e = best_evidence(G, a, b)
+def _edge_evidence(G: nx.DiGraph, a: str, b: str, e=None) -> Evidence:
+    e = e if e is not None else best_evidence(G, a, b)
     n = len(G[a][b]["evidence"])
     more = f"; seen {n} times" if n > 1 else ""
     if e.source == "static":
@@ -314,10 +314,33 @@ def lock_cycles(inp: CheckInput) -> Iterable[Finding]:
     for c in found.cycles:
         edges = list(cycle_edges(c))
         certain = all(G[a][b]["certain"] for a, b in edges)
-        yield make("LG103", c[0], [_edge_evidence(G, a, b) for a, b in edges], c,
-                   severity=None if certain else Severity.WARNING,
+        shown, may = [], ""
+        for a, b in edges:
+            e, hop = _direct_evidence(G, a, b)
+            shown.append(_edge_evidence(G, a, b, e))
+            may = may or hop
+        note = "" if certain else " (rests on inferred edges)"
+        if may:
+            note += f" (a may-path: through the indirect call {may})"
+        yield make("LG103", c[0], shown, c,
+                   severity=None if certain and not may else Severity.WARNING,
                    chain=" --> ".join(c + (c[0],)), cycle=cycle_key(c), start=cycle_key(c)[0],
-                   inferred="" if certain else " (rests on inferred edges)")
+                   inferred=note)
+
+
+def _direct_evidence(G: nx.DiGraph, a: str, b: str) -> tuple[Any, str]:
+    """The witness of a -> b to show, and the ops-table call it goes through ("" for
+    none): the first witness, in best_evidence's order, whose chain calls each callee by
+    name — a cycle resting on a may-path (an ops member resolved by its name, not by the
+    object it is called on) is a warning, as LG107 makes such a sleep."""
+    ranked = sorted(G[a][b]["evidence"], key=lambda e: (not e.certain, e.file, e.line, e.source))
+    first = ""
+    for e in ranked:
+        hop = getattr(e, "may", "")
+        if not hop:
+            return e, ""
+        first = first or hop
+    return ranked[0], first
 
 
 @check("LG105")

@@ -207,6 +207,11 @@ class StaticEvidence:
             self._stack = stack + (("configs: " + ", ".join(cfg),) if cfg else ())
         return self._stack
 
+    @property
+    def may(self) -> str:
+        """The ops-table call this witness goes through ("" for none): a may-path."""
+        return self._edge.indirect_hop(self._k)
+
     def to_json(self) -> dict[str, Any]:
         return Edge.to_json(self)  # type: ignore[arg-type]
 

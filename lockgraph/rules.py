@@ -94,7 +94,8 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          ("lock", "route")),
     Rule("LG103", "lock-cycle", Severity.ERROR,
          "a cycle in the merged lock graph (a possible ABBA deadlock); warning when it rests "
-         "on edges inferred from held-lock listings only",
+         "on edges inferred from held-lock listings only, or on a static witness that goes "
+         "through an ops-table call (a may-path)",
          "lock cycle: {chain}{inferred}", ("start", "cycle")),
     Rule("LG104", "non-leaf-lock-in-reclaim", Severity.NOTE,
          "a lock taken in reclaim context is not a leaf, but closes no cycle through reclaim",

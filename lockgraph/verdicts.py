@@ -131,6 +131,8 @@ class RootVerdict:
     ctor: CtorContext | None = None
     blind_spots: list[str] = field(default_factory=list)   # most telling first (witnesses.blind_rank)
     blind_locked: list[str] = field(default_factory=list)  # those reached while a lock is held
+    #: what the static reasoning takes for granted (ASSUMPTIONS), for a root it analysed
+    assumptions: list[str] = field(default_factory=list)
 
     @property
     def splats(self) -> list[str]:
@@ -148,7 +150,19 @@ class RootVerdict:
         if self.root.kind == "ctor":
             out["ctor_context"] = self.ctor.to_json() if self.ctor else {}
         out["witnesses"] = [lk.witness for lk in self.locks]
+        out["assumptions"] = self.assumptions
         return out
+
+
+#: What a static root verdict rests on besides its blind spots: the paths the summaries
+#: leave out as impossible in a kernel without the bugs LG107 reports (summaries.py).
+ASSUMPTIONS = [
+    "no sleep in atomic context: a path that sleeps (a blocking lock, a sleeping call, "
+    "reclaim) is not followed under a spinning lock or inside rcu_read_lock() — LG107 "
+    "reports such paths as bugs",
+    "a !PREEMPT_RT kernel: code behind `if (!irqs_disabled())` is not followed under a "
+    "lock taken with interrupts disabled (spin_lock_irqsave() and kin)",
+]
 
 
 def _steps(steps: tuple[Step, ...]) -> list[dict[str, Any]]:
@@ -188,6 +202,7 @@ def judge(S: Solved, roots: list[Root], G: nx.DiGraph, name: Callable[[str], str
                 witnesses.setdefault(n, S.chain(fid, cls))
                 kinds[n] = kind
         v.blind_spots, locked = S.ranked_blind(r.fids)
+        v.assumptions = list(ASSUMPTIONS)
         v.blind_locked = sorted(locked)
         v.locks = [TakenLock(n, kinds[n] or "unknown", _steps(witnesses[n])) for n in sorted(witnesses)]
         sleeps = any(fid in S.sleeps for fid in r.fids)

@@ -355,3 +355,73 @@ def test_scan_edges_format_is_one_line_per_edge_matching_the_json():
     assert lines == want and len(lines) > 20
     assert all(len(ln.split("\t")) == 4 for ln in lines)
     assert "big_mutex\tfs_reclaim\t" in res.stdout
+
+
+_OPS_CYCLE = """\
+struct widget_ops {
+\tvoid (*poke)(void);
+};
+static DEFINE_MUTEX(a_lock);
+static DEFINE_MUTEX(b_lock);
+static DEFINE_MUTEX(c_lock);
+
+static void take_a(void)
+{
+\tmutex_lock(&a_lock);
+\tmutex_unlock(&a_lock);
+}
+
+static void poke_a(void)
+{
+\ttake_a();
+}
+
+static const struct widget_ops ops_a = {
+\t.poke = poke_a,
+};
+
+void b_then_ops(struct widget_ops *ops)
+{
+\tmutex_lock(&b_lock);
+\tops->poke();
+\tmutex_unlock(&b_lock);
+}
+
+void a_then_b(void)
+{
+\tmutex_lock(&a_lock);
+\tmutex_lock(&b_lock);
+\tmutex_unlock(&b_lock);
+\tmutex_unlock(&a_lock);
+}
+
+void c_then_a(void)
+{
+\tmutex_lock(&c_lock);
+\ttake_a();
+\tmutex_unlock(&c_lock);
+}
+
+void a_then_c(void)
+{
+\tmutex_lock(&a_lock);
+\tmutex_lock(&c_lock);
+\tmutex_unlock(&c_lock);
+\tmutex_unlock(&a_lock);
+}
+"""
+
+
+def test_a_static_cycle_through_an_ops_call_is_a_may_path_warning(tmp_path):
+    """A cycle whose static witness reaches a lock only through an ops-table member (bound
+    by its name, not by the object) is a warning naming that call; one through direct
+    calls stays an error."""
+    (tmp_path / "w.c").write_text(_OPS_CYCLE)
+    res, out = check_json("--src", tmp_path, "--root", tmp_path, "--no-cache")
+    assert res.exit_code == 1
+    cyc = {tuple(f["path"]): f for f in out["findings"] if f["rule"] == "LG103"}
+    assert set(cyc) == {("a_lock", "b_lock"), ("a_lock", "c_lock")}
+    may, direct = cyc[("a_lock", "b_lock")], cyc[("a_lock", "c_lock")]
+    assert may["severity"] == "warning"
+    assert "(a may-path: through the indirect call ops->poke() at w.c:26)" in may["message"]
+    assert direct["severity"] == "error" and "may-path" not in direct["message"]

@@ -155,6 +155,7 @@ def roots_text(roots: list) -> list[str]:
                        f"{len(c.atomic_sites)} atomic")
             for a in c.atomic_sites:
                 out.append(f"    atomic: {a.function}() {a.file}:{a.line} ({a.context})")
+        out += [f"  assumes {a}" for a in v.assumptions]
         if v.blind_spots:
             out.append(f"  blind spots ({len(v.blind_spots)}): the verdict cannot be 'proven'")
             locked = set(v.blind_locked)

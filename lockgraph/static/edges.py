@@ -19,7 +19,7 @@ from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.paramlocks import ParamLocks
 from lockgraph.static.summaries import (ATOMIC, IRQS_OFF, PLAIN, Witness, context_at, irqs_on,
                                         sleeping)
-from lockgraph.static.witnesses import Step, param_chain
+from lockgraph.static.witnesses import Step, indirect_hop, param_chain
 
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
@@ -61,6 +61,11 @@ class StaticEdge:
                                    atomic=self.context(k))
             self.raw[k] = (step, via)
         return step, via
+
+    def indirect_hop(self, k: int) -> str:
+        """The ops-table call witness k goes through, "" if none (witnesses.indirect_hop)."""
+        step, via = self.witness(k)
+        return indirect_hop(self.owner, (step, *via))
 
     def context(self, k: int) -> int:
         """The context witness k was made in (summaries.PLAIN, ATOMIC, IRQS_OFF)."""

@@ -347,6 +347,35 @@ class ChainSearch:
         return False
 
 
+def indirect_hop(S: Solved, steps: tuple[Step, ...]) -> str:
+    """The first hop of a chain made through an ops-table member (resolved by the member's
+    name and type, not by the object it is called on), as `base->member() at file:line`;
+    "" when every hop is a call naming its callee (a callback passed at the call counts:
+    callbacks.py resolves it from that call's argument).  Such a hop is a may-path: the
+    pointer may never hold that function there."""
+    for cur, nxt in zip(steps, steps[1:]):
+        member = None
+        for i in S.by_name.get(cur.function, ()):
+            f = S.funcs[i]
+            if f.file != cur.file:
+                continue
+            for c in f.calls:
+                if c.line != cur.line:
+                    continue
+                if not c.member and c.name == nxt.function:
+                    member = None
+                    break
+                if c.member and member is None:
+                    member = c
+            else:
+                continue
+            break
+        if member is not None:
+            call = f"{member.base}->{member.name}()" if member.base else f"{member.name}()"
+            return f"{call} at {cur.file}:{cur.line}"
+    return ""
+
+
 def param_chain(j: str, n: int, funcs: dict[str, FuncFacts],
                 pr: dict[str, dict[int, Witness]], limit: int = 40) -> tuple[Step, ...]:
     """Call chain from j to the allocation whose gfp is j's parameter n."""
