@@ -231,7 +231,9 @@ def _dtor(S: Solved, r: Root, v: RootVerdict, G: nx.DiGraph, witnesses, sleeps: 
     failed = False
     if sleeps:
         failed = True
-        reasons.append(f"{r.function}() may sleep")
+        chain = next((_sleep_chain(S, fid) for fid in r.fids if fid in S.sleeps), ())
+        via = " -> ".join(f"{s.function}() {s.file}:{s.line}" for s in chain)
+        reasons.append(f"{r.function}() may sleep" + (f": {via}" if via else ""))
     merged_kinds: dict[str, str] = {}  # kinds by merged (runtime) name, first class wins
     for cls, k in S.kinds.items():
         merged_kinds.setdefault(name(cls), k)

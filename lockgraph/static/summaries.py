@@ -28,11 +28,11 @@ wait_for_completion(), dput(), mutexes).
 
 `itop` and `iany` are `atop` and `aany` for a caller that holds a lock taken with
 interrupts disabled (spin_lock_irqsave() and kin): also without what lies behind
-`if (!irqs_disabled())` (walk.IRQS_ON), which cannot run there.  free_percpu() holds
-pcpu_lock that way around pcpu_schedule_balance_work(), and try_to_wake_up() takes
-p->pi_lock so; past them __bpf_prog_put() calls bpf_prog_put_deferred() only when
-interrupts are on (else it queues a work item), and 476 of the 501 classes free_percpu()
-still took lay behind that call.  On a !PREEMPT_RT kernel: there spin_lock_irqsave()
+`if (!irqs_disabled())` (walk.IRQS_ON), which cannot run there.  free_percpu() ->
+pcpu_schedule_balance_work() -> schedule_work() wakes the worker: try_to_wake_up() takes
+p->pi_lock with raw_spin_lock_irqsave(), and past it __bpf_prog_put() calls
+bpf_prog_put_deferred() only when interrupts are on (else it queues a work item); 476 of
+the 501 classes free_percpu() still took lay behind that call.  On a !PREEMPT_RT kernel: there spin_lock_irqsave()
 leaves interrupts on (raw_spin_lock_irqsave() does not).
 """
 
