@@ -409,6 +409,31 @@ void a_then_c(void)
 \tmutex_unlock(&c_lock);
 \tmutex_unlock(&a_lock);
 }
+
+static DEFINE_MUTEX(d_lock);
+struct widget_ops *get_ops(void);
+
+static void poke_via(struct widget_ops *ops)
+{
+\tops->poke();
+}
+
+void d_then_helper(void)
+{
+\tstruct widget_ops *o = get_ops();
+
+\tmutex_lock(&d_lock);
+\tpoke_via(o);
+\tmutex_unlock(&d_lock);
+}
+
+void a_then_d(void)
+{
+\tmutex_lock(&a_lock);
+\tmutex_lock(&d_lock);
+\tmutex_unlock(&d_lock);
+\tmutex_unlock(&a_lock);
+}
 """
 
 
@@ -420,8 +445,12 @@ def test_a_static_cycle_through_an_ops_call_is_a_may_path_warning(tmp_path):
     res, out = check_json("--src", tmp_path, "--root", tmp_path, "--no-cache")
     assert res.exit_code == 1
     cyc = {tuple(f["path"]): f for f in out["findings"] if f["rule"] == "LG103"}
-    assert set(cyc) == {("a_lock", "b_lock"), ("a_lock", "c_lock")}
+    assert set(cyc) == {("a_lock", "b_lock"), ("a_lock", "c_lock"), ("a_lock", "d_lock")}
     may, direct = cyc[("a_lock", "b_lock")], cyc[("a_lock", "c_lock")]
     assert may["severity"] == "warning"
     assert "(a may-path: through the indirect call ops->poke() at w.c:26)" in may["message"]
     assert direct["severity"] == "error" and "may-path" not in direct["message"]
+    # the member call of a helper, made at a call site that passes no known table
+    hoisted = cyc[("a_lock", "d_lock")]
+    assert hoisted["severity"] == "warning"
+    assert "(a may-path: through the indirect call o->poke() at w.c:66)" in hoisted["message"]

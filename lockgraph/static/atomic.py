@@ -324,7 +324,8 @@ class _Analysis:
             if ev.callee is None:
                 break
             f = self.S.funcs[j]
-            c = next((c for c in f.calls if c.line == ev.line and c.member), None)
+            # its own member call, or one opsparams.py hoisted here still resolved by type
+            c = next((c for c in f.calls if c.line == ev.line and (c.member or c.base)), None)
             if c is not None:
                 return (f"{c.base}->{c.name}()" if c.base else f"{c.name}()") + f" at {f.file}:{c.line}"
         return ""

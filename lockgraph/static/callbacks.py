@@ -287,9 +287,12 @@ def _sleeps_first(gates: frozenset[str], below: frozenset[str] = frozenset()) ->
 
 
 def site_call(name: str, c: Call, caller: FuncFacts, callee: FuncFacts, site: Site,
-              classes) -> Call:
-    """The call the callee makes at `site`, as a call of c's caller to `name`."""
+              classes, base: str = "") -> Call:
+    """The call the callee makes at `site`, as a call of c's caller to `name`.  `base`:
+    for an ops member still resolved by type (opsparams.py: the caller passes no known
+    table), the object expression in the caller's terms — the call stays a may-path
+    (witnesses.indirect_hop), though it is no member call of the caller's own."""
     line, held, scopes, args, _, must = caller_site(c, caller, callee, site, classes)
-    return Call(name, False, line, held, scopes, list(args), "", c.dropped | must,
+    return Call(name, False, line, held, scopes, list(args), base, c.dropped | must,
                 c.gates | (site[4] & _FIRST),
                 must)

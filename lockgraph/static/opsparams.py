@@ -206,11 +206,13 @@ def add_ops_calls(funcs: dict[str, FuncFacts], targets, ops: OpsSites, tables: T
                     r = tables.resolve(c.args[k], path, m, f, c.line)
                     if r is not None and r[0] == "param" and i in called:
                         continue  # resolved at i's own callers
-                    got = tuple(sorted(r[1])) if r is not None and r[0] == "fids" \
-                        else ops.fallback(j, key)
+                    known = r is not None and r[0] == "fids"
+                    got = tuple(sorted(r[1])) if known else ops.fallback(j, key)
                     if not got:
                         continue
-                    extra.append(site_call(m, c, f, funcs[j], site, classes))
+                    base = "" if known else "->".join([c.args[k].strip(), *path.split(".")] if path
+                                                      else [c.args[k].strip()])
+                    extra.append(site_call(m, c, f, funcs[j], site, classes, base))
                     rows.append(got)
         if extra:
             append_calls(funcs, targets, i, extra, rows)

@@ -348,11 +348,12 @@ class ChainSearch:
 
 
 def indirect_hop(S: Solved, steps: tuple[Step, ...]) -> str:
-    """The first hop of a chain made through an ops-table member (resolved by the member's
-    name and type, not by the object it is called on), as `base->member() at file:line`;
-    "" when every hop is a call naming its callee (a callback passed at the call counts:
-    callbacks.py resolves it from that call's argument).  Such a hop is a may-path: the
-    pointer may never hold that function there."""
+    """The first hop of a chain made through an ops-table member resolved by the member's
+    name and type, not by the object it is called on (the function's own `ops->m()`, or one
+    opsparams.py hoisted to a call site that passes no known table), as `base->m() at
+    file:line`; "" when every hop calls its callee by name or through a table or callback
+    known at the call.  Such a hop is a may-path: the pointer may never hold that function
+    there."""
     for cur, nxt in zip(steps, steps[1:]):
         member = None
         for i in S.by_name.get(cur.function, ()):
@@ -362,10 +363,10 @@ def indirect_hop(S: Solved, steps: tuple[Step, ...]) -> str:
             for c in f.calls:
                 if c.line != cur.line:
                     continue
-                if not c.member and c.name == nxt.function:
+                if not c.member and not c.base and c.name == nxt.function:
                     member = None
                     break
-                if c.member and member is None:
+                if (c.member or c.base) and member is None:
                     member = c
             else:
                 continue
