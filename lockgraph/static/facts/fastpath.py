@@ -26,17 +26,18 @@ from lockgraph.static.facts.cparse import ITERATOR, KEYWORDS, close_paren
 from lockgraph.static.facts.walk import GATE_WORDS, FuncFacts, ScanContext, Walker, _State
 
 #: Calls whose presence makes statement structure matter: they change the held set or the
-#: memalloc scope.  Allocations, lock initialisers and header aliases are events too, but in
+#: memalloc scope, or end a path (kb.NORETURN).  Allocations, lock initialisers and header aliases are events too, but in
 #: a body without these every held set and scope is empty, so the call list records them
 #: exactly as a parsed body would (about a third of the bodies that mention any primitive
 #: only allocate or initialise).
-TRIGGERS = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | kb.SLEEPING_CALLS | {
+TRIGGERS = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | kb.SLEEPING_CALLS | kb.NORETURN | {
     "guard", "scoped_guard", "scoped_cond_guard"}
 #: A called name: an identifier followed by `(` (possessive: no backtracking into it).
 _CALLED = re.compile(r"\b([A-Za-z_]\w*+)\s*+\(")
 #: What the walker changes state on; any of these among the tokens' calls sends the body
 #: back to the slow path.
-_STATEFUL = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | kb.SLEEPING_CALLS | {"guard"}
+_STATEFUL = frozenset(kb.PRIMITIVES) | frozenset(kb.SCOPES) | kb.SLEEPING_CALLS | kb.NORETURN | {
+    "guard"}
 #: cparse._TOKEN without its whitespace alternative: the same tokens, as strings, in one
 #: C-level pass ("\n" kept, to count lines).
 _TOKEN = re.compile(

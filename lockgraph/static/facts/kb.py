@@ -319,6 +319,14 @@ SCOPES: dict[str, tuple[str, int]] = {
 #: from add_taint, check_panic_on_warn, the hung-task and soft-lockup detectors...) every
 #: console and trace dumper in the kernel was a callee of every warning.
 TERMINAL = frozenset({"panic", "vpanic", "nmi_panic"})
+#: Calls that never return (declared __noreturn in 6.12, or expanding to a trap): a
+#: statement calling one ends its path, so a lock a branch still holds when it calls BUG()
+#: is not held after the branches join (jffs2_erase_pending_blocks()' `else BUG();` kept
+#: erase_completion_lock held into the mutex_lock() after the loop: a false cycle).
+NORETURN = TERMINAL | frozenset({
+    "BUG", "do_exit", "do_group_exit", "make_task_dead", "kthread_exit",
+    "kthread_complete_and_exit", "__module_put_and_kthread_exit", "unreachable",
+    "__builtin_unreachable", "__builtin_trap", "fortify_panic", "usercopy_abort"})
 
 #: Calls that sleep without taking a lockdep-visible lock.
 SLEEPING_CALLS = frozenset({

@@ -20,7 +20,7 @@ from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import atom_text, split_args, split_top
 from lockgraph.static.facts.kb import (ALLOCS, BLOCKING_KINDS, BUILTIN_GUARDS, CALL_ALIASES,
                                         INIT_PRIMS, LOCKDEP_OFF, PRIMITIVES, SCOPES, SLEEPING_CALLS,
-                                        TERMINAL, Prim,
+                                        NORETURN, TERMINAL, Prim,
                                         base_name)
 
 _LOCKEXPR = re.compile(r"^&?\s*\(?\s*\*?(?P<root>[A-Za-z_]\w*)\s*\)?(?P<path>(?:\s*(?:->|\.)\s*\w+|\s*\[[^\]]*\])*)$")
@@ -612,7 +612,10 @@ class Walker:
                 return self.block(s, None)
             return None
         if kind == "expr":
-            return self.expr(s[1], st)
+            st = self.expr(s[1], st)
+            if st is not None and _noreturn(s[1]):
+                return None   # BUG(), panic(), do_exit(): the path ends here
+            return st
         if kind == "block":
             return self.block(s, st)
         if kind == "if":
@@ -994,6 +997,13 @@ class Walker:
                                     restores=at.text in self.dropped_ever, irq=h.irq), st)
         return st
 
+
+
+def _noreturn(atoms: list[tuple]) -> bool:
+    """An expression statement that is a call of a kb.NORETURN function (by name, not
+    through a pointer or member)."""
+    a = atoms[0] if len(atoms) == 1 else None
+    return a is not None and a[0] == "call" and not a[4] and a[1] in NORETURN
 
 
 def walk_function(facts: FuncFacts, stmts: list[tuple], ctx: ScanContext = ScanContext(),
