@@ -164,24 +164,30 @@ _CHUNK = 1 << 22
 
 
 def _result(blob: bytes) -> tuple[Any, memoryview]:
-    """(metadata, compressed output) of a results row; the output is checked whole
-    before a byte of it is written, so a damaged row is never half replayed."""
+    """(metadata, compressed output) of a results row; metadata and output are checked
+    whole (one crc32 over both) before either is read, so a damaged row is never half
+    replayed nor unpickled."""
+    n = int.from_bytes(blob[:8], "little")
+    crc = int.from_bytes(blob[8:12], "little")
+    rest = memoryview(blob)[12:]
+    if len(blob) < 12 or n > len(rest) or zlib.crc32(rest) != crc:
+        raise BadRow("stored result does not match its checksum")
     try:
-        n = int.from_bytes(blob[:8], "little")
-        crc = int.from_bytes(blob[8:12], "little")
-        meta = pickle.loads(blob[12:12 + n])
+        meta = pickle.loads(rest[:n])
     except _ROW_ERRORS as exc:
         raise BadRow(f"{type(exc).__name__}: {exc}") from None
-    body = memoryview(blob)[12 + n:]
-    if len(blob) < 12 + n or zlib.crc32(body) != crc:
-        raise BadRow("stored result does not match its checksum")
-    return meta, body
+    return meta, rest[n:]
 
 
 def _inflate(body: memoryview) -> Iterator[bytes]:
+    """The output in pieces of at most _CHUNK bytes (inflated, not compressed input: JSON
+    inflates tenfold and more)."""
     d = zlib.decompressobj()
     for k in range(0, len(body), _CHUNK):
-        yield d.decompress(body[k:k + _CHUNK])
+        data = body[k:k + _CHUNK]
+        while data:
+            yield d.decompress(data, _CHUNK)
+            data = d.unconsumed_tail
     yield d.flush()
 
 
@@ -437,9 +443,8 @@ class FactCache:
         if self._conn() is None:
             return
         m = pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)
-        body = zlib.compress(out, RESULT_LEVEL)
-        blob = (len(m).to_bytes(8, "little") + zlib.crc32(body).to_bytes(4, "little") + m
-                + body)
+        rest = m + zlib.compress(out, RESULT_LEVEL)
+        blob = len(m).to_bytes(8, "little") + zlib.crc32(rest).to_bytes(4, "little") + rest
 
         def body_(db: sqlite3.Connection) -> None:
             seq = (db.execute("SELECT max(seq) FROM results").fetchone()[0] or 0) + 1

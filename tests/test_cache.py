@@ -375,10 +375,11 @@ def test_a_damaged_stored_result_is_never_half_replayed(tmp_path):
 
     warned, warn = _warnings()
     db = cache_mod.FactCache(tmp_path, "", warn)
-    out = "".join(f"line {k}\n" for k in range(100_000)).encode()
+    out = "".join(f"line {k}\n" for k in range(1_000_000)).encode()
     db.put_result("r", {"exit": 0}, out)
     meta, chunks = db.get_result("r")
-    assert b"".join(chunks) == out
+    pieces = list(chunks)
+    assert b"".join(pieces) == out and max(map(len, pieces)) <= cache_mod._CHUNK
     db.close()
     raw = sqlite3.connect(tmp_path / "facts.sqlite")
     blob = raw.execute("SELECT blob FROM results").fetchone()[0]
@@ -387,8 +388,19 @@ def test_a_damaged_stored_result_is_never_half_replayed(tmp_path):
     raw.close()
     db = cache_mod.FactCache(tmp_path, "", warn)
     assert db.get_result("r") is None
+    db.put_result("r", {"exit": 1}, out)   # the rebuilt cache stores again
     db.close()
     assert len(warned) == 1 and "rebuilding" in warned[0]
+    # damage in the metadata is caught before it is unpickled
+    raw = sqlite3.connect(tmp_path / "facts.sqlite")
+    blob = raw.execute("SELECT blob FROM results").fetchone()[0]
+    raw.execute("UPDATE results SET blob = ?", (blob[:14] + b"\xff" + blob[15:],))
+    raw.commit()
+    raw.close()
+    db = cache_mod.FactCache(tmp_path, "", warn)
+    assert db.get_result("r") is None
+    db.close()
+    assert len(warned) == 2
 
 
 def _check(tree, cache, *extra):

@@ -98,6 +98,10 @@ def test_interrupts_off_passes_down_until_a_drop():
     assert [s.function for s in via] == ["kick", "wake_one", "prog_put", "queue_it"]
     via = S.search.chain(fid["x_holder"], "x_lock")
     assert [s.function for s in via] == ["x_holder", "x_either", "later_x", "take_x"]
+    # dead code under the function's own irq lock is not taken, nor what it hands on
+    assert {"body_lock", "param_lock", "fs_reclaim"}.isdisjoint(S.takes[fid["body_holder"]])
+    assert "cb_lock" not in S.takes[fid["irq_cb_holder"]]
+    assert "cb_lock" in S.takes[fid["plain_cb_holder"]]
 
 
 _RECURSIVE = """\

@@ -86,7 +86,7 @@ _NAMES = ["a", "b", "p", "ops", "x_t", "flags", "gfp", "kfree", "work", "msleep"
           "kmalloc", "kmalloc_noprof", "kmem_cache_alloc", "alloc_percpu", "spin_lock_init",
           "lockdep_set_class", "percpu_counter_init", "list_for_each_entry", "for_each_cpu",
           "if", "return", "sizeof", "struct", "GFP_KERNEL", "spin_lock", "mutex_unlock",
-          "guard", "memalloc_nofs_save", "rcu_read_lock_noprof", "preemptible"]
+          "guard", "memalloc_nofs_save", "rcu_read_lock_noprof", "preemptible", "BUG"]
 _PUNCT = ["(", ")", "(", ")", ",", ";", "{", "}", "->", ".", "=", "&", "*", "!", "?", ":",
           "+=", "==", "[", "]", "1", "0x10", '"s"', "'c'", "\\", "\n", " ", "\t", "@", "#"]
 _PIECES = st.lists(st.sampled_from(_NAMES + _PUNCT), max_size=60)
@@ -108,4 +108,5 @@ def test_call_facts_equal_flat_atoms_and_the_walker_on_any_body(pieces, sep):
     else:  # declined: only for a call the text scan cannot see
         assert fast == FuncFacts("f", "f.c", 1, False, [("int", "gfp")])
         assert "\\" in body and any(n in kb.PRIMITIVES or n in kb.SCOPES or n == "guard"
-                                    or n in kb.SLEEPING_CALLS for n in _NAMES if n in body)
+                                    or n in kb.SLEEPING_CALLS or n in kb.NORETURN
+                                    for n in _NAMES if n in body)

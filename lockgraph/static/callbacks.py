@@ -21,7 +21,7 @@ import re
 from dataclasses import replace
 
 from lockgraph.static.constargs import closed, literal
-from lockgraph.static.facts.walk import ARG_FALSE, ARG_TRUE, SLEPT, Call, FuncFacts, Held, LockExpr
+from lockgraph.static.facts.walk import ARG_FALSE, ARG_TRUE, IRQS_ON, SLEPT, Call, FuncFacts, Held, LockExpr
 
 #: A gate of the solver's own, on a callback call it hoisted (site_call): some function
 #: between the call and the callback sleeps on every path first, so the call sleeps before
@@ -36,8 +36,9 @@ _NO_CALLBACK = frozenset({"NULL", "0", "nullptr"})
 
 #: Where a callee calls parameter k: (line, locks held there, memalloc scopes, the
 #: arguments it passes, the flag-parameter gates it sits behind — and SLEEPS_FIRST when
-#: some level on the way sleeps on every path before it —, the caller locks released before
-#: it on every path), in the callee's own terms.
+#: some level on the way sleeps on every path before it, IRQS_ON when some level runs it
+#: only with interrupts on —, the caller locks released before it on every path), in the
+#: callee's own terms.
 Site = tuple[int, tuple[Held, ...], frozenset[str], tuple[str, ...], frozenset[str],
              frozenset[str]]
 #: An argument already resolved to its lock class (Resolver.classes reads it): a callback
@@ -201,7 +202,8 @@ def caller_site(c: Call, caller: FuncFacts, callee: FuncFacts, site: Site, class
             RESOLVED + k in gone for k in ([h.lock.fixed] if h.lock.fixed else
                                            classes(h.lock, caller))))
     return (c.line, kept, c.scopes | scopes, _translate_args(args, callee, c, classes),
-            _arg_gates(c.gates) | _sleeps_first(c.gates, site[4]), c.must | gone)
+            _arg_gates(c.gates) | _sleeps_first(c.gates, site[4]) | ((c.gates | site[4]) & _IRQS),
+            c.must | gone)
 
 
 def _translate_dropped(dropped: frozenset[str], callee: FuncFacts, call: Call,
@@ -222,8 +224,8 @@ def _translate_dropped(dropped: frozenset[str], callee: FuncFacts, call: Call,
 
 def own_site(c: Call) -> Site:
     """Call c as a site of its own function."""
-    return (c.line, c.held, c.scopes, tuple(c.args), _arg_gates(c.gates) | _sleeps_first(c.gates),
-            c.must)
+    return (c.line, c.held, c.scopes, tuple(c.args),
+            _arg_gates(c.gates) | _sleeps_first(c.gates) | (c.gates & _IRQS), c.must)
 
 
 def add_site(table: dict, key, site: Site) -> bool:
@@ -268,7 +270,7 @@ def _merged_args(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
 def open_at(site: Site, callee: FuncFacts, c: Call) -> bool:
     """Whether call c of the callee can reach its site: `__irq_put_desc_unlock(desc, flags,
     false)` never runs the `if (bus) chip_bus_sync_unlock(desc)` behind its bus flag."""
-    return not any(closed(g, callee, c.args) for g in site[4] if g != SLEEPS_FIRST)
+    return not any(closed(g, callee, c.args) for g in site[4] if g not in _MARKS)
 
 
 def _arg_gates(gates: frozenset[str]) -> frozenset[str]:
@@ -276,6 +278,11 @@ def _arg_gates(gates: frozenset[str]) -> frozenset[str]:
 
 
 _FIRST = frozenset({SLEEPS_FIRST})
+#: A site behind `!irqs_disabled()` at any level runs only with interrupts on: its hoisted
+#: call keeps the gate (a caller lock released on the way leaves the caller's held set, so
+#: interrupts-off is then not assumed there: summaries.context_at).
+_IRQS = frozenset({IRQS_ON})
+_MARKS = _FIRST | _IRQS
 
 
 def _sleeps_first(gates: frozenset[str], below: frozenset[str] = frozenset()) -> frozenset[str]:
@@ -294,5 +301,5 @@ def site_call(name: str, c: Call, caller: FuncFacts, callee: FuncFacts, site: Si
     (witnesses.indirect_hop), though it is no member call of the caller's own."""
     line, held, scopes, args, _, must = caller_site(c, caller, callee, site, classes)
     return Call(name, False, line, held, scopes, list(args), base, c.dropped | must,
-                c.gates | (site[4] & _FIRST),
+                c.gates | (site[4] & _MARKS),
                 must)

@@ -17,18 +17,12 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.paramlocks import ParamLocks
-from lockgraph.static.summaries import (ATOMIC, IRQS_OFF, PLAIN, Witness, context_at, irqs_on,
-                                        sleeping)
+from lockgraph.static.summaries import (ATOMIC, IRQS_OFF, PLAIN, Witness, context_at, dead,
+                                        irqs_on, sleeping)
 from lockgraph.static.witnesses import Step, indirect_hop, param_chain
 
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
-
-def dead(x) -> bool:
-    """Acquisition or allocation x lies behind `if (!irqs_disabled())` under a lock its
-    function took with interrupts off: it never runs."""
-    return irqs_on(x) and context_at(x.held) == IRQS_OFF
-
 
 #: Witnesses kept per static edge.
 MAX_EVIDENCE = 5

@@ -32,8 +32,10 @@ interrupts disabled (spin_lock_irqsave() and kin): also without what lies behind
 pcpu_schedule_balance_work() -> schedule_work() wakes the worker: try_to_wake_up() takes
 p->pi_lock with raw_spin_lock_irqsave(), and past it __bpf_prog_put() calls
 bpf_prog_put_deferred() only when interrupts are on (else it queues a work item); 476 of
-the 501 classes free_percpu() still took lay behind that call.  On a !PREEMPT_RT kernel: there spin_lock_irqsave()
-leaves interrupts on (raw_spin_lock_irqsave() does not).
+the 501 classes free_percpu() still took lay behind that call.  A !PREEMPT_RT kernel is
+assumed: on PREEMPT_RT spin_lock_irqsave() leaves interrupts on (raw_spin_lock_irqsave()
+does not).  Code behind such a test under the function's own irq lock never runs at all
+(`dead`): it is neither taken nor an edge.
 """
 
 from __future__ import annotations
@@ -171,6 +173,12 @@ def context_at(held: tuple[Held, ...]) -> int:
 def irqs_on(x) -> bool:
     """Call or acquisition x runs only with interrupts enabled (walk.IRQS_ON)."""
     return IRQS_ON in x.gates
+
+
+def dead(x) -> bool:
+    """Acquisition, allocation or call x lies behind `if (!irqs_disabled())` under a lock
+    its own function took with interrupts off: it never runs."""
+    return IRQS_ON in x.gates and context_at(x.held) == IRQS_OFF
 
 
 def sleeping(c) -> bool:
@@ -438,6 +446,8 @@ class Summaries:
             kinds.setdefault(cls, a.kind)
             if a.irq:
                 irq_classes.add(cls)
+            if dead(a):
+                continue
             if cls.startswith("@param"):
                 prefer(pc, cls, Witness(a.line, None, res.dropped(f, a.dropped), try_=a.try_,
                                         irq=a.irq, deep=not at_top(a.held, f)))
@@ -463,7 +473,7 @@ class Summaries:
                     c_bits |= b
         for al in f.allocs:
             how, k = gfp_reclaims(al.gfp, f)
-            if masked(al.scopes) or how == "no":
+            if masked(al.scopes) or how == "no" or dead(al):
                 continue
             if how == "param":
                 prefer(pr, k, Witness(al.line, None, res.dropped(f, al.dropped), f"{al.api}()",
@@ -540,14 +550,17 @@ class Summaries:
             aj, tj, cj, sj = anyb[j], top[j], clean[j], atop[j]
         nj, ij, itj = aany[j] & aj, iany[j] & aj, itop[j] & sj
         ctx = context_at(c.held) if c.held else PLAIN
+        never = False   # the call cannot run here: it adds nothing, parameters included
         if ctx == IRQS_OFF:  # i holds a lock taken with interrupts off: j runs so
             if sleeping(c) or irqs_on(c):
                 aj = tj = cj = sj = nj = ij = itj = 0
+                never = True
             else:
                 aj, tj, cj, nj, sj = ij, itj, cj & itj, ij, itj
         elif ctx == ATOMIC:  # i is atomic here (rcu_read_lock()): j cannot sleep
             if sleeping(c):
                 aj = tj = cj = sj = nj = ij = itj = 0
+                never = True
             else:
                 aj, tj, cj = nj, sj, cj & sj
         slept = after_sleep(c)
@@ -585,12 +598,12 @@ class Summaries:
                     if lk not in held_here and set_drop(i, bits & m, self._single(lk), level + 1):
                         dgrew = True
         pj = self.pcls.get(j)
-        if pj and self._lock_params(i, f, c, j, pj, drop, ctop, gated, acc):
+        if pj and not never and self._lock_params(i, f, c, j, pj, drop, ctop, gated, acc):
             dgrew = True
         anyb[i], top[i], clean[i], atop[i], aany[i], iany[i], itop[i] = acc
         changed = dgrew or tuple(acc) != before
         pj = self.param_reclaim.get(j)
-        if pj:
+        if pj and not never:
             changed = self._gfp_params(i, f, c, j, pj, m, drop, ctop) or changed
         sleeps = self.sleeps
         if j in sleeps and i not in sleeps and not ctx:  # atomic here: j's sleep is a bug

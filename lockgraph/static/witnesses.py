@@ -17,7 +17,7 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, FuncFacts, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.summaries import (ATOMIC, IRQS_OFF, PLAIN, Witness, acq_sleeps, at_top, context_at,
-                                        irqs_on, sleeping)
+                                        dead, irqs_on, sleeping)
 
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
@@ -316,7 +316,7 @@ class ChainSearch:
         if cls == FS_RECLAIM:
             for al in f.allocs:
                 how, _ = gfp_reclaims(al.gfp, f)
-                if not masked(al.scopes) and how in ("yes", "unknown") and not (
+                if not masked(al.scopes) and how in ("yes", "unknown") and not dead(al) and not (
                         edge and not at_top(al.held, f)) and not (
                         avoid and al.dropped and avoid in self._drops(f, al.dropped)) and not (
                         atomic and SLEPT in al.gates) and not (
@@ -324,7 +324,7 @@ class ChainSearch:
                     return al.line
             return 0
         for c, a in S.local_acqs.get(fid, ()):
-            if c == cls and not (edge and (a.try_ or not at_top(a.held, f))) and not (
+            if c == cls and not dead(a) and not (edge and (a.try_ or not at_top(a.held, f))) and not (
                     avoid and a.dropped and avoid in self._drops(f, a.dropped)) and not (
                     atomic and acq_sleeps(a)) and not (
                     atomic == IRQS_OFF and self._irqs_gated(f, a)):
@@ -494,7 +494,7 @@ class _Tree:
             for node in frontier:
                 fid, at = node
                 for cls, a in S.local_acqs.get(fid, ()):
-                    if not (at and acq_sleeps(a)) and not (
+                    if not dead(a) and not (at and acq_sleeps(a)) and not (
                             at == IRQS_OFF and cs._irqs_gated(S.funcs[fid], a)):
                         seen = takers.setdefault(cls, [])
                         if len(seen) < TAKERS and (not seen or seen[-1] != node):
