@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lockgraph.contexts import Context
 from lockgraph.graph import (FS_RECLAIM, best_evidence, canonical_cycle, cycle_edges, cycles,
-                             out_edges_sorted, reachable, shortest_path_or_none)
+                             evidence_rank, out_edges_sorted, reachable, shortest_path_or_none)
 from lockgraph.model import Evidence, Finding, Report, Severity, trim_stack
 from lockgraph.rules import RULES, exact_id, make, stable_name
 
@@ -333,7 +333,7 @@ def _direct_evidence(G: nx.DiGraph, a: str, b: str) -> tuple[Any, str]:
     none): the first witness, in best_evidence's order, whose chain calls each callee by
     name — a cycle resting on a may-path (an ops member resolved by its name, not by the
     object it is called on) is a warning, as LG107 makes such a sleep."""
-    ranked = sorted(G[a][b]["evidence"], key=lambda e: (not e.certain, e.file, e.line, e.source))
+    ranked = sorted(G[a][b]["evidence"], key=evidence_rank)
     first = ""
     for e in ranked:
         hop = getattr(e, "may", "")

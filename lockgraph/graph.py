@@ -84,9 +84,14 @@ def add_edge(G: nx.DiGraph, e: Edge, seen: set[tuple] | None = None) -> None:
         G.add_edge(e.src, e.dst, evidence=[e], certain=e.certain)
 
 
+def evidence_rank(e: Edge) -> tuple:
+    """The order a reviewer should see evidence in: certain before inferred, then by place."""
+    return (not e.certain, e.file, e.line, e.source)
+
+
 def best_evidence(G: nx.DiGraph, a: str, b: str) -> Edge:
-    """The evidence a reviewer should see first: certain before inferred, then by place."""
-    return min(G[a][b]["evidence"], key=lambda e: (not e.certain, e.file, e.line, e.source))
+    """The evidence a reviewer should see first (evidence_rank)."""
+    return min(G[a][b]["evidence"], key=evidence_rank)
 
 
 def out_edges_sorted(G: nx.DiGraph, n: str) -> list[tuple[str, str]]:

@@ -175,10 +175,17 @@ def irqs_on(x) -> bool:
     return IRQS_ON in x.gates
 
 
+def irqs_gated(x, dropped) -> bool:
+    """Entered with interrupts off, x never runs: it lies behind `!irqs_disabled()` and
+    no caller lock is released before it (`dropped`: those it releases; one released may
+    have turned interrupts on again).  The rule of `iany`/`itop` and of their chains."""
+    return IRQS_ON in x.gates and not dropped
+
+
 def dead(x) -> bool:
     """Acquisition, allocation or call x lies behind `if (!irqs_disabled())` under a lock
     its own function took with interrupts off: it never runs."""
-    return IRQS_ON in x.gates and context_at(x.held) == IRQS_OFF
+    return irqs_on(x) and context_at(x.held) == IRQS_OFF
 
 
 def sleeping(c) -> bool:
@@ -458,7 +465,7 @@ class Summaries:
                 dr[lk] = dr.get(lk, 0) | b
             a_bits |= b
             nosleep = not acq_sleeps(a)
-            irqoff = nosleep and (d or not irqs_on(a))  # after a drop: the caller's irq lock may be gone
+            irqoff = nosleep and not irqs_gated(a, d)
             if nosleep:
                 n_bits |= b
             if irqoff:
@@ -484,7 +491,7 @@ class Summaries:
                     dr[lk] = dr.get(lk, 0) | 1
                 a_bits |= 1
                 nosleep = SLEPT not in al.gates
-                irqoff = nosleep and (d or not irqs_on(al))
+                irqoff = nosleep and not irqs_gated(al, d)
                 if nosleep:
                     n_bits |= 1
                 if irqoff:
@@ -564,8 +571,7 @@ class Summaries:
             else:
                 aj, tj, cj = nj, sj, cj & sj
         slept = after_sleep(c)
-        # with interrupts off on entry (nothing dropped since), no path behind !irqs_disabled()
-        gated = slept or irqs_on(c) and not drop
+        gated = slept or irqs_gated(c, drop)   # adds nothing to iany/itop
         if drop and not slept:
             ij, itj = nj, sj
         # the common call (nothing dropped, no lock or gfp parameter) is these unions
@@ -598,13 +604,13 @@ class Summaries:
                     if lk not in held_here and set_drop(i, bits & m, self._single(lk), level + 1):
                         dgrew = True
         pj = self.pcls.get(j)
-        if pj and not never and self._lock_params(i, f, c, j, pj, drop, ctop, gated, acc):
+        if pj and not never and self._lock_params(i, f, c, j, pj, drop, ctop, slept, gated, acc):
+            dgrew = True
+        pj = self.param_reclaim.get(j)
+        if pj and not never and self._gfp_params(i, f, c, j, pj, m, drop, ctop, slept, gated, acc):
             dgrew = True
         anyb[i], top[i], clean[i], atop[i], aany[i], iany[i], itop[i] = acc
         changed = dgrew or tuple(acc) != before
-        pj = self.param_reclaim.get(j)
-        if pj and not never:
-            changed = self._gfp_params(i, f, c, j, pj, m, drop, ctop) or changed
         sleeps = self.sleeps
         if j in sleeps and i not in sleeps and not ctx:  # atomic here: j's sleep is a bug
             sleeps[i] = Witness(c.line, j)
@@ -612,13 +618,13 @@ class Summaries:
         return changed
 
     def _lock_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[str, Witness],
-                     drop: frozenset[str], ctop: bool, gated: bool, acc: list[int]) -> bool:
+                     drop: frozenset[str], ctop: bool, slept: bool, gated: bool,
+                     acc: list[int]) -> bool:
         """The classes j takes through its lock parameters are the arguments of call c:
         added to i's (any, top, clean, atop, aany, iany, itop) bits in `acc`; True when a
-        drop record or i's own lock-parameter entries grew.  `gated`: the call adds
-        nothing with interrupts off."""
+        drop record or i's own lock-parameter entries grew.  `slept`, `gated`: the call
+        adds nothing in atomic context, with interrupts off (pull)."""
         U, kinds, irq_classes = self.classes, self.kinds, self.irq_classes
-        sleeps = after_sleep(c)
         grew = False
         for cls, w in pj.items():
             for real in self.res.at_call(cls, c, f):
@@ -636,7 +642,7 @@ class Summaries:
                     if self.set_drop(i, b, drop | w.dropped):
                         grew = True
                 acc[0] |= b
-                nosleep = not sleeps and kinds.get(real) not in kb.BLOCKING_KINDS
+                nosleep = not slept and kinds.get(real) not in kb.BLOCKING_KINDS
                 irqoff = nosleep and not gated
                 if nosleep:
                     acc[4] |= b
@@ -653,12 +659,13 @@ class Summaries:
         return grew
 
     def _gfp_params(self, i: str, f: FuncFacts, c, j: str, pj: dict[int, Witness], m: int,
-                    drop: frozenset[str], ctop: bool) -> bool:
+                    drop: frozenset[str], ctop: bool, slept: bool, gated: bool,
+                    acc: list[int]) -> bool:
         """Whether j reclaims through a gfp parameter is decided by call c's argument: it
-        reclaims (i's fs_reclaim bit), or the question passes on to i's own parameter.
-        True when i's summary grew."""
-        anyb, top, clean, atop, aany = self.anyb, self.top, self.clean, self.atop, self.aany
-        changed = False
+        reclaims (i's fs_reclaim bit in `acc`, as _lock_params adds classes), or the
+        question passes on to i's own parameter.  True when a drop record or i's own
+        gfp-parameter entries grew."""
+        grew = False
         pr = self.param_reclaim.setdefault(i, {})
         for n, w in pj.items():
             if m != -1 or n >= len(c.args):
@@ -667,33 +674,27 @@ class Summaries:
             if how == "param":
                 if prefer(pr, k2, Witness(c.line, j, drop | w.dropped, via_param=n,
                                           deep=w.deep or not ctop)):
-                    changed = True
+                    grew = True
             elif how in ("yes", "unknown"):
-                was = (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1, aany[i] & 1,
-                       self.iany[i] & 1, self.itop[i] & 1)
                 if (drop or w.dropped) and self.set_drop(i, 1, drop | w.dropped):
-                    changed = True
+                    grew = True
                 edge = ctop and w.edge
-                if not anyb[i] & 1 or edge and not top[i] & 1:
+                if not acc[0] & 1 or edge and not acc[1] & 1:
                     self.via_gfp[i] = c.line  # where a witness search for fs_reclaim ends
-                anyb[i] |= 1
-                slept = after_sleep(c)
-                gated = slept or irqs_on(c) and not drop
+                acc[0] |= 1
                 if not slept:
-                    aany[i] |= 1
+                    acc[4] |= 1
                 if not gated:
-                    self.iany[i] |= 1
+                    acc[5] |= 1
                 if edge:
-                    top[i] |= 1
+                    acc[1] |= 1
                     if not slept:
-                        atop[i] |= 1
+                        acc[3] |= 1
                     if not gated:
-                        self.itop[i] |= 1
+                        acc[6] |= 1
                     if not (drop or w.dropped):
-                        clean[i] |= 1
-                changed = changed or was != (anyb[i] & 1, top[i] & 1, clean[i] & 1, atop[i] & 1,
-                                             aany[i] & 1, self.iany[i] & 1, self.itop[i] & 1)
-        return changed
+                        acc[2] |= 1
+        return grew
 
 
 class _Live(Mapping):

@@ -17,7 +17,7 @@ from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, FuncFacts, LockExpr
 from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
 from lockgraph.static.summaries import (ATOMIC, IRQS_OFF, PLAIN, Witness, acq_sleeps, at_top, context_at,
-                                        dead, irqs_on, sleeping)
+                                        dead, irqs_gated, irqs_on, sleeping)
 
 if TYPE_CHECKING:
     from lockgraph.static.solve import Solved
@@ -332,9 +332,8 @@ class ChainSearch:
         return 0
 
     def _irqs_gated(self, f: FuncFacts, x) -> bool:
-        """x runs only with interrupts on, and no caller lock is released before it (the
-        rule of summaries.iany)."""
-        return irqs_on(x) and not (x.dropped and self._drops(f, x.dropped))
+        """summaries.irqs_gated, with the caller locks x releases resolved (memoised)."""
+        return irqs_gated(x, x.dropped and self._drops(f, x.dropped))
 
     def _through_param(self, f: FuncFacts, c, j: str, cls: str, edge: bool) -> bool:
         S = self.S
