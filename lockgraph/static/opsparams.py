@@ -188,7 +188,7 @@ def ops_sites(funcs: dict[str, FuncFacts], targets, tables: Tables, classes) -> 
 
 
 def add_ops_calls(funcs: dict[str, FuncFacts], targets, ops: OpsSites, tables: Tables,
-                  classes, called: set[str]) -> None:
+                  classes, called: set[str], own=None) -> None:
     """Each call that hands a table to such a parameter calls that table's member; an
     argument that is no known table calls what the callee's own resolution reached (so does
     a function nothing calls that hands on its own parameter).  The callee's own member call
@@ -212,6 +212,8 @@ def add_ops_calls(funcs: dict[str, FuncFacts], targets, ops: OpsSites, tables: T
                         continue
                     base = "" if known else "->".join([c.args[k].strip(), *path.split(".")] if path
                                                       else [c.args[k].strip()])
+                    if own is not None and not known:  # static/owntables.py
+                        got = own.narrow(i, base, m, got)
                     extra.append(site_call(m, c, f, funcs[j], site, classes, base))
                     rows.append(got)
         if extra:

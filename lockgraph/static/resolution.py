@@ -18,6 +18,7 @@ from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
 from lockgraph.static.kinds import apply_kind_calls
 from lockgraph.static.layered import TypeIndex
 from lockgraph.static.opsparams import Tables, add_ops_calls, ops_sites
+from lockgraph.static.owntables import OwnTables
 
 #: An indirect call resolved by member name only (object type unknown) is followed when at
 #: most this many functions are assigned to that member anywhere; beyond, it is a blind spot.
@@ -317,6 +318,11 @@ class CallGraph:
         self.blind_calls: dict[str, tuple[tuple[int, str], ...]] = {}
         for i, f in funcs.items():
             self._resolve_calls(i, f)
+        own = OwnTables(files, funcs, self.named, self.targets)
+        for i in own.own:
+            f = funcs[i]
+            self.targets[i] = tuple(own.narrow(i, c.base, c.name, t) if c.member and c.base else t
+                                    for c, t in zip(f.calls, self.targets[i]))
         sites = callback_params(funcs, self.targets, res.classes)
         add_callback_calls(funcs, self.targets, sites, self.resolve_call, res.classes,
                            self.unresolved, self.blind)
@@ -326,7 +332,7 @@ class CallGraph:
         self._resolved_at_callers(sites, called)
         tables = Tables(files, self.named)
         ops = ops_sites(funcs, self.targets, tables, res.classes)
-        add_ops_calls(funcs, self.targets, ops, tables, res.classes, called)
+        add_ops_calls(funcs, self.targets, ops, tables, res.classes, called, own)
         apply_kind_calls(funcs, self.targets)   # static/kinds.py
 
     def _chain_type(self, chain: str, f: FuncFacts) -> str:
