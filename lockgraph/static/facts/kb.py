@@ -30,6 +30,10 @@ NO_EDGE_KINDS = frozenset({"rcu", "novalidate"})
 ATOMIC_KINDS = SPINNING_KINDS | {"rcu"}
 
 
+#: user accesses that may fault: they take &mm->mmap_lock for reading (see _table)
+FAULTING = frozenset({"might_fault", "get_user", "put_user"})
+
+
 @dataclass(frozen=True, slots=True)
 class Prim:
     """One lock primitive: what it does to which argument.
@@ -161,6 +165,15 @@ def _table() -> dict[str, Prim]:
     add("lock_map_acquire_try", op="try", kind="map")
     add("lock_map_release", op="release", kind="map")
     add("might_lock might_lock_read", op="might", kind="map")
+    # A user access may fault, and the fault handler takes the task's mmap_lock for reading
+    # (arch/x86/mm/fault.c lock_mm_and_find_vma()); lockdep records that edge from every
+    # held lock at the access: __might_fault() does might_lock_read(&current->mm->mmap_lock)
+    # (mm/memory.c).  x86's get_user()/put_user() are macros that call might_fault() first
+    # (arch/x86/include/asm/uaccess.h); copy_{to,from}_user() reach it through
+    # include/linux/uaccess.h.  Not between pagefault_disable() and pagefault_enable(),
+    # where an access fails instead of faulting (the "nofault" scope).
+    add(" ".join(sorted(FAULTING)), op="might", kind="rwsem", mode="S", arg=-1,
+        name="&mm->mmap_lock")
     add("lockdep_assert_held lockdep_assert_held_write lockdep_assert_held_read "
         "lockdep_assert_held_once", op="assert", kind="map")
     # subsystem wrappers (§1.11)
@@ -300,6 +313,8 @@ GFP_NEUTRAL_PREFIX = "__GFP_"
 
 #: Task scopes (§3.3): call → (scope, +1 enter / -1 leave).
 LOCKDEP_OFF = "lockdep_off"
+#: between pagefault_disable() and pagefault_enable(): a user access cannot fault
+NOFAULT = "nofault"
 SCOPES: dict[str, tuple[str, int]] = {
     "memalloc_nofs_save": ("nofs", 1), "memalloc_nofs_restore": ("nofs", -1),
     "memalloc_noio_save": ("noio", 1), "memalloc_noio_restore": ("noio", -1),
@@ -310,6 +325,7 @@ SCOPES: dict[str, tuple[str, int]] = {
     # lock_acquire returns early on lockdep_recursion / !debug_locks)
     "lockdep_off": (LOCKDEP_OFF, 1), "lockdep_on": (LOCKDEP_OFF, -1),
     "debug_locks_off": (LOCKDEP_OFF, 1), "__debug_locks_off": (LOCKDEP_OFF, 1),
+    "pagefault_disable": (NOFAULT, 1), "pagefault_enable": (NOFAULT, -1),
 }
 
 #: Calls that never return and stop every other CPU before they take a lock
@@ -356,7 +372,7 @@ LOCK_FREE = frozenset({
     "sizeof", "__alignof__", "_Alignof", "typeof", "__typeof__", "offsetof", "sizeof_field",
     "__same_type", "BUILD_BUG_ON", "static_assert", "__must_be_array", "abs", "__ffs", "ffs",
     "fls", "__fls", "ilog2", "is_power_of_2", "lockdep_assert_irqs_disabled",
-    "lockdep_assert_irqs_enabled", "lockdep_assert_preemption_disabled", "might_fault",
+    "lockdep_assert_irqs_enabled", "lockdep_assert_preemption_disabled",
     "in_interrupt", "in_task", "irqs_disabled", "current_gfp_context", "gfpflags_allow_blocking",
     "WARN_ON", "WARN_ON_ONCE", "WARN", "WARN_ONCE", "BUG_ON", "BUG", "likely", "unlikely",
     "READ_ONCE", "WRITE_ONCE", "sizeof", "min", "max", "min_t", "max_t", "clamp", "ARRAY_SIZE",

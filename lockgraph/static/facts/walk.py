@@ -19,7 +19,7 @@ from math import prod
 from lockgraph.static.facts.config import Config
 from lockgraph.static.facts.cparse import atom_text, split_args, split_top
 from lockgraph.static.facts.kb import (ALLOCS, BLOCKING_KINDS, BUILTIN_GUARDS, CALL_ALIASES,
-                                        INIT_PRIMS, LOCKDEP_OFF, PRIMITIVES, SCOPES, SLEEPING_CALLS,
+                                        FAULTING, INIT_PRIMS, LOCKDEP_OFF, NOFAULT, PRIMITIVES, SCOPES, SLEEPING_CALLS,
                                         NORETURN, TERMINAL, Prim,
                                         base_name)
 
@@ -868,7 +868,8 @@ class Walker:
                     f.asserted.append((lk, a[3]))
                 return st
             if prim.op == "might":
-                self.acquire(a, prim, st)
+                if not (name in FAULTING and NOFAULT in st.scope_set()):
+                    self.acquire(a, prim, st)
                 return st
             return st
         if name in SCOPES:
