@@ -138,14 +138,19 @@ KBUILD = FIXTURES / "csrc" / "kbuild-tree"
 
 @pytest.mark.parametrize("config, skipped", [
     ("leaks-off.config", ["mm/kasan", "mm/leakcheck.c", "mm/leaks.c", "mm/nocheck.c",
-                          "mm/nommu.c", "mm/pool_stats.c"]),
+                          "mm/nommu.c", "mm/pool_stats.c", "mm/selftests/mock_slab.c",
+                          "mm/selftests/slab_test.c", "mm/slab_nommu.c"]),
     ("leaks-on.config", ["mm/nocheck.c", "mm/pool_core.c", "mm/pool_stats.c", "mm/poolcheck.c",
+                         "mm/selftests/mock_slab.c", "mm/selftests/slab_test.c", "mm/slab_mmu.c",
                          "mm/vmalloc.c"]),
 ])
 def test_a_config_skips_what_its_makefiles_never_build(config, skipped):
     """obj-$(CONFIG_X), composite objects, directories, `ifdef`/`else ifeq` on options and a
     list replaced by a later `:=` follow the .config; a rule under a test of anything else
-    (`ifeq ($(SRCARCH),x86)`), a file no rule names and a continued line keep their files."""
+    (`ifeq ($(SRCARCH),x86)`), a file no rule names and nothing includes, and a continued
+    line keep their files.  A file no rule names goes with the `#if`/`#ifdef`/`#else` branch
+    that includes it (selftests/ under an unset CONFIG_SLAB_SELFTEST, and what only they
+    include), and stays under a test of anything else (`#if SLAB_DEBUG_LEVEL > 2`)."""
     from lockgraph.static.kbuild import Kbuild
 
     out = Kbuild(load_config(KBUILD / config)).unbuilt([KBUILD])
@@ -173,8 +178,9 @@ def test_scan_json_lists_the_unbuilt_files_as_not_scanned():
     got = json.loads(res.output)
     assert {"mm/leaks.c", "mm/kasan", "mm/pool_stats.c", "mm/nommu.c"} <= set(got["not_scanned"])
     # slab, pool_core (a module), guarded (an unknown test), poolcheck (else ifeq), vmalloc
-    # (the list that replaced nommu.o), unnamed (no rule), lib's two
-    assert got["files"] == 8
+    # (the list that replaced nommu.o), unnamed (no rule), slab_mmu (#ifdef CONFIG_MMU),
+    # slab_debug (an unknown #if), lib's two
+    assert got["files"] == 10
 
 
 @pytest.mark.parametrize("config, nommu, vmalloc", [(None, True, True),

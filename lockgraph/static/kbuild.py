@@ -17,6 +17,14 @@ test (`ifeq ($(ARCH),x86_64)`), a name built from a variable (`memcpy_$(BITS).o`
 rule names (`#include "percpu-vm.c"`).  A file or directory is left out only when every
 rule naming it is off in the .config: its option unset, inside a conditional that is
 false, or replaced by a later assignment.
+
+A .c file no rule names is compiled where another file `#include`s it: i915's
+gt/mock_engine.c and its fifty selftests are included by intel_engine_cs.c and friends
+under `#if IS_ENABLED(CONFIG_DRM_I915_SELFTEST)`, which a distribution kernel leaves off;
+scanned on their own, their mock ops tables joined every `ce->ops->unpin()` call.  Such a
+file is left out when its includers (looked for in its directory and the two above) are
+found and every include of it sits under a conditional the .config makes false (includers
+are looked for in its directory, the two above and the directories beside it).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import os
 import re
 from pathlib import Path
 
-from lockgraph.static.facts.config import Config
+from lockgraph.static.facts.config import Config, eval_condition
 
 _RULE = re.compile(r"^([A-Za-z0-9_.\-]+?)-(y|m|objs|\$\(CONFIG_([A-Za-z0-9_]+)\))\s*(\+=|:=|\?=|=)\s*(.*)$")
 _IF = re.compile(r"^(else\s+)?(ifdef|ifndef|ifeq|ifneq)\b\s*(.*)$")
@@ -37,6 +45,11 @@ _LISTREF = re.compile(r"\$\(([A-Za-z0-9_.\-]+?)-(?:y|m|objs)\)")
 #: Rule lists kbuild links into the kernel (or builds as modules) directly; any other name
 #: before `-y` is a composite object, built when its own object is.
 _LISTS = frozenset({"obj", "lib", "core", "drivers", "net", "libs", "virt", "head", "subdir"})
+
+_INCLUDE_C = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+\.c)"', re.M)
+_PP = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|elifdef|elifndef|else|endif)\b(.*)$")
+_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_OPTIONS = re.compile(r"\bCONFIG_\w+")
 
 UNKNOWN = "?"   # a rule whose condition this reader cannot evaluate
 NEVER = "!"     # a rule the .config never runs (a false conditional, a replaced value)
@@ -146,6 +159,8 @@ class Kbuild:
         the .config builds, outermost first; nothing below a skipped directory is listed,
         nor anything below `prune` (excluded already)."""
         out: list[Path] = []
+        unnamed: list[Path] = []    # .c files no rule read so far names
+        named: set[str] = set()      # the objects rules name, as paths
         pruned = {str(p) for p in prune}
         for top in under:
             for d, dirs, names in os.walk(top):
@@ -154,9 +169,13 @@ class Kbuild:
                 for n in ("Makefile", "Kbuild"):
                     if n in names:
                         rules += _rules(Path(d, n), self.config)
+                here = Path(d)
+                for name, _, items in rules:
+                    named.update(os.path.normpath(os.path.join(d, it)) for it in items if it.endswith(".o"))
+                unnamed += [here / n for n in sorted(names) if n.endswith(".c")
+                            and os.path.normpath(os.path.join(d, n[:-2] + ".o")) not in named]
                 if not rules:
                     continue
-                here = Path(d)
                 objs: dict[str, list[tuple[str, str | None]]] = {}
                 for name, cond, items in rules:
                     for it in items:
@@ -188,4 +207,102 @@ class Kbuild:
                 for n in sorted(names):
                     if n.endswith(".c") and not built(n[:-2] + ".o"):
                         out.append(here / n)
+        return out + self._included_only_when_off(unnamed, set(out), under)
+
+    def _included_only_when_off(self, unnamed: list[Path], unbuilt: set[Path],
+                                under: list[Path]) -> list[Path]:
+        """The files of `unnamed` (no rule names them) that are #included, and only under
+        conditionals the .config makes false, or only by files left out themselves."""
+        tops = [os.path.normpath(t) for t in under]
+        unnamed = [Path(os.path.normpath(u)) for u in unnamed]
+        includes: dict[Path, list[tuple[Path, bool | None]]] = {}   # file -> (includer, live)
+        read: set[Path] = set()
+
+        def inside(d: Path) -> bool:
+            return any(str(d) == t or str(d).startswith(t + os.sep) for t in tops)
+
+        for u in unnamed:
+            # its directory, the two above, and the directories beside it (`../x/y.c`)
+            up = [u.parent, u.parent.parent, u.parent.parent.parent]
+            try:
+                beside = [u.parent.parent / n for n in os.listdir(u.parent.parent)]
+            except OSError:
+                beside = []
+            for d in up + sorted(x for x in beside if x.is_dir()):
+                if d in read or not inside(d):
+                    continue
+                read.add(d)
+                for inc, target, live in self._includes_in(d):
+                    includes.setdefault(target, []).append((inc, live))
+        off: list[Path] = []
+        gone = set(unbuilt)
+        changed = True
+        while changed:   # a selftest included only by another left-out selftest
+            changed = False
+            for u in unnamed:
+                found = includes.get(u)
+                if u in gone or not found:
+                    continue
+                if all(live is False or inc in gone for inc, live in found):
+                    gone.add(u)
+                    off.append(u)
+                    changed = True
+        return sorted(off)
+
+    def _includes_in(self, d: Path) -> list[tuple[Path, Path, bool | None]]:
+        """(includer, included file, is the include compiled) for the .c includes of the .c
+        files directly in d; None when a conditional around it cannot be evaluated."""
+        out = []
+        try:
+            names = sorted(n for n in os.listdir(d) if n.endswith(".c"))
+        except OSError:
+            return out
+        for n in names:
+            p = d / n
+            try:
+                with open(p, "rb") as fh:
+                    raw = fh.read()
+            except OSError:
+                continue
+            if b'.c"' not in raw:   # most files: no .c include, decoded for nothing
+                continue
+            # a directive inside a block comment is none: blank comments, keep line numbers
+            text = _COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"),
+                                raw.decode("utf-8", errors="replace"))
+            stack: list[bool | None] = []   # per open conditional: this branch compiled?
+            taken: list[bool | None] = []   # some earlier branch of it compiled
+            for line in text.split("\n"):
+                m = _PP.match(line)
+                if m:
+                    kind, expr = m.group(1), m.group(2).split("//", 1)[0].split("/*", 1)[0].strip()
+                    if kind in ("if", "ifdef", "ifndef"):
+                        cond = (expr if kind == "if" else
+                                f"defined({expr})" if kind == "ifdef" else f"!defined({expr})")
+                        t = self._truth(cond)
+                        stack.append(t)
+                        taken.append(t)
+                    elif kind.startswith("elif") and stack:   # #elifdef, #elifndef: unknown
+                        t = _and(_not(taken[-1]), self._truth(expr) if kind == "elif" else None)
+                        stack[-1], taken[-1] = t, _or(taken[-1], t)
+                    elif kind == "else" and stack:
+                        stack[-1] = _not(taken[-1])
+                    elif kind == "endif" and stack:
+                        stack.pop()
+                        taken.pop()
+                    continue
+                m = _INCLUDE_C.match(line)
+                if m:
+                    live: bool | None = True
+                    for t in stack:
+                        live = _and(live, t)
+                    out.append((p, Path(os.path.normpath(d / m.group(1))), live))
         return out
+
+    def _truth(self, expr: str) -> bool | None:
+        """A #if expression under the .config: None when it tests anything but options
+        (eval_condition reads an unknown macro as true, so both tests come out true)."""
+        if any(self.config.value(o) == "m" for o in _OPTIONS.findall(expr)):
+            # a module option: autoconf.h defines CONFIG_X_MODULE, not CONFIG_X; unknown here
+            return None
+        yes, no = eval_condition(expr, self.config), eval_condition(f"!({expr})", self.config)
+        return None if yes == no else yes

@@ -16,9 +16,13 @@ nothing).  It is not applied when:
 
 * F's own tables name F itself as `.m` (a stacked filesystem or a virtual device calls the
   same operation on the object below it: another implementation);
-* a function of another table of the same struct type calls F directly (a generic helper
-  such as usb_serial_generic_open(), called by pl2303_open() on a pl2303 port): F then
-  serves objects of other implementations.
+* a function of another table of the same struct type calls F directly or through helpers
+  (a generic helper such as usb_serial_generic_open(), called by pl2303_open() on a pl2303
+  port): F then serves objects of other implementations;
+* the object is a member of a parameter of its own struct type (`below = group->lower`:
+  the object below, not the one F was handed);
+* no table of F is of the struct type the call dispatches on (the type every target's
+  tables share): a member of the same name in another struct's table is no target.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ _CHAIN = re.compile(r"^[A-Za-z_]\w*(?:\s*(?:->|\.)\s*[A-Za-z_]\w*)*$")
 
 #: a table: (file, variable)
 Table = tuple[str, str]
+#: how many calls up, and how many callers at most, _shared looks for another implementation
+SHARED_DEPTH = 3
+SHARED_VISITS = 256
 
 
 class OwnTables:
@@ -67,20 +74,42 @@ class OwnTables:
                 for j in named(v, ff.path):
                     self.members[t][d.member].add(j)
                     self.own[j].add(t)
-        self.shared: set[str] = set()
+        #: function -> the struct types of its own tables
+        self.types: dict[str, frozenset[str]] = {
+            j: frozenset(self.type[t] for t in ts) for j, ts in self.own.items()}
+        self.shared = self._shared(funcs, targets)
+
+    def _shared(self, funcs: dict[str, FuncFacts], targets) -> set[str]:
+        """The functions another implementation of one of their types calls directly, or
+        through helpers (SHARED_DEPTH calls up): they serve other implementations' objects
+        (usb_serial_generic_open(), called by pl2303_open() on a pl2303 port)."""
+        callers: dict[str, set[str]] = defaultdict(set)
         for i, f in funcs.items():
-            mine = self.own.get(i)
-            if not mine:
-                continue
-            types = {self.type[t] for t in mine}
             for c, row in zip(f.calls, targets[i]):
-                if c.member:
-                    continue
-                for j in row:
-                    theirs = self.own.get(j)
-                    if theirs and any(self.type[t] in types for t in mine - theirs):
-                        # i, an implementation of a type j also implements, calls j
-                        self.shared.add(j)
+                if not c.member:
+                    for j in row:
+                        callers[j].add(i)
+        out: set[str] = set()
+        for j, theirs in self.own.items():
+            mine = self.types[j]
+            seen, frontier = {j}, [j]
+            for _ in range(SHARED_DEPTH):
+                nxt = []
+                for x in frontier:
+                    for g in sorted(callers.get(x, ())):
+                        if g in seen or len(seen) > SHARED_VISITS:
+                            continue
+                        seen.add(g)
+                        if any(self.type[t] in mine for t in self.own.get(g, set()) - theirs):
+                            out.add(j)
+                            break
+                        nxt.append(g)
+                    if j in out:
+                        break
+                if j in out or not nxt:
+                    break
+                frontier = nxt
+        return out
 
     def narrow(self, i: str, base: str, member: str, row: tuple[str, ...]) -> tuple[str, ...]:
         """The targets of call `base->member()` in function i under the rule."""
@@ -89,9 +118,13 @@ class OwnTables:
         tables = self.own.get(i)
         if not tables or not self._same_object(base, self.funcs[i]):
             return row
+        # the struct type the call dispatches on: the one every target's tables share (a
+        # member name of another struct type in i's own tables is no call of this one)
+        kinds = frozenset.intersection(*(self.types.get(j, frozenset()) for j in row))
         mine: set[str] = set()
         for t in tables:
-            mine |= self.members[t].get(member, set())
+            if self.type[t] in kinds:
+                mine |= self.members[t].get(member, set())
         if not mine or i in mine:
             return row
         kept = tuple(j for j in row if j in mine)
@@ -104,12 +137,22 @@ class OwnTables:
         if not m:
             return False
         root = m.group(0)
-        params = {n for _, n in f.params}
+        params = {n: _struct(t) for t, n in f.params}
         if root in params:
             return True
         alias = f.aliases.get(root, "").strip().lstrip("&").strip()
-        return bool(alias and _CHAIN.match(alias) and _IDENT.match(alias).group(0) in params
-                    and root not in params)
+        if not (alias and _CHAIN.match(alias)):
+            return False
+        owner = _IDENT.match(alias).group(0)
+        # `group = mark->group`: the group that owns the mark f was handed; not so
+        # `below = group->lower`, another object of the parameter's own type (stacking)
+        return owner in params and params[owner] != _struct(f.locals.get(root, ""))
+
+
+def _struct(typ: str) -> str:
+    """`const struct fsnotify_group *` -> `fsnotify_group`."""
+    words = [w for w in typ.replace("*", " ").split() if w not in ("const", "volatile", "struct")]
+    return " ".join(words)
 
 
 def _local(d, funcs_in_file: list[FuncFacts], lines: list[int]) -> bool:
