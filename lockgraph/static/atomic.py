@@ -163,13 +163,18 @@ class _Analysis:
                     s = Sleep(c.line, None, c.name, "", "call", d, irqs_on=irqs_on)
                     yield from self._when(c.held, s, g[0], f, "gfp", cond)
             else:
+                # between pagefault_disable() and pagefault_enable() a callee's user access
+                # fails instead of faulting: its might_fault() does not sleep here
+                faults = kb.NOFAULT not in c.scopes
                 for j in row:
                     for w in () if conditional_only and cond is None else self.top.get(j, ()):
+                        if not faults and w.op in kb.FAULTING:
+                            continue
                         yield c.held, Sleep(c.line, j, w.op, w.arg, w.what,
                                             d | self._mapped(w.dropped, c, f), None,
                                             irqs_on or w.irqs_on), cond
                     for (n, sense), w in sorted(self.ptop.get(j, {}).items()):
-                        if n < len(c.args):
+                        if n < len(c.args) and (faults or w.op not in kb.FAULTING):
                             s = Sleep(c.line, j, w.op, c.args[n] if sense == "gfp" else w.arg,
                                       w.what, d | self._mapped(w.dropped, c, f), (n, sense),
                                       irqs_on or w.irqs_on)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import FuncFacts, Held, LockExpr
-from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
+from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked, scope_mask
 from lockgraph.static.paramlocks import ParamLocks
 from lockgraph.static.summaries import (ATOMIC, IRQS_OFF, PLAIN, Witness, context_at, dead,
                                         irqs_on, sleeping)
@@ -280,7 +280,7 @@ class EdgeBuilder:
             if not srcs:
                 continue
             here = Step(f.name, f.file, c.line)
-            m = ~noedge & (~1 if masked(c.scopes) else -1)
+            m = ~noedge & ~scope_mask(c.scopes)
             # under rcu_read_lock() every source, as a spinlock; under a lock taken with
             # interrupts off, nothing behind !irqs_disabled() (summaries.itop)
             ctx = context_at(c.held)

@@ -19,6 +19,9 @@ from lockgraph.static.facts.walk import FuncFacts, split_op
 from lockgraph.static.resolution import IDENT
 
 FS_RECLAIM = "fs_reclaim"
+#: the class a user access takes when it faults (kb.FAULTING): bit 1 of the summaries, as
+#: fs_reclaim is bit 0, so that a scope can mask it at a call
+FAULT_CLASS = kb.PRIMITIVES["might_fault"].name
 
 
 class _Dyn(Exception):
@@ -148,3 +151,13 @@ _MASKING = frozenset({"nofs", "noio", "noreclaim"})
 def masked(scopes: frozenset[str]) -> bool:
     """A memalloc scope that removes __GFP_FS (or all reclaim) is active."""
     return not _MASKING.isdisjoint(scopes)
+
+
+def scope_mask(scopes: frozenset[str]) -> int:
+    """The summary bits a call made in these scopes cannot reach: fs_reclaim (bit 0) under
+    a memalloc scope that masks it, the faulting class (bit 1) between pagefault_disable()
+    and pagefault_enable(), where a callee's user access fails instead of faulting
+    (strncpy_from_user_nofault() -> strncpy_from_user())."""
+    if not scopes:
+        return 0
+    return (1 if masked(scopes) else 0) | (2 if kb.NOFAULT in scopes else 0)

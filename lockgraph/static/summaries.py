@@ -49,7 +49,7 @@ from lockgraph.static.callbacks import SLEEPS_FIRST
 from lockgraph.static.constargs import arg_gates, forwarded, narrowed, with_value
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import IRQS_ON, SLEPT, Acq, FuncFacts, Held
-from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
+from lockgraph.static.gfp import FAULT_CLASS, FS_RECLAIM, gfp_reclaims, masked, scope_mask
 from lockgraph.static.resolution import HeldNames, Resolver
 
 if TYPE_CHECKING:
@@ -245,8 +245,9 @@ def own_acquisitions(funcs: dict[str, FuncFacts], targets: dict[str, tuple[tuple
                 got.append((cls, a))
                 weight[cls] += 1 + indeg.get(i, 0)
         local_acqs[i] = got
-    U = ClassIndex([FS_RECLAIM] + sorted((c for c in weight if not c.startswith("@param")
-                                          and c != FS_RECLAIM), key=lambda c: (-weight[c], c)))
+    U = ClassIndex([FS_RECLAIM, FAULT_CLASS] + sorted(
+        (c for c in weight if not c.startswith("@param") and c not in (FS_RECLAIM, FAULT_CLASS)),
+        key=lambda c: (-weight[c], c)))
     return local_acqs, U
 
 
@@ -547,7 +548,7 @@ class Summaries:
         Millions of calls on the whole tree: the state is bound to locals once per call."""
         anyb, top, clean, atop, set_drop = self.anyb, self.top, self.clean, self.atop, self.set_drop
         aany, iany, itop = self.aany, self.iany, self.itop
-        m = ~1 if masked(c.scopes) else -1
+        m = ~scope_mask(c.scopes)
         before = (anyb[i], top[i], clean[i], atop[i], aany[i], iany[i], itop[i])
         ctop = at_top(c.held, f)
         drop = self.res.dropped(f, c.dropped) if c.dropped else _EMPTY

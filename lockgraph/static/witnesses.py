@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from lockgraph.static.facts import kb
 from lockgraph.static.facts.walk import SLEPT, FuncFacts, LockExpr
-from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked
+from lockgraph.static.gfp import FS_RECLAIM, gfp_reclaims, masked, scope_mask
 from lockgraph.static.summaries import (ATOMIC, IRQS_OFF, PLAIN, Witness, acq_sleeps, at_top, context_at,
                                         dead, irqs_gated, irqs_on, sleeping)
 
@@ -129,7 +129,7 @@ class ChainSearch:
         pcls = S.pcls
         hops = []
         for line, jj, inner, got, dropped, masked_, c in self._calls(cur, edge, avoid, atomic):
-            if b == 0 and masked_ or dropped & bit:
+            if masked_ & bit or dropped & bit:
                 continue
             if got & bit:
                 hops.append((line, jj, inner))
@@ -171,7 +171,7 @@ class ChainSearch:
                 inner = ATOMIC  # a caller's lock is released first: interrupts may be on again
             elif inner == IRQS_OFF and irqs_on(c):
                 continue
-            masked_ = masked(c.scopes)
+            masked_ = scope_mask(c.scopes)
             for jj in row:
                 dropped = 0
                 if avoid:
@@ -266,7 +266,7 @@ class ChainSearch:
         out = []
         for (cur, at), k in tree.path(end)[:-1]:
             line, _, _, got, _, masked_, _ = self._calls(cur, False, "", at)[k]
-            if not got & bit or bit == 1 and masked_:
+            if not got & bit or masked_ & bit:
                 return ()
             f = S.funcs[cur]
             out.append(Step(f.name, f.file, line))

@@ -227,7 +227,11 @@ def _join(a: _State | None, b: _State | None, cond: str = "") -> _State | None:
                          h.restores, h.irq)
             held.append(h)
     sa, sb = dict(a.scopes), dict(b.scopes)
-    scopes = tuple(sorted((k, max(sa.get(k, 0), sb.get(k, 0))) for k in set(sa) | set(sb)))
+    # a memalloc scope holds where some path opened it (it only removes reclaim); a user
+    # access is faultless only where every path disabled page faults (`if (atomic)
+    # pagefault_disable();` leaves the other path faulting)
+    scopes = tuple(sorted((k, (min if k == NOFAULT else max)(sa.get(k, 0), sb.get(k, 0)))
+                          for k in set(sa) | set(sb)))
     return _State(tuple(held), scopes, a.dropped | b.dropped, a.gates & b.gates,
                   _join_gfp(a.gfp, b.gfp) if a.gfp != b.gfp else a.gfp, a.must & b.must)
 
@@ -876,6 +880,8 @@ class Walker:
             scope, delta = SCOPES[name]
             d = dict(st.scopes)
             d[scope] = d.get(scope, 0) + delta
+            if scope == NOFAULT and d[scope] < 0:   # an enable a min-join left unmatched
+                d[scope] = 0
             return _State(st.held, tuple(sorted(d.items())), st.dropped, st.gates, st.gfp, st.must)
         if name in TERMINAL or _lockdep_off(st):
             return st
