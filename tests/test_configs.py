@@ -198,3 +198,17 @@ def test_one_build_links_the_strong_definition_not_the_weak_default(config, edge
     """The linker replaces a __weak default by another file's definition: in one build
     (--config) a call reaches the override only; across configurations, both."""
     assert ("slab_lock\tweak_lock" in kbuild_edges(config)) == edge
+
+
+def test_a_module_option_is_not_defined_for_the_preprocessor():
+    """autoconf.h defines CONFIG_X_MODULE for an option set to m, not CONFIG_X: `#ifdef
+    CONFIG_X` and `#if CONFIG_X` are false for a module, IS_ENABLED(CONFIG_X) is true."""
+    from lockgraph.static.facts.config import eval_condition
+
+    cfg = load_config(KBUILD / "leaks-off.config")   # CONFIG_POOL=m, CONFIG_MMU=y
+    assert eval_condition("defined(CONFIG_POOL)", cfg) is False
+    assert eval_condition("CONFIG_POOL", cfg) is False
+    assert eval_condition("IS_ENABLED(CONFIG_POOL)", cfg) is True
+    assert eval_condition("IS_MODULE(CONFIG_POOL)", cfg) is True
+    assert eval_condition("defined(CONFIG_POOL_MODULE)", cfg) is True
+    assert eval_condition("defined(CONFIG_MMU) && !defined(CONFIG_POOL)", cfg) is True

@@ -52,7 +52,6 @@ _INCLUDE_C = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+\.c)"', re.M)
 _PP = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|elifdef|elifndef|else|endif)\b(.*)$")
 _COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _DIRECTIVE = re.compile(r"^[ \t]*#.*$", re.M)
-_OPTIONS = re.compile(r"\bCONFIG_\w+")
 
 UNKNOWN = "?"   # a rule whose condition this reader cannot evaluate
 NEVER = "!"     # a rule the .config never runs (a false conditional, a replaced value)
@@ -301,8 +300,5 @@ class Kbuild:
     def _truth(self, expr: str) -> bool | None:
         """A #if expression under the .config: None when it tests anything but options
         (eval_condition reads an unknown macro as true, so both tests come out true)."""
-        if any(self.config.value(o) == "m" for o in _OPTIONS.findall(expr)):
-            # a module option: autoconf.h defines CONFIG_X_MODULE, not CONFIG_X; unknown here
-            return None
         yes, no = eval_condition(expr, self.config), eval_condition(f"!({expr})", self.config)
         return None if yes == no else yes

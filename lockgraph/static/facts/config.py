@@ -63,19 +63,21 @@ def _option(name: str, config: Config | None, how: str) -> int:
     if config is None:
         return 0 if how == "IS_MODULE" else 1
     v = config.value(name)
+    # autoconf.h: an option set to m defines CONFIG_X_MODULE, not CONFIG_X -- `#ifdef
+    # CONFIG_X` and `#if CONFIG_X` are false for a module (IS_ENABLED() is true)
     if how == "defined":
         if name.endswith("_MODULE"):
             return int(config.value(name[:-7]) == "m")
-        return int(v is not None and v != "n")
+        return int(v is not None and v not in ("n", "m"))
     if how == "IS_MODULE":
         return int(v == "m")
     if how == "IS_BUILTIN":
         return int(v == "y")
     if how in ("IS_ENABLED", "IS_REACHABLE"):
         return int(v in ("y", "m"))
-    if v is None or v == "n":
+    if v is None or v in ("n", "m"):
         return 0
-    if v in ("y", "m"):
+    if v == "y":
         return 1
     try:
         return int(v, 0)
