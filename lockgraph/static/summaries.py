@@ -669,7 +669,7 @@ class Summaries:
         grew = False
         pr = self.param_reclaim.setdefault(i, {})
         for n, w in pj.items():
-            if m != -1 or n >= len(c.args):
+            if not m & 1 or n >= len(c.args):   # a memalloc scope masks fs_reclaim (gfp.scope_mask)
                 continue
             how, k2 = gfp_reclaims(c.args[n], f)
             if how == "param":
