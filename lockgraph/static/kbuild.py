@@ -22,11 +22,11 @@ A .c file no rule names is compiled where another file `#include`s it: i915's
 gt/mock_engine.c and its fifty selftests are included by intel_engine_cs.c and friends
 under `#if IS_ENABLED(CONFIG_DRM_I915_SELFTEST)`, which a distribution kernel leaves off;
 scanned on their own, their mock ops tables joined every `ce->ops->unpin()` call.  Such a
-file is left out when its includers (looked for in its directory and the two above) are
-found and every include of it sits under a conditional the .config makes false (includers
-are looked for in its directory and the two above: one including it from a directory
-beside it is not seen, and the file would be left out wrongly — its definitions then
-show as missing, a listed blind spot, never a silent edge).
+file is left out when its includers are found and every include of it sits under a
+conditional the .config makes false.  Includers are looked for in its directory and the
+two above: one including it from a directory beside it is not seen, and the file would be
+left out wrongly — its definitions then show as missing, a listed blind spot, never a
+silent edge.
 """
 
 from __future__ import annotations

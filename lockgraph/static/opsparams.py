@@ -25,7 +25,8 @@ from lockgraph.static.facts.walk import Call, FuncFacts
 #: Levels of callers a (parameter, field path, member) call travels up (the page-table
 #: walker nests pgd -> p4d -> pud -> pmd -> pte, each passing `walk` on).
 DEPTH = 8
-_CHAIN = re.compile(r"^[A-Za-z_]\w*(?:\s*(?:->|\.)\s*[A-Za-z_]\w*)*$")
+#: a member chain `a->b.c` (identifiers joined by -> and .), nothing else
+CHAIN = re.compile(r"^[A-Za-z_]\w*(?:\s*(?:->|\.)\s*[A-Za-z_]\w*)*$")
 _STEP = re.compile(r"\s*(?:->|\.)\s*")
 
 #: (parameter index, field path inside it, member called)
@@ -35,14 +36,14 @@ Key = tuple[int, str, str]
 def param_path(chain: str, f: FuncFacts) -> tuple[int, str] | None:
     """(parameter index, field path) the object chain of a member call in f starts from:
     `ops` (a parameter) -> (k, ""); `ops` aliasing `walk->ops` -> (k_walk, "ops")."""
-    if not chain or not _CHAIN.match(chain):
+    if not chain or not CHAIN.match(chain):
         return None
     parts = _STEP.split(chain)
     pidx = param_indices(f)
     if parts[0] in pidx:
         return pidx[parts[0]], ".".join(parts[1:])
     alias = f.aliases.get(parts[0], "").strip()
-    if alias and _CHAIN.match(alias):
+    if alias and CHAIN.match(alias):
         a = _STEP.split(alias)
         if a[0] in pidx:
             return pidx[a[0]], ".".join(a[1:] + parts[1:])
@@ -84,7 +85,7 @@ class Tables:
         ("fids", functions) for a known table, ("param", (k, path)) for f's own parameter,
         None when it is not known."""
         a = bare(arg)
-        if not _CHAIN.match(a) or depth > 3:
+        if not CHAIN.match(a) or depth > 3:
             return None
         steps = _STEP.split(a)
         pidx = param_indices(f)

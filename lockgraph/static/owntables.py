@@ -32,9 +32,9 @@ from bisect import bisect_right
 from collections import defaultdict
 
 from lockgraph.static.facts.walk import FuncFacts
+from lockgraph.static.opsparams import CHAIN
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
-_CHAIN = re.compile(r"^[A-Za-z_]\w*(?:\s*(?:->|\.)\s*[A-Za-z_]\w*)*$")
 
 #: a table: (file, variable)
 Table = tuple[str, str]
@@ -141,7 +141,7 @@ class OwnTables:
         if root in params:
             return True
         alias = f.aliases.get(root, "").strip().lstrip("&").strip()
-        if not (alias and _CHAIN.match(alias)):
+        if not (alias and CHAIN.match(alias)):
             return False
         owner = _IDENT.match(alias).group(0)
         # `group = mark->group`: the group that owns the mark f was handed; not so
